@@ -1,0 +1,241 @@
+// SIMD kernels written once with GCC/Clang vector extensions and compiled per instruction set:
+// isa_avx512.cpp, isa_avx2.cpp and isa_generic.cpp include this file with SUPCON_ISA and
+// SUPCON_VEC (floats per vector) defined, and their own -m flags. See simd.h for the contracts.
+#include <cstdint>
+#include <cstring>
+
+#include "simd.h"
+
+#ifndef SUPCON_ISA
+#error "define SUPCON_ISA and SUPCON_VEC before including isa_kernels.inl"
+#endif
+
+namespace supcon {
+namespace SUPCON_ISA {
+namespace {
+
+constexpr int W = SUPCON_VEC;
+typedef float vf __attribute__((vector_size(W * sizeof(float))));
+typedef int32_t vi __attribute__((vector_size(W * sizeof(int32_t))));
+
+inline vf load(const float* p) { vf v; std::memcpy(&v, p, sizeof v); return v; }
+inline void store(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+inline vi loadi(const int32_t* p) { vi v; std::memcpy(&v, p, sizeof v); return v; }
+inline vf splat(float x) { return vf{} + x; }
+inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+inline float hsum(vf v) { float s = 0; for (int i = 0; i < W; ++i) s += v[i]; return s; }
+inline float hmax(vf v) { float s = v[0]; for (int i = 1; i < W; ++i) s = v[i] > s ? v[i] : s; return s; }
+
+// exp(x) with ~1 ulp error on [-87, 88]: x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6
+// polynomial (Cephes' coefficients), 2^n through the exponent bits. Exactly 0 below -87.3,
+// clamped above 88 so that masked or weight-0 entries never produce Inf or NaN.
+inline vf vexp(vf x) {
+  vi underflow = x < -87.3f;
+  x = x > 88.0f ? splat(88.0f) : x;
+  x = x < -87.3f ? splat(-87.3f) : x;
+  vf t = x * 1.44269504088896341f;
+  vf n = (t + 12582912.0f) - 12582912.0f;  // round to nearest through the float mantissa
+  vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vf p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3333452e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+  vf scale = (vf)bits;
+  vf y = p * scale;
+  return underflow ? splat(0.0f) : y;
+}
+
+inline float sexp(float x) { return vexp(splat(x))[0]; }
+
+// ---------------------------------------------------------------------------------------------
+// GEMM micro-kernel: MR x (NV*W) block of C from packed panels.
+template <int MR, int NV>
+void microKernelT(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                  float beta, int m, int n) {
+  constexpr int NR = NV * W;
+  vf acc[MR][NV];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vf{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i) {
+      vf av = splat(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+    a += MR;
+    b += NR;
+  }
+  if (m == MR && n == NR) {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* cp = c + i * ldc + v * W;
+        vf r = acc[i][v] * alpha;
+        if (beta != 0.0f) r += load(cp) * beta;
+        store(cp, r);
+      }
+    return;
+  }
+  float tmp[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) store(&tmp[i][v * W], acc[i][v] * alpha);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      float r = tmp[i][j];
+      if (beta != 0.0f) r += beta * c[i * ldc + j];
+      c[i * ldc + j] = r;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss tile epilogues.
+
+constexpr float kAbsent = kMaskedScore * 0.5f;
+
+void rowLogSumExp(const float* s, int64_t ld, int rows, int cols, float* m, float* l) {
+  const vf lowest = splat(kMaskedScore);
+  for (int i = 0; i < rows; ++i) {
+    const float* row = s + i * ld;
+    vf mx = lowest;
+    int j = 0;
+    for (; j + W <= cols; j += W) mx = vmax(mx, load(row + j));
+    float tileMax = hmax(mx);
+    for (; j < cols; ++j) tileMax = row[j] > tileMax ? row[j] : tileMax;
+    if (tileMax <= kAbsent) continue;  // nothing present in this tile row
+    float newMax = tileMax > m[i] ? tileMax : m[i];
+    vf mv = splat(newMax);
+    vf sum = vf{};
+    for (j = 0; j + W <= cols; j += W) {
+      vf x = load(row + j);
+      vf e = vexp(x - mv);
+      sum += x > kAbsent ? e : vf{};
+    }
+    float total = hsum(sum);
+    for (; j < cols; ++j)
+      if (row[j] > kAbsent) total += sexp(row[j] - newMax);
+    l[i] = l[i] * sexp(m[i] - newMax) + total;
+    m[i] = newMax;
+  }
+}
+
+void colLogSumExp(const float* s, int64_t ld, int rows, int cols, float* m, float* l) {
+  int j = 0;
+  for (; j + W <= cols; j += W) {
+    vf mx = splat(kMaskedScore);
+    for (int i = 0; i < rows; ++i) mx = vmax(mx, load(s + i * ld + j));
+    vf oldMax = load(m + j);
+    vf newMax = vmax(mx, oldMax);
+    vf sum = vf{};
+    for (int i = 0; i < rows; ++i) {
+      vf x = load(s + i * ld + j);
+      vf e = vexp(x - newMax);
+      sum += x > kAbsent ? e : vf{};
+    }
+    // Columns with nothing present keep (m, l) unchanged: exp(m - m) = 1 and sum = 0.
+    store(l + j, load(l + j) * vexp(oldMax - newMax) + sum);
+    store(m + j, newMax);
+  }
+  for (; j < cols; ++j) {
+    float mx = kMaskedScore;
+    for (int i = 0; i < rows; ++i) mx = s[i * ld + j] > mx ? s[i * ld + j] : mx;
+    if (mx <= kAbsent) continue;
+    float newMax = mx > m[j] ? mx : m[j];
+    float total = 0;
+    for (int i = 0; i < rows; ++i)
+      if (s[i * ld + j] > kAbsent) total += sexp(s[i * ld + j] - newMax);
+    l[j] = l[j] * sexp(m[j] - newMax) + total;
+    m[j] = newMax;
+  }
+}
+
+void maskPositives(const float* s, int64_t ld, int rows, int cols, const int32_t* rowClass,
+                   const int32_t* colClass, float* out, int64_t ldOut) {
+  const vf masked = splat(kMaskedScore);
+  for (int i = 0; i < rows; ++i) {
+    const float* row = s + i * ld;
+    float* o = out + i * ldOut;
+    const int32_t ci = rowClass[i];
+    int j = 0;
+    for (; j + W <= cols; j += W) store(o + j, loadi(colClass + j) == ci ? load(row + j) : masked);
+    for (; j < cols; ++j) o[j] = colClass[j] == ci ? row[j] : kMaskedScore;
+  }
+}
+
+// g = w (exp(x - lse) - match * exp(x - lseP)); lseP/classes only for L_in.
+template <bool kIn, bool kSym>
+void gradTileT(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
+  for (int i = 0; i < rows; ++i) {
+    float* r = s + i * ld;
+    const vf lseI = splat(row.lse[i]);
+    const vf wI = splat(row.weight[i]);
+    const vf lsePI = splat(kIn ? row.lsePositive[i] : 0.0f);
+    const int32_t ci = kIn ? row.classes[i] : 0;
+    int j = 0;
+    for (; j + W <= cols; j += W) {
+      vf x = load(r + j);
+      vf g = wI * vexp(x - lseI);
+      vi match{};
+      if (kIn) {
+        match = loadi(col ? col->classes + j : row.classes + j) == ci;  // classes of columns
+        g -= match ? wI * vexp(x - lsePI) : vf{};
+      }
+      if (kSym) {
+        vf wJ = load(col->weight + j);
+        g += wJ * vexp(x - load(col->lse + j));
+        if (kIn) g -= match ? wJ * vexp(x - load(col->lsePositive + j)) : vf{};
+      }
+      store(r + j, g);
+    }
+    for (; j < cols; ++j) {
+      float x = r[j];
+      float g = row.weight[i] * sexp(x - row.lse[i]);
+      bool match = false;
+      if (kIn) {
+        match = (col ? col->classes[j] : row.classes[j]) == ci;
+        if (match) g -= row.weight[i] * sexp(x - row.lsePositive[i]);
+      }
+      if (kSym) {
+        g += col->weight[j] * sexp(x - col->lse[j]);
+        if (kIn && match) g -= col->weight[j] * sexp(x - col->lsePositive[j]);
+      }
+      r[j] = g;
+    }
+  }
+}
+
+void gradTile(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
+  const bool in = row.lsePositive != nullptr;
+  const bool sym = col != nullptr && col->weight != nullptr;
+  if (in) {
+    if (sym) gradTileT<true, true>(s, ld, rows, cols, row, col);
+    else gradTileT<true, false>(s, ld, rows, cols, row, col);
+  } else {
+    if (sym) gradTileT<false, true>(s, ld, rows, cols, row, col);
+    else gradTileT<false, false>(s, ld, rows, cols, row, col);
+  }
+}
+
+}  // namespace
+
+const KernelTable& table() {
+  static const KernelTable t = {
+      SUPCON_ISA_NAME, SUPCON_MR, SUPCON_NV * W, &microKernelT<SUPCON_MR, SUPCON_NV>,
+      &rowLogSumExp,   &colLogSumExp, &maskPositives, &gradTile,
+  };
+  return t;
+}
+
+}  // namespace SUPCON_ISA
+}  // namespace supcon

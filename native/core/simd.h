@@ -1,0 +1,52 @@
+// Run-time selected SIMD kernels. The same source (isa_kernels.inl) is compiled once per
+// instruction set (AVX-512, AVX2+FMA, portable baseline) and the best one the CPU supports is
+// picked at first use; SUPCON_SIMD=avx512|avx2|generic forces one (tests use it to cover all).
+#pragma once
+#include <cstdint>
+
+namespace supcon {
+
+// Score value standing for "not in the set" (self-contrast, padding, non-positive): finite, so
+// arithmetic on it stays finite, and exp() of anything this negative is exactly 0.
+constexpr float kMaskedScore = -1e30f;
+
+// One side (rows or columns) of a similarity tile in the loss backward: per-row log-sum-exps,
+// anchor weights w (0 for anchors without positives), and for L_in the positive log-sum-exps
+// and class ids.
+struct TileSide {
+  const float* lse = nullptr;
+  const float* weight = nullptr;
+  const float* lsePositive = nullptr;  // null for L_out
+  const int32_t* classes = nullptr;    // required with lsePositive
+};
+
+struct KernelTable {
+  const char* name;
+  int mr, nr;  // register block of the GEMM micro-kernel
+  // C[m x n] (row stride ldc) = alpha * A B + beta * C, A: packed panel mr x kc, B: kc x nr.
+  // beta == 0 ignores C's old contents (it may hold NaN). m <= mr, n <= nr.
+  void (*microKernel)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                      float beta, int m, int n);
+  // Online log-sum-exp (running max m, sum l) of each row of a rows x cols tile, in place.
+  // Entries <= kMaskedScore/2 count as absent.
+  void (*rowLogSumExp)(const float* s, int64_t ld, int rows, int cols, float* m, float* l);
+  // The same for each column (l and m indexed by column).
+  void (*colLogSumExp)(const float* s, int64_t ld, int rows, int cols, float* m, float* l);
+  // out[i][j] = rowClass[i] == colClass[j] ? s[i][j] : kMaskedScore
+  void (*maskPositives)(const float* s, int64_t ld, int rows, int cols, const int32_t* rowClass,
+                        const int32_t* colClass, float* out, int64_t ldOut);
+  // Overwrites scores with dL/ds (before the 1/tau of the chain rule):
+  //   g_ij = w_i (exp(s_ij - lse_i) - [L_in, c_i == c_j] exp(s_ij - lseP_i))  (row side)
+  //        + the same with i and j swapped when col is given (symmetric tiles).
+  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
+};
+
+const KernelTable& kernels();
+// The table for a given name ("avx512", "avx2", "generic"), or nullptr if this CPU/build lacks it.
+const KernelTable* kernelsByName(const char* name);
+
+namespace isa_avx512 { const KernelTable& table(); }
+namespace isa_avx2 { const KernelTable& table(); }
+namespace isa_generic { const KernelTable& table(); }
+
+}  // namespace supcon
