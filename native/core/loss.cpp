@@ -9,6 +9,7 @@
 
 #include "loss_internal.h"
 #include "memory.h"
+#include "supcon/device.h"
 #include "supcon/loss.h"
 #include "supcon/thread_pool.h"
 
@@ -192,6 +193,13 @@ void normalizeRowsBackward(const float* z, const float* norms, int64_t rows, int
 
 namespace {
 
+Device resolveDevice(const RunOptions& run, const LossInputs& in) {
+  if (run.device != Device::kAuto) return run.device;
+  const CudaInfo& cuda = cudaInfo();
+  const int64_t rows = in.batch * in.views + in.contrastRows;
+  return cuda.compiled && !cuda.devices.empty() && rows >= cudaAutoMinRows() ? Device::kCuda : Device::kCpu;
+}
+
 template <typename F>
 Status guarded(F&& f) {
   try {
@@ -211,7 +219,7 @@ Status forward(const LossSpec& spec, const LossInputs& in, const RunOptions& run
     SUPCON_RETURN_IF_ERROR(validate(spec, in));
     ForwardResult local;
     ForwardResult* out = result ? result : &local;
-    if (run.device == Device::kCuda) {
+    if (resolveDevice(run, in) == Device::kCuda) {
 #if defined(SUPCON_WITH_CUDA)
       return detail::forwardCuda(spec, in, run, perAnchor, stats, out);
 #else
@@ -234,7 +242,7 @@ Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& ru
                              std::to_string(upstream ? upstreamLength : 0));
     BackwardResult local;
     BackwardResult* out = result ? result : &local;
-    if (run.device == Device::kCuda) {
+    if (resolveDevice(run, in) == Device::kCuda) {
 #if defined(SUPCON_WITH_CUDA)
       return detail::backwardCuda(spec, in, run, stats, upstream, upstreamLength, grad, out);
 #else

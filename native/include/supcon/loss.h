@@ -18,7 +18,8 @@ namespace supcon {
 enum class Variant { kOut, kIn };
 enum class ContrastMode { kAll, kOne };
 enum class Reduction { kMean, kSum, kNone };
-enum class Device { kCpu, kCuda };
+// kAuto: CUDA when compiled, a device is present and the problem has >= cudaAutoMinRows() rows.
+enum class Device { kCpu, kCuda, kAuto };
 // Arithmetic of the similarity products. kTf32/kBf16 use tensor cores on CUDA (float32
 // accumulation); the CPU path always computes in float32 and ignores this field.
 enum class Precision { kFp32, kTf32, kBf16 };
