@@ -1,0 +1,85 @@
+// Argument reading for the binding. The TypeScript layer (src/validate.ts) validates every
+// argument first with user-facing messages; these checks are the safety net that keeps the
+// process alive when the addon is called directly with garbage.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "supcon/status.h"
+
+namespace supcon_napi {
+
+// Throws a JS error for a non-OK Status; err.code is ERR_SUPCON_<KIND>.
+inline void throwStatus(Napi::Env env, const supcon::Status& st) {
+  const char* code = "ERR_SUPCON_INTERNAL";
+  switch (st.code()) {
+    case supcon::StatusCode::kInvalidArgument: code = "ERR_SUPCON_INVALID_ARGUMENT"; break;
+    case supcon::StatusCode::kOutOfMemory: code = "ERR_SUPCON_OUT_OF_MEMORY"; break;
+    case supcon::StatusCode::kUnavailable: code = "ERR_SUPCON_UNAVAILABLE"; break;
+    default: break;
+  }
+  Napi::Error err = st.code() == supcon::StatusCode::kInvalidArgument ? Napi::RangeError::New(env, st.message())
+                                                                       : Napi::Error::New(env, st.message());
+  err.Set("code", Napi::String::New(env, code));
+  throw err;
+}
+
+[[noreturn]] inline void typeError(Napi::Env env, const std::string& message) {
+  Napi::TypeError err = Napi::TypeError::New(env, message);
+  err.Set("code", Napi::String::New(env, "ERR_SUPCON_INVALID_ARGUMENT"));
+  throw err;
+}
+
+inline Napi::Value field(const Napi::Object& o, const char* name) { return o.Get(name); }
+
+inline double numberField(const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) typeError(o.Env(), std::string("expected number for ") + name);
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+inline int64_t intField(const Napi::Object& o, const char* name, int64_t min, int64_t max) {
+  double d = numberField(o, name);
+  if (!(d >= double(min) && d <= double(max)) || d != static_cast<double>(static_cast<int64_t>(d)))
+    typeError(o.Env(), std::string("expected integer in range for ") + name);
+  return static_cast<int64_t>(d);
+}
+
+inline bool boolField(const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsBoolean()) typeError(o.Env(), std::string("expected boolean for ") + name);
+  return v.As<Napi::Boolean>().Value();
+}
+
+// A typed array of the right element type and exact length, or null/undefined when optional.
+template <typename T>
+T* typedArrayField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t length,
+                   bool optional) {
+  Napi::Value v = o.Get(name);
+  if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
+    typeError(o.Env(), std::string("expected a typed array of the right type for ") + name);
+  Napi::TypedArray arr = v.As<Napi::TypedArray>();
+  if (static_cast<int64_t>(arr.ElementLength()) != length)
+    typeError(o.Env(), std::string("expected ") + std::to_string(length) + " elements for " + name + ", got " +
+                           std::to_string(arr.ElementLength()));
+  if (length == 0) return nullptr;
+  Napi::ArrayBuffer buf = arr.ArrayBuffer();
+  if (buf.IsDetached()) typeError(o.Env(), std::string("detached buffer for ") + name);
+  return reinterpret_cast<T*>(static_cast<uint8_t*>(buf.Data()) + arr.ByteOffset());
+}
+
+inline float* floatArray(const Napi::Object& o, const char* name, int64_t length, bool optional = false) {
+  return typedArrayField<float>(o, name, napi_float32_array, length, optional);
+}
+inline int32_t* intArray(const Napi::Object& o, const char* name, int64_t length, bool optional = false) {
+  return typedArrayField<int32_t>(o, name, napi_int32_array, length, optional);
+}
+
+void registerLoss(Napi::Env env, Napi::Object exports);
+// Native tfjs CPU kernels (native/napi/nn_binding.cpp).
+void registerNn(Napi::Env env, Napi::Object exports);
+
+}  // namespace supcon_napi

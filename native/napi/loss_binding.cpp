@@ -1,0 +1,204 @@
+// Loss bindings: lossForward / lossBackward / lossForwardBackward (synchronous, for the tfjs
+// tape) and lossForwardBackwardAsync (libuv pool, returns a Promise; it copies its inputs so the
+// caller's arrays may change while it runs).
+#include <napi.h>
+
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "args.h"
+#include "supcon/loss.h"
+
+namespace supcon_napi {
+namespace {
+
+using supcon::LossInputs;
+using supcon::LossSpec;
+using supcon::RunOptions;
+
+struct LossCall {
+  LossSpec spec;
+  LossInputs in;
+  RunOptions run;
+  bool wantGrad = true;
+  // Owned copies (async only).
+  std::vector<float> features, contrast;
+  std::vector<int32_t> labels, contrastLabels;
+
+  int64_t anchors() const { return supcon::numAnchors(spec, in); }
+  int64_t featureCount() const { return in.batch * in.views * in.dim; }
+
+  void copyInputs() {
+    features.assign(in.features, in.features + featureCount());
+    in.features = features.data();
+    if (in.labels) {
+      labels.assign(in.labels, in.labels + in.batch);
+      in.labels = labels.data();
+    }
+    if (in.contrastRows > 0) {
+      contrast.assign(in.contrastFeatures, in.contrastFeatures + in.contrastRows * in.dim);
+      in.contrastFeatures = contrast.data();
+      if (in.contrastLabels) {
+        contrastLabels.assign(in.contrastLabels, in.contrastLabels + in.contrastRows);
+        in.contrastLabels = contrastLabels.data();
+      }
+    }
+  }
+};
+
+LossCall parseCall(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) typeError(env, "expected an arguments object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  LossCall c;
+  const int64_t kMax = std::numeric_limits<int32_t>::max();
+  c.in.batch = intField(o, "batch", 1, kMax);
+  c.in.views = intField(o, "views", 1, kMax);
+  c.in.dim = intField(o, "dim", 1, kMax);
+  c.in.contrastRows = intField(o, "contrastRows", 0, kMax);
+  if (c.in.batch * c.in.views > kMax / c.in.dim || c.in.contrastRows > kMax / c.in.dim)
+    typeError(env, "feature sizes must stay below 2^31 elements");
+  c.in.features = floatArray(o, "features", c.in.batch * c.in.views * c.in.dim);
+  c.in.labels = intArray(o, "labels", c.in.batch, true);
+  if (c.in.contrastRows > 0) {
+    c.in.contrastFeatures = floatArray(o, "contrastFeatures", c.in.contrastRows * c.in.dim);
+    c.in.contrastLabels = intArray(o, "contrastLabels", c.in.contrastRows, true);
+  }
+  c.spec.temperature = static_cast<float>(numberField(o, "temperature"));
+  c.spec.baseTemperature = static_cast<float>(numberField(o, "baseTemperature"));
+  c.spec.variant = intField(o, "variant", 0, 1) ? supcon::Variant::kIn : supcon::Variant::kOut;
+  c.spec.contrastMode = intField(o, "contrastMode", 0, 1) ? supcon::ContrastMode::kOne : supcon::ContrastMode::kAll;
+  c.spec.normalize = boolField(o, "normalize");
+  c.spec.reduction = static_cast<supcon::Reduction>(intField(o, "reduction", 0, 2));
+  c.run.device = static_cast<supcon::Device>(intField(o, "device", 0, 2));
+  c.run.precision = static_cast<supcon::Precision>(intField(o, "precision", 0, 2));
+  c.run.cudaDevice = static_cast<int>(intField(o, "cudaDevice", 0, 1024));
+  c.wantGrad = boolField(o, "wantGrad");
+  return c;
+}
+
+Napi::Object resultObject(Napi::Env env, const supcon::ForwardResult& r) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", r.loss);
+  out.Set("validAnchors", static_cast<double>(r.validAnchors));
+  out.Set("workspaceBytes", static_cast<double>(r.workspaceBytes));
+  return out;
+}
+
+Napi::Value LossForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LossCall c = parseCall(info);
+  Napi::Float32Array perAnchor = Napi::Float32Array::New(env, static_cast<size_t>(c.anchors()));
+  Napi::Float32Array stats = Napi::Float32Array::New(env, static_cast<size_t>(supcon::statsSize(c.spec, c.in)));
+  supcon::ForwardResult r;
+  supcon::Status st = supcon::forward(c.spec, c.in, c.run, perAnchor.Data(), stats.Data(), &r);
+  if (!st.isOk()) throwStatus(env, st);
+  Napi::Object out = resultObject(env, r);
+  out.Set("perAnchor", perAnchor);
+  out.Set("stats", stats);
+  return out;
+}
+
+// lossBackward(args, stats: Float32Array, upstream: Float32Array) -> Float32Array grad
+Napi::Value LossBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LossCall c = parseCall(info);
+  if (info.Length() < 3 || !info[1].IsObject() || !info[2].IsObject()) typeError(env, "expected (args, stats, upstream)");
+  Napi::Object holder = Napi::Object::New(env);
+  holder.Set("stats", info[1]);
+  holder.Set("upstream", info[2]);
+  const float* stats = floatArray(holder, "stats", supcon::statsSize(c.spec, c.in));
+  const int64_t upLen = c.spec.reduction == supcon::Reduction::kNone ? c.anchors() : 1;
+  const float* upstream = floatArray(holder, "upstream", upLen);
+  Napi::Float32Array grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
+  supcon::BackwardResult r;
+  supcon::Status st = supcon::backward(c.spec, c.in, c.run, stats, upstream, upLen, grad.Data(), &r);
+  if (!st.isOk()) throwStatus(env, st);
+  return grad;
+}
+
+Napi::Value LossForwardBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  LossCall c = parseCall(info);
+  Napi::Float32Array perAnchor = Napi::Float32Array::New(env, static_cast<size_t>(c.anchors()));
+  Napi::Float32Array grad;
+  if (c.wantGrad) grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
+  supcon::ForwardResult r;
+  supcon::Status st;
+  if (c.wantGrad) {
+    st = supcon::forwardBackward(c.spec, c.in, c.run, perAnchor.Data(), grad.Data(), &r);
+  } else {
+    st = supcon::forward(c.spec, c.in, c.run, perAnchor.Data(), nullptr, &r);
+  }
+  if (!st.isOk()) throwStatus(env, st);
+  Napi::Object out = resultObject(env, r);
+  out.Set("perAnchor", perAnchor);
+  out.Set("grad", c.wantGrad ? Napi::Value(grad) : env.Null());
+  return out;
+}
+
+class LossWorker : public Napi::AsyncWorker {
+ public:
+  LossWorker(Napi::Env env, LossCall call)
+      : Napi::AsyncWorker(env, "supconLoss"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {
+    call_.copyInputs();
+    perAnchor_.resize(static_cast<size_t>(call_.anchors()));
+    if (call_.wantGrad) grad_.resize(static_cast<size_t>(call_.featureCount()));
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    status_ = call_.wantGrad
+                  ? supcon::forwardBackward(call_.spec, call_.in, call_.run, perAnchor_.data(), grad_.data(), &result_)
+                  : supcon::forward(call_.spec, call_.in, call_.run, perAnchor_.data(), nullptr, &result_);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (!status_.isOk()) {
+      try {
+        throwStatus(env, status_);
+      } catch (const Napi::Error& e) {
+        deferred_.Reject(e.Value());
+      }
+      return;
+    }
+    Napi::Object out = resultObject(env, result_);
+    out.Set("perAnchor", copyOut(env, perAnchor_));
+    out.Set("grad", call_.wantGrad ? Napi::Value(copyOut(env, grad_)) : env.Null());
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  static Napi::Float32Array copyOut(Napi::Env env, const std::vector<float>& v) {
+    Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+    std::copy(v.begin(), v.end(), a.Data());
+    return a;
+  }
+  LossCall call_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<float> perAnchor_, grad_;
+  supcon::ForwardResult result_;
+  supcon::Status status_;
+};
+
+Napi::Value LossForwardBackwardAsync(const Napi::CallbackInfo& info) {
+  LossCall c = parseCall(info);
+  auto* worker = new LossWorker(info.Env(), std::move(c));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace
+
+void registerLoss(Napi::Env env, Napi::Object exports) {
+  exports.Set("lossForward", Napi::Function::New(env, LossForward, "lossForward"));
+  exports.Set("lossBackward", Napi::Function::New(env, LossBackward, "lossBackward"));
+  exports.Set("lossForwardBackward", Napi::Function::New(env, LossForwardBackward, "lossForwardBackward"));
+  exports.Set("lossForwardBackwardAsync", Napi::Function::New(env, LossForwardBackwardAsync, "lossForwardBackwardAsync"));
+}
+
+}  // namespace supcon_napi

@@ -1,0 +1,22 @@
+/**
+ * supcon-native: supervised contrastive learning for TypeScript.
+ * - `supConLoss` / `supConLossFn`: the fused native loss as a tfjs op and a Keras-style loss.
+ * - `supConLossReference`: the same math composed of tfjs ops (fallback and oracle).
+ * - `supcon`: the loss on typed arrays, sync and async, plus build/device info.
+ */
+export { supConLoss, supConLossFn } from './loss/op';
+export { supConLossReference } from './loss/reference';
+export { supcon, type LossResult } from './loss/native_loss';
+export type {
+  SupConOptions,
+  SupConVariant,
+  ContrastMode,
+  Reduction,
+  LossDevice,
+  LossPrecision,
+  LossInput,
+  ContrastSet,
+} from './loss/options';
+export type { SupConLossOptions, LabelsLike } from './loss/tensor_inputs';
+export type { NativeInfo } from './native';
+export { SupConError, InvalidArgumentError, NativeError } from './errors';
