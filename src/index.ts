@@ -4,7 +4,7 @@
  * - `supConLossReference`: the same math composed of tfjs ops (fallback and oracle).
  * - `supcon`: the loss on typed arrays, sync and async, plus build/device info.
  */
-export { supConLoss, supConLossFn } from './loss/op';
+export { supConLoss, supConLossFn, supConTargets } from './loss/op';
 export { supConLossReference } from './loss/reference';
 export { supcon, type LossResult } from './loss/native_loss';
 export type {

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors';
+import { integer } from '../validate';
 import { callNative, loadNative, nativeLoadError } from '../native';
 import { prepareLossArgs, resolveOptions, type SupConOptions } from './options';
 import { supConLossReference } from './reference';
@@ -65,9 +66,13 @@ export function supConLoss(features: tf.Tensor, labels?: LabelsLike | null, opti
 }
 
 /**
- * A Keras-style loss for `model.compile({ optimizer, loss: supConLossFn() })` and
- * `model.fit(images, labels)`: the labels are the targets and the model's [B, D] (or [B, V, D])
- * embeddings the predictions. The reduction must be 'mean' or 'sum'.
+ * A Keras-style loss for `model.compile({ optimizer, loss: supConLossFn() })`: the labels are the
+ * targets and the model's [B, D] (or [B, V, D]) embeddings the predictions. The reduction must be
+ * 'mean' or 'sum'.
+ *
+ * `yTrue` may be [B] or [B, 1] (fitDataset, custom loops) or, because tfjs's `model.fit` insists
+ * that targets have the output's shape, [B, D] with each row holding its label in every column:
+ * build those with {@link supConTargets}.
  */
 export function supConLossFn(options?: SupConOptions): (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Scalar {
   const opts = resolveOptions(options);
@@ -76,7 +81,33 @@ export function supConLossFn(options?: SupConOptions): (yTrue: tf.Tensor, yPred:
   }
   return (yTrue: tf.Tensor, yPred: tf.Tensor) => {
     const batch = yPred.shape[0];
-    const labels = labelsToInt32('yTrue', yTrue.rank === 1 ? yTrue : yTrue.reshape([-1]), batch);
-    return supConLoss(yPred, labels, opts) as tf.Scalar;
+    const labels = tf.tidy(() => {
+      if (yTrue.rank === 2 && yTrue.shape[1] !== 1) {
+        // Targets from supConTargets: every column holds the label.
+        const spread = tf.sub(tf.max(yTrue, 1), tf.min(yTrue, 1)).max().dataSync()[0];
+        if (spread !== 0) {
+          throw new InvalidArgumentError('yTrue', 'labels, one per row (see supConTargets)', `rows with differing values`);
+        }
+        return yTrue.slice([0, 0], [-1, 1]).reshape([-1]);
+      }
+      return yTrue.reshape([-1]);
+    });
+    try {
+      return supConLoss(yPred, labelsToInt32('yTrue', labels, batch), opts) as tf.Scalar;
+    } finally {
+      labels.dispose();
+    }
   };
+}
+
+/**
+ * Targets for `model.fit(x, supConTargets(labels, D), ...)` with {@link supConLossFn}: tfjs's
+ * fit requires targets of the output's shape [B, D], so each label is repeated over D columns.
+ */
+export function supConTargets(labels: tf.Tensor | readonly number[] | Int32Array, dim: number): tf.Tensor2D {
+  const d = integer('dim', dim, 1);
+  return tf.tidy(() => {
+    const t = labels instanceof tf.Tensor ? labels.reshape([-1]).cast('float32') : tf.tensor1d(Array.from(labels), 'float32');
+    return tf.tile(t.expandDims(1), [1, d]) as tf.Tensor2D;
+  });
 }
