@@ -1,0 +1,29 @@
+/**
+ * `npm run bench`: every benchmark of the package, each comparing against its alternative in the
+ * same run. Prints tables and writes bench/results/<name>.json.
+ *   npm run bench -- [--only loss|kernels] [--quick]
+ */
+import { supcon } from '../src';
+import { printLossTable, runLossBench } from './loss';
+import { machine, writeJson } from './util';
+
+async function main(): Promise<void> {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  const quick = process.argv.includes('--quick');
+  if (!supcon.isAvailable()) {
+    console.error(`supcon-native: the addon is not available (${supcon.info().reason}); nothing to benchmark.`);
+    process.exit(1);
+  }
+  const m = machine();
+  console.log(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, simd ${m.simd}, ${m.threads} threads`);
+  if (!only || only === 'loss') {
+    const rows = await runLossBench(quick ? { sizes: [1024, 2048, 8192], reps: 3 } : {});
+    printLossTable(rows);
+    writeJson('bench/results/loss.json', { machine: m, rows });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
