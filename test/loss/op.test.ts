@@ -128,6 +128,15 @@ describe('supConLoss as a tfjs op', () => {
   });
 });
 
+describe('zero-copy on the cpu backend', () => {
+  it('hands the addon the backend storage itself (dataSync returns it, no copy)', () => {
+    const x = tf.tensor2d(gaussian(testRng(1), 8 * 4), [8, 4]);
+    const backend = tf.backend() as unknown as { data: { get(id: object): { values: Float32Array } } };
+    expect(x.dataSync()).toBe(backend.data.get(x.dataId).values);
+    x.dispose();
+  });
+});
+
 describe('fallback without the addon', () => {
   it('uses the reference with a one-time warning when the addon cannot load', () => {
     const script = `
