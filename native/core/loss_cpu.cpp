@@ -287,18 +287,20 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
   std::fill(dz, dz + p.rows * D, 0.0f);
   const size_t tileFloats = static_cast<size_t>(kTile * kTile);
 
+  // The statistics of anchors [a0, ...) as one side of a gradient tile.
+  auto anchorSide = [&](int64_t a0) {
+    TileSide t;
+    t.lse = lse.data() + a0;
+    t.weight = w.data() + a0;
+    if (p.variantIn) {
+      t.lsePositive = lseP.data() + a0;
+      t.classes = p.anchorClass.data() + a0;
+    }
+    return t;
+  };
+
   if (p.symmetric) {
     Blocks blocks(p.rows);
-    auto side = [&](int64_t r0) {
-      TileSide t;
-      t.lse = lse.data() + r0;
-      t.weight = w.data() + r0;
-      if (p.variantIn) {
-        t.lsePositive = lseP.data() + r0;
-        t.classes = p.contrastClass.data() + r0;
-      }
-      return t;
-    };
     runRounds(blocks.count, tileFloats, [&](int64_t I, int64_t J, float* s) {
       const int64_t i0 = blocks.begin(I), j0 = blocks.begin(J);
       const int rows = blocks.len(I), cols = blocks.len(J);
@@ -306,7 +308,7 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
       if (I == J)
         for (int i = 0; i < rows; ++i) s[i * kTile + i] = kMaskedScore;
       // H = G_IJ + G_JI^T: the row term and, since S_JI = S_IJ^T, the column term.
-      TileSide rowSide = side(i0), colSide = side(j0);
+      TileSide rowSide = anchorSide(i0), colSide = anchorSide(j0);
       kt.gradTile(s, kTile, rows, cols, rowSide, &colSide);
       accumulate(s, kTile, false, rows, cols, o.features + j0 * D, D, invT, dz + i0 * D);
       if (I != J) accumulate(s, kTile, true, cols, rows, o.features + i0 * D, D, invT, dz + j0 * D);
@@ -314,20 +316,13 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
   } else {
     Blocks anchorBlocks(p.anchors);
     const auto cblocks = contrastBlocks(p);
-    auto rowSide = [&](int64_t a0) {
-      TileSide t;
-      t.lse = lse.data() + a0;
-      t.weight = w.data() + a0;
-      if (p.variantIn) {
-        t.lsePositive = lseP.data() + a0;
-        t.classes = p.anchorClass.data() + a0;
-      }
-      return t;
-    };
-    auto colClasses = [&](int64_t c0) {
-      TileSide t;
-      t.classes = p.contrastClass.data() + c0;
-      return t;
+    // G for anchors [a0, a0+rows) x contrast rows [c0, c0+cols), in s (row stride kTile).
+    auto gradientTile = [&](int64_t a0, int rows, int64_t c0, int cols, float* s) {
+      scores(o.anchors + a0 * D, rows, o.contrast + c0 * D, cols, D, invT, s, kTile);
+      maskSelf(p, a0, rows, c0, cols, s, kTile);
+      TileSide columns;
+      columns.classes = p.contrastClass.data() + c0;
+      kt.gradTile(s, kTile, rows, cols, anchorSide(a0), &columns);
     };
     // dZ_A: anchors x all contrast blocks, parallel over anchor blocks.
     Buffer<float> dzAnchors(A * static_cast<size_t>(D), true);
@@ -336,12 +331,8 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
       for (int64_t I = b; I < e; ++I) {
         const int64_t a0 = anchorBlocks.begin(I);
         const int rows = anchorBlocks.len(I);
-        const TileSide rs = rowSide(a0);
         for (const auto& [c0, cols] : cblocks) {
-          scores(o.anchors + a0 * D, rows, o.contrast + c0 * D, cols, D, invT, s.data(), kTile);
-          maskSelf(p, a0, rows, c0, cols, s.data(), kTile);
-          const TileSide cs = colClasses(c0);
-          kt.gradTile(s.data(), kTile, rows, cols, rs, &cs);
+          gradientTile(a0, rows, c0, cols, s.data());
           accumulate(s.data(), kTile, false, rows, cols, o.contrast + c0 * D, D, invT, dzAnchors.data() + a0 * D);
         }
       }
@@ -352,14 +343,10 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
       Buffer<float> s(tileFloats);
       for (int64_t J = b; J < e; ++J) {
         const auto [c0, cols] = cblocks[static_cast<size_t>(J)];
-        const TileSide cs = colClasses(c0);
         for (int64_t I = 0; I < anchorBlocks.count; ++I) {
           const int64_t a0 = anchorBlocks.begin(I);
           const int rows = anchorBlocks.len(I);
-          scores(o.anchors + a0 * D, rows, o.contrast + c0 * D, cols, D, invT, s.data(), kTile);
-          maskSelf(p, a0, rows, c0, cols, s.data(), kTile);
-          const TileSide rs = rowSide(a0);
-          kt.gradTile(s.data(), kTile, rows, cols, rs, &cs);
+          gradientTile(a0, rows, c0, cols, s.data());
           accumulate(s.data(), kTile, true, cols, rows, o.anchors + a0 * D, D, invT, dz + c0 * D);
         }
       }
