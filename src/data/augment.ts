@@ -6,8 +6,8 @@
  *
  * Work is split in two: {@link sampleViewPlan} draws every random number (a few per sample, in
  * JavaScript, from a seeded {@link Rng}); {@link applyViewPlan} runs batched tfjs ops only
- * (one `cropAndResize` with per-sample boxes, per-sample factors broadcast over pixels, per-sample
- * 3x3 color matrices). No JavaScript loop touches pixels.
+ * (one `cropAndResize` with per-sample boxes, then each color operation as one per-sample
+ * affine color map applied with a batched matMul). No JavaScript loop touches pixels.
  *
  * Differences from torchvision, on purpose: the order of the jitter operations is drawn once
  * per batch (torchvision draws it per image), hue is rotated in YIQ space rather than shifted in

@@ -1,5 +1,6 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -24,7 +25,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const DEBIAN = '/usr/share/datasets/fashion-mnist';
 const haveDebian = existsSync(join(DEBIAN, 'train-images-idx3-ubyte.gz'));
-const needsDebian = `(skipped without ${DEBIAN}: apt-get install dataset-fashion-mnist)`;
+const needsDebian = `(needs ${DEBIAN}, skipped without it: apt-get install dataset-fashion-mnist)`;
 
 function classCounts(d: ImageDataset): number[] {
   const counts = new Array(d.numClasses).fill(0);
@@ -94,6 +95,18 @@ describe('dataset registry', () => {
         k++;
       }
       expect(k).toBe(mini.count);
+    }
+  });
+
+  it.skipIf(!haveDebian)(`the build script reproduces the committed subset byte for byte ${needsDebian}`, () => {
+    const out = join(dir, 'rebuilt-mini');
+    const script = join(__dirname, '..', '..', 'scripts', 'make-fashion-mnist-mini.ts');
+    const tsx = join(__dirname, '..', '..', 'node_modules', '.bin', 'tsx');
+    const run = spawnSync(tsx, [script, '--out', out], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    for (const name of readdirSync(embeddedDataDir()).filter((f) => f.endsWith('.gz'))) {
+      const committed = readFileSync(join(embeddedDataDir(), name));
+      if (Buffer.compare(committed, readFileSync(join(out, name))) !== 0) throw new Error(`${name} differs from the script's output`);
     }
   });
 

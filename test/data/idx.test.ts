@@ -146,7 +146,7 @@ describe('IDX reader', () => {
   const debian = '/usr/share/datasets/fashion-mnist';
   const haveDebian = existsSync(join(debian, 'train-labels-idx1-ubyte.gz'));
   it.skipIf(!haveDebian)(
-    `reads the real Fashion-MNIST files (skipped without ${debian}: apt-get install dataset-fashion-mnist)`,
+    `reads the real Fashion-MNIST files (needs ${debian}, skipped without it: apt-get install dataset-fashion-mnist)`,
     async () => {
       for (const [prefix, count] of [
         ['train', 60000],
