@@ -76,6 +76,22 @@ export function string(argument: string, value: unknown): string {
   return value;
 }
 
+/**
+ * Throws unless `value` is a pair `[lo, hi]` of finite numbers with `lo <= hi`, both inside
+ * `bounds` (same range syntax as {@link number}). Used for ranges such as a crop scale `[0.2, 1]`.
+ */
+export function interval(
+  argument: string,
+  value: unknown,
+  bounds: { gt?: number; ge?: number; le?: number; lt?: number } = {},
+): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2) fail(argument, 'a pair [lo, hi] of numbers', value);
+  const lo = number(`${argument}[0]`, value[0], bounds);
+  const hi = number(`${argument}[1]`, value[1], bounds);
+  if (lo > hi) throw new InvalidArgumentError(argument, 'a pair [lo, hi] with lo <= hi', `[${lo}, ${hi}]`);
+  return [lo, hi];
+}
+
 /** Throws unless `value` is one of `allowed`. */
 export function oneOf<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
