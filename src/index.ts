@@ -20,3 +20,5 @@ export type {
 export type { SupConLossOptions, LabelsLike } from './loss/tensor_inputs';
 export type { NativeInfo } from './native';
 export { SupConError, InvalidArgumentError, NativeError } from './errors';
+
+export * from './data';

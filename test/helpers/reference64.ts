@@ -2,6 +2,8 @@
  * Float64 SupCon loss and gradient written straight from docs/loss.md with plain loops: the
  * oracle of the TypeScript tests, independent of both the native kernel and the tfjs reference.
  */
+import { Rng } from '../../src/data/rng';
+
 export interface Ref64Options {
   temperature: number;
   baseTemperature: number;
@@ -135,16 +137,10 @@ export function reference64(p: Ref64Problem, o: Ref64Options, upstream?: ArrayLi
   return { loss, perAnchor, grad, validAnchors };
 }
 
-/** Deterministic pseudo-random numbers for test inputs (mulberry32). */
+/** Deterministic uniform [0, 1) numbers for test inputs (the package's seeded RNG). */
 export function testRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 /** Standard normal samples (Box-Muller). */
