@@ -152,6 +152,7 @@ describe('setTrainable', () => {
     model.dispose();
     expectInvalid(() => setTrainable({} as tf.LayersModel, false), 'model');
     expectInvalid(() => setTrainable(encoder, 'no' as never), 'trainable');
+    expectInvalid(() => summarize(encoder.getLayer('stem_conv') as never), 'model');
   });
 });
 
