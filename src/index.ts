@@ -22,3 +22,4 @@ export type { NativeInfo } from './native';
 export { SupConError, InvalidArgumentError, NativeError } from './errors';
 
 export * from './data';
+export * from './models';
