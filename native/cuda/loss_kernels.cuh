@@ -513,6 +513,9 @@ struct Bf16Operands {};
 template <typename T, typename Op>
 struct WmmaEngine {
   static constexpr bool kTensorCores = true;
+  struct Shared {  // host code of this pass names it; the host pass sees the real layout
+    char unused;
+  };
 };
 #endif
 

@@ -154,8 +154,10 @@ struct Tolerance {
 inline Tolerance toleranceFor(Precision precision) {
   // docs/cuda.md, "Precision": tf32 keeps 10 mantissa bits, bf16 7; scores carry the operand
   // rounding times 1/tau, gradients in addition the rounding of the G tile.
-  if (precision == Precision::kTf32) return Tolerance{2e-3, 2e-2};
-  if (precision == Precision::kBf16) return Tolerance{2e-2, 8e-2};
+  // On the emulator's model of that arithmetic the worst errors seen are about 10x (loss) and
+  // 10-20x (gradient) below these bounds.
+  if (precision == Precision::kTf32) return Tolerance{1e-3, 1e-2};
+  if (precision == Precision::kBf16) return Tolerance{1e-2, 5e-2};
   return Tolerance{};
 }
 
