@@ -7,11 +7,12 @@
 #   3. ctest: the CPU tests, then the CUDA tests (test_cuda_loss on the GPU, test_cuda_emu)
 #   4. bench_cuda: forward+backward timings, TFLOP/s, peak memory (JSON + table), and the
 #      inputs/outputs for step 5
+#   4b. native/cuda/dev/general_backward: two-pass vs atomic general backward (correctness + time)
 #   5. torch_supcon.py: PyTorch's dense formulation on the same inputs and GPU: loss and
 #      gradient agreement, time side by side
 # Budget: about 8 minutes on an H100. Everything goes to $OUT (default bench/gpu/results):
 # log.txt (all output), summary.json (per-step exit codes and seconds), bench_cuda.json,
-# torch_compare.json, ctest logs, nvidia-smi.txt.
+# torch_compare.json, dev_general_backward.json, ctest logs, nvidia-smi.txt.
 #
 # Without a GPU (or with SUPCON_GPU_DRYRUN=1) it still configures, builds (one architecture,
 # sm_80, to keep it quick) and runs ctest; the GPU steps report "skipped".
@@ -114,13 +115,25 @@ if [ "$GPU" != "1" ]; then
 elif [ ! -x "$BENCH" ]; then
   skip bench "bench_cuda was not built"
 else
-  # Keep about 150 s for the torch comparison and the summary inside the 8 minutes.
-  left=$((480 - $(elapsed) - 150))
+  # Keep about 170 s for the dev check, the torch comparison and the summary inside 8 minutes.
+  left=$((480 - $(elapsed) - 170))
   budget="${SUPCON_BENCH_BUDGET_S:-170}"
   [ "$left" -lt "$budget" ] && budget="$left"
   [ "$budget" -lt 30 ] && budget=30
   mkdir -p "$OUT/torch_io"
   step bench $((budget + 120)) "$BENCH" --json "$OUT/bench_cuda.json" --budget-s "$budget" --torch-dir "$OUT/torch_io"
+fi
+
+# ---- 4b: atomics vs second pass for the general backward (native/cuda/dev) ------------------
+DEV="$BUILD/native/cuda/cuda_dev_general_backward"
+if [ "$GPU" != "1" ]; then
+  skip dev-general-backward "no GPU"
+elif [ ! -x "$DEV" ]; then
+  skip dev-general-backward "cuda_dev_general_backward was not built"
+elif [ "$(elapsed)" -gt 330 ]; then
+  skip dev-general-backward "not enough time left (at +$(elapsed)s)"
+else
+  step dev-general-backward 90 "$DEV" --sizes 4096,16384,65536 --reps 3 --json "$OUT/dev_general_backward.json"
 fi
 
 # ---- 5: PyTorch comparison -----------------------------------------------------------------
@@ -149,5 +162,5 @@ s = json.load(open(sys.argv[1]))
 for st in s["steps"]:
     state = st.get("skipped") and "skipped: " + st["skipped"] or ("ok" if st["rc"] == 0 else
             ("TIMED OUT" if st["rc"] in (124, 137) else "FAILED rc=%d" % st["rc"]))
-    print("  %-12s %6s  %s" % (st["step"], "%ds" % st["seconds"] if "seconds" in st else "", state))
+    print("  %-22s %6s  %s" % (st["step"], "%ds" % st["seconds"] if "seconds" in st else "", state))
 PY

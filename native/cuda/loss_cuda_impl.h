@@ -86,7 +86,7 @@ inline Status cudaStatus(cudaError_t e, const char* what) {
     const cudaError_t supconCudaErr = (expr);                  \
     if (supconCudaErr != cudaSuccess) {                        \
       (void)cudaGetLastError(); /* clear a non-sticky error */ \
-      return cudaStatus(supconCudaErr, what);                  \
+      return ::supcon::SUPCON_CUDA_IMPL_NS::cudaStatus(supconCudaErr, what); \
     }                                                          \
   } while (0)
 
@@ -511,15 +511,11 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float* l
   return runGradPass<T>(dp, arena, a, dz, dp.anchorRow, true);
 }
 
-inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
-                          const float* weight, float* dz) {
+// After the tile passes: the L_out positive terms and the normalization backward, in place on dz.
+inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const float* weight, float* dz) {
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
   const int D = int(p.dim);
-  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, lse, lseP, weight, dz));
-  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, lse, lseP, weight, dz));
-  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, lse, lseP, weight, dz));
-
   if (!p.variantIn) {
     double *sums = nullptr, *q = nullptr;
     const int64_t n = int64_t(p.numClasses) * D;
@@ -546,6 +542,15 @@ inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const flo
     SUPCON_CUDA_CHECK(cudaGetLastError(), "normalize backward launch");
   }
   return Status::ok();
+}
+
+inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
+                          const float* weight, float* dz) {
+  const int D = int(dp.p.dim);
+  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, lse, lseP, weight, dz));
+  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, lse, lseP, weight, dz));
+  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, lse, lseP, weight, dz));
+  return runBackwardTail(dp, arena, weight, dz);
 }
 
 // ---- the three entry points ------------------------------------------------------------------

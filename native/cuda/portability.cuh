@@ -24,12 +24,20 @@
 
 // Namespaces of the kernels and of the host orchestration: distinct in the emulator build so
 // that a test binary can hold both the emulated and the real implementation.
+// A kernel development file (dev/) picks its own names before including anything.
+#if !defined(SUPCON_KERNEL_NS)
 #if defined(SUPCON_CUDA_EMULATION)
 #define SUPCON_KERNEL_NS cuda_kernels_emu
-#define SUPCON_CUDA_IMPL_NS cuda_emu
 #else
 #define SUPCON_KERNEL_NS cuda_kernels
+#endif
+#endif
+#if !defined(SUPCON_CUDA_IMPL_NS)
+#if defined(SUPCON_CUDA_EMULATION)
+#define SUPCON_CUDA_IMPL_NS cuda_emu
+#else
 #define SUPCON_CUDA_IMPL_NS cuda_impl
+#endif
 #endif
 
 // Tensor-core (wmma tf32/bf16) code exists only for sm_80 and newer device passes; the host
