@@ -10,9 +10,20 @@ import type { EpochRecord, ResultRecord } from './metrics';
 /** A Vega-Lite specification (plain JSON). */
 export type VegaLiteSpec = Record<string, unknown>;
 
-// vega and vega-lite are ES modules (with top-level await), which a CommonJS build cannot
-// require(); a real dynamic import() has to survive TypeScript's CommonJS output.
-const importEsm = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
+// vega and vega-lite are ES modules with top-level await, which a CommonJS build cannot
+// require(). TypeScript's CommonJS output turns import() into require(), so the native import()
+// is reached through a Function; inside a vm context without an import callback (vitest's module
+// runner), that fails and the plain import() (which the runner handles) is used instead.
+const nativeImport = new Function('specifier', 'return import(specifier)') as (specifier: string) => Promise<unknown>;
+
+async function importEsm(specifier: string): Promise<unknown> {
+  try {
+    return await nativeImport(specifier);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING') throw e;
+    return import(specifier);
+  }
+}
 
 interface VegaLiteModule {
   compile(spec: VegaLiteSpec): { spec: object };
