@@ -48,8 +48,8 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-/** Flags of a tiny but real run: ResNet-8 at width 1/4 on 32 images. */
-const TINY = ['--width', '0.25', '--limit-train', '32', '--limit-test', '32', '--batch-size', '16', '--knn-bank', '32', '--knn-queries', '32', '--linear-epochs', '3'];
+/** Flags of a tiny but real run: ResNet-8 at width 1/8 on 32 images. */
+const TINY = ['--width', '0.125', '--limit-train', '32', '--limit-test', '32', '--batch-size', '16', '--knn-bank', '32', '--knn-queries', '32', '--linear-epochs', '3'];
 
 describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
   const cases: Array<[string, string[], RegExp]> = [
@@ -109,7 +109,7 @@ describe('end to end', () => {
 
     const embedded = await supcon(['embed', '--checkpoint', out, '--out', join(out, 'emb.json'), '--limit', '20', '--neighbors', '5']);
     expect(embedded.code).toBe(0);
-    expect(embedded.stdout).toContain('embedded 20 test images into 16 dimensions');
+    expect(embedded.stdout).toContain('embedded 20 test images into 8 dimensions');
     for (const f of ['emb.json', 'emb.umap.svg', 'emb.umap.png']) expect(existsSync(join(out, f)), f).toBe(true);
 
     const plotted = await supcon(['plot', '--run', out, '--out', join(out, 'again')]);
