@@ -6,7 +6,6 @@ import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { UMAP } from 'umap-js';
 import * as validate from '../validate';
 import { datasetInfo, firstPerClass, Rng, SPLITS, loadDataset, subsetDataset, type ImageDataset, type Split } from '../data';
 import { createLinearClassifier } from '../models';
@@ -198,6 +197,8 @@ export function umap2d(vectors: Float32Array, count: number, dim: number, option
   validate.typedArray('vectors', vectors, Float32Array, count * dim);
   const neighbors = validate.integer('options.neighbors', options.neighbors ?? 15, 2);
   if (count < 3) throw new CheckpointError('(embeddings)', `UMAP needs at least 3 points, got ${count}`);
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { UMAP } = require('umap-js') as typeof import('umap-js'); // loaded on first use
   const rng = new Rng(options.seed ?? 0);
   const rows: number[][] = [];
   for (let i = 0; i < count; i++) rows.push(Array.from(vectors.subarray(i * dim, (i + 1) * dim)));

@@ -4,7 +4,6 @@
  * file, and a 2-D map of embeddings colored by class. Everything runs offline.
  */
 import { writeFile } from 'node:fs/promises';
-import { Resvg } from '@resvg/resvg-js';
 import type { EpochRecord, ResultRecord } from './metrics';
 
 /** A Vega-Lite specification (plain JSON). */
@@ -110,6 +109,9 @@ export async function renderSvg(spec: VegaLiteSpec): Promise<string> {
 
 /** Rasterizes an SVG to PNG at `scale` x its size, on white, with the system's fonts. */
 export function svgToPng(svg: string, scale = 2): Buffer {
+  // Loaded on first use: the renderer is a native module the rest of the package does not need.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Resvg } = require('@resvg/resvg-js') as typeof import('@resvg/resvg-js');
   const resvg = new Resvg(svg, {
     background: 'white',
     fitTo: { mode: 'zoom', value: scale },
