@@ -1,0 +1,338 @@
+/**
+ * The `supcon` command line: `train`, `eval`, `embed` and `plot`. Usage errors (unknown flags,
+ * bad values, missing or unusable checkpoints and data) print one line to stderr and exit with
+ * code 2; an interrupted training run exits with 130 after saving its checkpoint.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import * as tf from '@tensorflow/tfjs';
+import { InvalidArgumentError, SupConError } from '../errors';
+import { packageRoot } from '../paths';
+import { DatasetError } from '../data/errors';
+import { DATASET_NAMES, SPLITS } from '../data';
+import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS } from '../models';
+import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, METHODS, type TrainConfig } from '../train/config';
+import { CheckpointError } from '../train/errors';
+import { OPTIMIZER_NAMES } from '../train/optimizers';
+import { TrainingProgress } from '../train/progress';
+import { resumeRun, trainRun, readTrainingState, type TrainRunResult } from '../train/trainer';
+import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
+import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
+
+/** Exit codes of the CLI. */
+export const EXIT = Object.freeze({ ok: 0, failure: 1, usage: 2, interrupted: 130 });
+
+/** Where the CLI writes; the process's streams by default. */
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/** Thrown to end a command with an exit code after it printed what it had to say. */
+class ExitRequest extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
+
+const d = DEFAULT_TRAIN_CONFIG;
+
+/** Train flags that may accompany --resume: they do not change the run itself. */
+const RESUME_COMPATIBLE = new Set(['resume', 'dataDir', 'plots', 'fastKernels']);
+
+/** Flag name of a commander option key, for messages. */
+const flagOf = (key: string) => '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+function timestamp(): string {
+  const t = new Date();
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${t.getFullYear()}${p(t.getMonth() + 1)}${p(t.getDate())}-${p(t.getHours())}${p(t.getMinutes())}${p(t.getSeconds())}`;
+}
+
+const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** Builds the program; `io` receives all output. */
+export function buildProgram(io: CliIo): Command {
+  const out = (line: string) => io.stdout.write(line + '\n');
+  const program = new Command('supcon')
+    .description('Supervised contrastive learning (SupCon), SimCLR and cross-entropy training on tfjs with native kernels.')
+    .version(packageVersion(), '-v, --version')
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined })
+    .showSuggestionAfterError(true)
+    .allowExcessArguments(false)
+    .exitOverride();
+
+  // ---------------------------------------------------------------------------------------- train
+  const train = program
+    .command('train')
+    .description(
+      'Pre-train an encoder with SupCon, SimCLR or cross-entropy, then score it: linear evaluation of the frozen ' +
+        'encoder (supcon, simclr) or the classifier head (ce). Writes a checkpoint every epoch, metrics.jsonl, ' +
+        'result.json and curves.svg/png into --out. Ctrl-C saves a checkpoint and exits; --resume continues.',
+    )
+    .addOption(new Option('--method <name>', `training method: ${METHODS.join(', ')}`).default(d.method).argParser(choiceFlag('--method', METHODS)))
+    .addOption(new Option('--model <arch>', `encoder: ${ENCODER_ARCHS.join(', ')}`).default(d.arch).argParser(choiceFlag('--model', ENCODER_ARCHS)))
+    .addOption(new Option('--width <x>', 'channel width multiplier of the encoder').default(d.width).argParser(numberFlag('--width', { gt: 0 })))
+    .addOption(new Option('--stem <kind>', `encoder stem: ${ENCODER_STEMS.join(', ')} (default: the model's own)`).argParser(choiceFlag('--stem', ENCODER_STEMS)))
+    .addOption(new Option('--dataset <name>', `dataset: ${DATASET_NAMES.join(', ')}`).default(d.dataset).argParser(choiceFlag('--dataset', DATASET_NAMES)))
+    .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: its usual location)").argParser(pathFlag('--data-dir')))
+    .addOption(new Option('--limit-train <n>', 'use only the first n training images').argParser(integerFlag('--limit-train', 2)))
+    .addOption(new Option('--limit-test <n>', 'use only the first n test images').argParser(integerFlag('--limit-test', 1)))
+    .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
+    .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--optimizer <name>', `optimizer: ${OPTIMIZER_NAMES.join(', ')}`).default(d.optimizer).argParser(choiceFlag('--optimizer', OPTIMIZER_NAMES)))
+    .addOption(new Option('--lr <x>', `peak learning rate (default: ${DEFAULT_LR.sgd} for sgd, ${DEFAULT_LR.lars} for lars)`).argParser(numberFlag('--lr', { gt: 0 })))
+    .addOption(new Option('--momentum <x>', 'momentum').default(d.momentum).argParser(numberFlag('--momentum', { ge: 0, lt: 1 })))
+    .addOption(new Option('--weight-decay <x>', 'L2 weight decay (not on biases and BatchNorm)').default(d.weightDecay).argParser(numberFlag('--weight-decay', { ge: 0 })))
+    .addOption(new Option('--warmup-epochs <n>', 'epochs of linear learning-rate warmup before the cosine decay').default(d.warmupEpochs).argParser(integerFlag('--warmup-epochs', 0)))
+    .addOption(new Option('--temperature <x>', 'temperature of the SupCon / NT-Xent loss').default(d.temperature).argParser(numberFlag('--temperature', { gt: 0 })))
+    .addOption(new Option('--projection-dim <n>', 'output size of the projection head').default(d.projectionDim).argParser(integerFlag('--projection-dim', 1)))
+    .addOption(new Option('--head <kind>', `projection head: ${PROJECTION_HEAD_KINDS.join(', ')}`).default(d.projectionHead).argParser(choiceFlag('--head', PROJECTION_HEAD_KINDS)))
+    .addOption(new Option('--linear-epochs <n>', 'epochs of the linear classifier in linear evaluation').default(d.linearEpochs).argParser(integerFlag('--linear-epochs', 1)))
+    .addOption(new Option('--linear-lr <x>', 'learning rate of the linear classifier').default(d.linearLr).argParser(numberFlag('--linear-lr', { gt: 0 })))
+    .addOption(new Option('--knn-k <n>', 'neighbours of the per-epoch kNN monitor').default(d.knnK).argParser(integerFlag('--knn-k', 1)))
+    .addOption(new Option('--knn-bank <n>', 'training images in the kNN bank (0: no kNN monitor)').default(d.knnBank).argParser(integerFlag('--knn-bank', 0)))
+    .addOption(new Option('--knn-queries <n>', 'test images the kNN monitor classifies (0: no kNN monitor)').default(d.knnQueries).argParser(integerFlag('--knn-queries', 0)))
+    .addOption(new Option('--seed <n>', 'seed of weights, shuffling and augmentation').default(d.seed).argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--out <dir>', 'run directory (default: runs/<method>-<model>-<time>)').argParser(pathFlag('--out')))
+    .addOption(new Option('--resume <dir>', "continue the run in <dir> from its checkpoint (its config is kept)").argParser(pathFlag('--resume')))
+    .option('--no-plots', 'do not draw curves.svg/png at the end')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>, cmd: Command) => {
+      for (const key of Object.keys(opts)) {
+        if (opts.resume !== undefined && !RESUME_COMPATIBLE.has(key) && cmd.getOptionValueSource(key) === 'cli') {
+          throw new InvalidArgumentError(
+            flagOf(key),
+            'nothing when --resume is given (a resumed run keeps the config saved in its state.json)',
+            String(opts[key]),
+          );
+        }
+      }
+      const progress = new TrainingProgress({ stream: io.stdout });
+      const controller = new AbortController();
+      let interrupts = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        interrupts += 1;
+        if (interrupts > 1) {
+          progress.stop();
+          io.stderr.write(`supcon train: ${signal} again: exiting without saving\n`);
+          process.exit(EXIT.interrupted);
+        }
+        progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
+        controller.abort();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const common = {
+        signal: controller.signal,
+        callbacks: progress,
+        fastKernels: opts.fastKernels !== false,
+      };
+      let run: TrainRunResult;
+      try {
+        await tf.setBackend('cpu');
+        if (opts.resume !== undefined) {
+          run = await resumeRun({ outDir: opts.resume as string, ...common }, opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string });
+        } else {
+          const config: Partial<TrainConfig> = {
+            method: opts.method as TrainConfig['method'],
+            arch: opts.model as TrainConfig['arch'],
+            width: opts.width as number,
+            dataset: opts.dataset as TrainConfig['dataset'],
+            epochs: opts.epochs as number,
+            batchSize: opts.batchSize as number,
+            optimizer: opts.optimizer as TrainConfig['optimizer'],
+            momentum: opts.momentum as number,
+            weightDecay: opts.weightDecay as number,
+            warmupEpochs: opts.warmupEpochs as number,
+            temperature: opts.temperature as number,
+            projectionDim: opts.projectionDim as number,
+            projectionHead: opts.head as TrainConfig['projectionHead'],
+            linearEpochs: opts.linearEpochs as number,
+            linearLr: opts.linearLr as number,
+            knnK: opts.knnK as number,
+            knnBank: opts.knnBank as number,
+            knnQueries: opts.knnQueries as number,
+            seed: opts.seed as number,
+          };
+          for (const [key, flagKey] of [
+            ['lr', 'lr'],
+            ['stem', 'stem'],
+            ['dataDir', 'dataDir'],
+            ['limitTrain', 'limitTrain'],
+            ['limitTest', 'limitTest'],
+          ] as const) {
+            if (opts[flagKey] !== undefined) (config as Record<string, unknown>)[key] = opts[flagKey];
+          }
+          if ((config.warmupEpochs ?? 0) > (config.epochs ?? 1)) {
+            throw new InvalidArgumentError('--warmup-epochs', `an integer <= --epochs (${config.epochs})`, `${config.warmupEpochs}`);
+          }
+          const outDir = (opts.out as string | undefined) ?? join('runs', `${config.method}-${config.arch}-${timestamp()}`);
+          run = await trainRun(config, { outDir, ...common });
+        }
+      } finally {
+        progress.stop();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+      if (run.status === 'interrupted') {
+        const state = await readTrainingState(run.outDir);
+        out(
+          `interrupted: checkpoint saved in ${run.outDir} (epoch ${state.epoch + 1}, batch ${state.batch + 1}, step ${state.step}); ` +
+            `resume with: supcon train --resume ${run.outDir}`,
+        );
+        throw new ExitRequest(EXIT.interrupted);
+      }
+      const r = run.result!;
+      if (opts.plots !== false) {
+        try {
+          const [svg, png] = await plotRun(run.outDir);
+          out(`curves: ${svg}, ${png}`);
+        } catch (e) {
+          io.stderr.write(`supcon train: could not draw the curves: ${(e as Error).message.split('\n')[0]}\n`);
+        }
+      }
+      out(`results: ${join(run.outDir, 'result.json')}, ${join(run.outDir, 'metrics.jsonl')}`);
+      out(
+        `test accuracy: ${percent(r.testAccuracy)} (${r.evaluation === 'linear' ? 'linear evaluation' : 'classifier head'}, ` +
+          `${r.testCount} test images, ${r.method}, ${r.epochs} epochs)`,
+      );
+    });
+
+  // ----------------------------------------------------------------------------------------- eval
+  program
+    .command('eval')
+    .description(
+      "Test accuracy of a checkpoint: the run's saved linear classifier (supcon, simclr), a new linear " +
+        'evaluation when it has none, or the classifier head (ce).',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: the run's)").argParser(pathFlag('--data-dir')))
+    .addOption(new Option('--limit-test <n>', "score only the first n test images (default: the run's limit)").argParser(integerFlag('--limit-test', 1)))
+    .addOption(new Option('--linear-epochs <n>', "epochs of a newly trained linear classifier (default: the run's)").argParser(integerFlag('--linear-epochs', 1)))
+    .option('--retrain', 'train a new linear classifier even if the run saved one')
+    .option('--json', 'print the result as JSON')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>) => {
+      await tf.setBackend('cpu');
+      const result = await evaluateCheckpoint(opts.checkpoint as string, {
+        ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
+        ...(opts.limitTest === undefined ? {} : { limitTest: opts.limitTest as number }),
+        ...(opts.linearEpochs === undefined ? {} : { linearEpochs: opts.linearEpochs as number }),
+        retrain: opts.retrain === true,
+        fastKernels: opts.fastKernels !== false,
+      });
+      if (opts.json === true) {
+        out(JSON.stringify(result));
+        return;
+      }
+      const source = { 'ce-head': 'classifier head', 'saved-linear': 'saved linear classifier', 'trained-linear': 'new linear evaluation' }[
+        result.classifier
+      ];
+      out(
+        `test accuracy: ${percent(result.testAccuracy)} (${source}, ${result.testCount} test images, ${result.method}, ` +
+          `${result.epochs} epochs)`,
+      );
+    });
+
+  // ---------------------------------------------------------------------------------------- embed
+  program
+    .command('embed')
+    .description(
+      'Embed images with a checkpoint and write the vectors (.json, or .tsv + .labels.tsv), plus a 2-D UMAP map ' +
+        'colored by class as <out>.umap.svg and .png.',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--out <file>', 'output file, .json or .tsv').makeOptionMandatory().argParser(pathFlag('--out')))
+    .addOption(new Option('--split <name>', `split: ${SPLITS.join(', ')}`).default('test').argParser(choiceFlag('--split', SPLITS)))
+    .addOption(new Option('--limit <n>', 'images to embed, class-balanced').default(2000).argParser(integerFlag('--limit', 1)))
+    .addOption(new Option('--features <kind>', `vectors: ${EMBEDDING_KINDS.join(', ')}`).default('encoder').argParser(choiceFlag('--features', EMBEDDING_KINDS)))
+    .addOption(new Option('--neighbors <n>', 'UMAP neighbours').default(15).argParser(integerFlag('--neighbors', 2)))
+    .addOption(new Option('--seed <n>', "seed of UMAP (default: derived from the run's)").argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: the run's)").argParser(pathFlag('--data-dir')))
+    .option('--no-map', 'skip the UMAP map')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>) => {
+      const file = opts.out as string;
+      if (!/\.(json|tsv)$/i.test(file)) throw new InvalidArgumentError('--out', "a file name ending in '.json' or '.tsv'", `'${file}'`);
+      await tf.setBackend('cpu');
+      const embedding = await embedCheckpoint(opts.checkpoint as string, {
+        split: opts.split as 'train' | 'test',
+        limit: opts.limit as number,
+        kind: opts.features as 'encoder' | 'projection',
+        map: opts.map !== false,
+        neighbors: opts.neighbors as number,
+        ...(opts.seed === undefined ? {} : { seed: opts.seed as number }),
+        ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
+        fastKernels: opts.fastKernels !== false,
+      });
+      const written = await writeEmbedding(embedding, file);
+      out(`embedded ${embedding.count} ${embedding.split} images into ${embedding.dim} dimensions: ${written.join(', ')}`);
+    });
+
+  // ----------------------------------------------------------------------------------------- plot
+  program
+    .command('plot')
+    .description("Draw a run's loss, kNN accuracy and learning-rate curves from its metrics.jsonl as SVG and PNG.")
+    .addOption(new Option('--run <dir>', 'run directory').makeOptionMandatory().argParser(pathFlag('--run')))
+    .addOption(new Option('--out <base>', 'output path without extension (default: <run>/curves)').argParser(pathFlag('--out')))
+    .action(async (opts: Record<string, unknown>) => {
+      const paths = await plotRun(opts.run as string, ...(opts.out === undefined ? [] : [opts.out as string]));
+      out(`curves: ${paths.join(', ')}`);
+    });
+
+  for (const cmd of program.commands) {
+    cmd
+      .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s), outputError: () => undefined })
+      .showSuggestionAfterError(true)
+      .allowExcessArguments(false)
+      .exitOverride();
+  }
+  return program;
+}
+
+/** Errors that mean "the user asked for something unusable": exit code 2. */
+function isUsageError(e: unknown): boolean {
+  return e instanceof InvalidArgumentError || e instanceof CheckpointError || e instanceof DatasetError;
+}
+
+const oneLine = (s: string) => s.replace(/^error: /, '').replace(/\s*\n+\s*/g, ' ').trim();
+
+/**
+ * Runs the CLI on `argv` (without node and the script) and resolves to the exit code. Never
+ * throws: every failure becomes one line on stderr.
+ */
+export async function runCli(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const program = buildProgram(io);
+  const command = program.commands.find((c) => c.name() === argv[0])?.name();
+  const prefix = command ? `supcon ${command}` : 'supcon';
+  if (argv.length === 0) {
+    io.stderr.write(`supcon: missing command (one of ${program.commands.map((c) => c.name()).join(', ')}); see supcon --help\n`);
+    return EXIT.usage;
+  }
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof ExitRequest) return e.exitCode;
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return EXIT.ok; // --help, --version
+      io.stderr.write(`${prefix}: ${oneLine(e.message)}\n`);
+      return EXIT.usage;
+    }
+    if (isUsageError(e)) {
+      io.stderr.write(`${prefix}: ${oneLine((e as Error).message)}\n`);
+      return EXIT.usage;
+    }
+    const err = e as Error;
+    const detail = process.env.SUPCON_DEBUG === '1' && err.stack ? `\n${err.stack}` : '';
+    const kind = e instanceof SupConError ? '' : 'unexpected error: ';
+    io.stderr.write(`${prefix}: ${kind}${oneLine(err.message ?? String(e))}${detail}\n`);
+    return EXIT.failure;
+  }
+}

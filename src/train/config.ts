@@ -1,0 +1,186 @@
+/**
+ * The configuration of a training run: one flat, JSON-serializable object (it is stored in
+ * every checkpoint's state.json) with defaults sized for a 2-core CPU and the embedded
+ * Fashion-MNIST subset.
+ */
+import * as validate from '../validate';
+import { InvalidArgumentError } from '../errors';
+import { DATASET_NAMES, type DatasetName } from '../data';
+import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS, type EncoderStem, type ProjectionHeadKind } from '../models';
+import { OPTIMIZER_NAMES, type OptimizerName } from './optimizers';
+
+/** Training methods: supervised contrastive, self-supervised contrastive, cross-entropy baseline. */
+export const METHODS = ['supcon', 'simclr', 'ce'] as const;
+export type Method = (typeof METHODS)[number];
+
+/** Architecture names: the ResNets of `src/models`, or 'custom' for a caller-built encoder. */
+export const ARCHS = [...ENCODER_ARCHS, 'custom'] as const;
+export type Arch = (typeof ARCHS)[number];
+
+/** Everything that defines a run. */
+export interface TrainConfig {
+  /** 'supcon' (labels), 'simclr' (no labels) or 'ce' (cross-entropy baseline). */
+  method: Method;
+  /** Dataset name (see `DATASET_NAMES`). */
+  dataset: DatasetName;
+  /** Folder of the dataset files (default: the dataset's usual location). */
+  dataDir?: string;
+  /** Use only the first N training images (default: all). */
+  limitTrain?: number;
+  /** Use only the first N test images (default: all). */
+  limitTest?: number;
+  /** Encoder architecture. */
+  arch: Arch;
+  /** Channel width multiplier of the encoder. */
+  width: number;
+  /** Encoder stem (default: the architecture's own). */
+  stem?: EncoderStem;
+  /** Projection head kind (contrastive methods). */
+  projectionHead: ProjectionHeadKind;
+  /** Length of the projection the loss sees. */
+  projectionDim: number;
+  /** Pre-training epochs. */
+  epochs: number;
+  /** Images per step (each gives two views in the contrastive methods). */
+  batchSize: number;
+  /** 'sgd' (momentum) or 'lars'. */
+  optimizer: OptimizerName;
+  /** Peak learning rate (after warmup). */
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  /** Epochs of linear warmup at the start of the cosine schedule. */
+  warmupEpochs: number;
+  /** Temperature of the SupCon / NT-Xent loss. */
+  temperature: number;
+  /** Epochs of the linear classifier in linear evaluation. */
+  linearEpochs: number;
+  /** Peak learning rate of the linear classifier. */
+  linearLr: number;
+  /** Neighbours of the kNN monitor. */
+  knnK: number;
+  /** Temperature of the kNN monitor's vote weights. */
+  knnTemperature: number;
+  /** Training images forming the kNN monitor's bank (0 turns the monitor off). */
+  knnBank: number;
+  /** Test images the kNN monitor classifies (0 turns the monitor off). */
+  knnQueries: number;
+  /** Seed of the weights, shuffling and augmentation. */
+  seed: number;
+}
+
+/**
+ * Defaults of `supcon train` with no flags: SupCon on the embedded 10k-image Fashion-MNIST
+ * subset with ResNet-8, sized to finish (with the native kernels) in minutes on 2 cores.
+ */
+export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
+  method: 'supcon',
+  dataset: 'fashion-mnist-mini',
+  arch: 'resnet8',
+  width: 1,
+  projectionHead: 'mlp',
+  projectionDim: 128,
+  epochs: 5,
+  batchSize: 256,
+  optimizer: 'sgd',
+  lr: 0.1,
+  momentum: 0.9,
+  weightDecay: 1e-4,
+  warmupEpochs: 1,
+  temperature: 0.1,
+  linearEpochs: 30,
+  linearLr: 0.1,
+  knnK: 20,
+  knnTemperature: 0.07,
+  knnBank: 2000,
+  knnQueries: 1000,
+  seed: 0,
+} satisfies TrainConfig);
+
+/**
+ * Default peak learning rate of each optimizer at the default batch size. LARS multiplies its
+ * rate by the trust ratio (~1e-3 x ||w|| / ||g||), so it takes SimCLR's square-root rule,
+ * 0.075 * sqrt(256) = 1.2.
+ */
+export const DEFAULT_LR: Readonly<Record<OptimizerName, number>> = Object.freeze({ sgd: 0.1, lars: 1.2 });
+
+/** Keys of {@link TrainConfig}. */
+export const TRAIN_CONFIG_KEYS = [
+  'method',
+  'dataset',
+  'dataDir',
+  'limitTrain',
+  'limitTest',
+  'arch',
+  'width',
+  'stem',
+  'projectionHead',
+  'projectionDim',
+  'epochs',
+  'batchSize',
+  'optimizer',
+  'lr',
+  'momentum',
+  'weightDecay',
+  'warmupEpochs',
+  'temperature',
+  'linearEpochs',
+  'linearLr',
+  'knnK',
+  'knnTemperature',
+  'knnBank',
+  'knnQueries',
+  'seed',
+] as const satisfies ReadonlyArray<keyof TrainConfig>;
+
+/**
+ * Validates a partial config and fills in the defaults ({@link DEFAULT_TRAIN_CONFIG}; the
+ * learning rate defaults per optimizer, {@link DEFAULT_LR}).
+ * @throws InvalidArgumentError naming the field, e.g. `config.epochs`.
+ */
+export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument = 'config'): TrainConfig {
+  const c = validate.options(argument, config, TRAIN_CONFIG_KEYS);
+  const d = DEFAULT_TRAIN_CONFIG;
+  const name = (key: string) => `${argument}.${key}`;
+  const int = (key: keyof TrainConfig, min: number, max = Number.MAX_SAFE_INTEGER): number =>
+    c[key] === undefined ? (d[key] as number) : validate.integer(name(key), c[key], min, max);
+  const num = (key: keyof TrainConfig, range: { gt?: number; ge?: number; lt?: number; le?: number }): number =>
+    c[key] === undefined ? (d[key] as number) : validate.number(name(key), c[key], range);
+  const optimizer = c.optimizer === undefined ? d.optimizer : validate.oneOf(name('optimizer'), c.optimizer, OPTIMIZER_NAMES);
+  const resolved: TrainConfig = {
+    method: c.method === undefined ? d.method : validate.oneOf(name('method'), c.method, METHODS),
+    dataset: c.dataset === undefined ? d.dataset : validate.oneOf(name('dataset'), c.dataset, DATASET_NAMES),
+    arch: c.arch === undefined ? d.arch : validate.oneOf(name('arch'), c.arch, ARCHS),
+    width: num('width', { gt: 0 }),
+    projectionHead:
+      c.projectionHead === undefined ? d.projectionHead : validate.oneOf(name('projectionHead'), c.projectionHead, PROJECTION_HEAD_KINDS),
+    projectionDim: int('projectionDim', 1),
+    epochs: int('epochs', 1),
+    batchSize: int('batchSize', 2),
+    optimizer,
+    lr: c.lr === undefined ? DEFAULT_LR[optimizer] : validate.number(name('lr'), c.lr, { gt: 0 }),
+    momentum: num('momentum', { ge: 0, lt: 1 }),
+    weightDecay: num('weightDecay', { ge: 0 }),
+    warmupEpochs: int('warmupEpochs', 0),
+    temperature: num('temperature', { gt: 0 }),
+    linearEpochs: int('linearEpochs', 1),
+    linearLr: num('linearLr', { gt: 0 }),
+    knnK: int('knnK', 1),
+    knnTemperature: num('knnTemperature', { gt: 0 }),
+    knnBank: int('knnBank', 0),
+    knnQueries: int('knnQueries', 0),
+    seed: int('seed', 0, 2 ** 32 - 1),
+  };
+  if (c.dataDir !== undefined) resolved.dataDir = validate.string(name('dataDir'), c.dataDir);
+  if (c.limitTrain !== undefined) resolved.limitTrain = validate.integer(name('limitTrain'), c.limitTrain, 2);
+  if (c.limitTest !== undefined) resolved.limitTest = validate.integer(name('limitTest'), c.limitTest, 1);
+  if (c.stem !== undefined) resolved.stem = validate.oneOf(name('stem'), c.stem, ENCODER_STEMS);
+  if (resolved.warmupEpochs > resolved.epochs) {
+    throw new InvalidArgumentError(
+      name('warmupEpochs'),
+      `an integer <= ${argument}.epochs (${resolved.epochs})`,
+      `${resolved.warmupEpochs}`,
+    );
+  }
+  return resolved;
+}

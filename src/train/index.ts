@@ -1,0 +1,86 @@
+/**
+ * The training layer: SupCon / SimCLR / cross-entropy training with checkpoints and resume,
+ * SGD-momentum and LARS, the cosine schedule, the kNN monitor, linear evaluation, metrics,
+ * progress display, and charts.
+ */
+export { CheckpointError } from './errors';
+export {
+  SgdMomentum,
+  Lars,
+  createOptimizer,
+  OPTIMIZER_NAMES,
+  MOMENTUM_SLOT_SUFFIX,
+  type OptimizerName,
+  type TrainOptimizer,
+  type MomentumOptimizerOptions,
+  type SgdOptions,
+  type LarsOptions,
+  type NamedTensor,
+} from './optimizers';
+export { cosineWithWarmup, type CosineScheduleOptions, type LearningRateSchedule } from './schedule';
+export { knnPredict, knnAccuracy, type KnnOptions } from './knn';
+export { predictDataset, firstRecords, accuracyOfLogits, type PredictOptions } from './features';
+export {
+  linearEvaluation,
+  trainLinearClassifier,
+  classifierAccuracy,
+  type LinearEvalOptions,
+  type LinearEvalResult,
+} from './linear_eval';
+export {
+  fileIOHandler,
+  saveModel,
+  loadWeightsInto,
+  saveOptimizerState,
+  loadOptimizerState,
+  saveCheckpoint,
+  hasCheckpoint,
+  CHECKPOINT_FILES,
+  type FileIOHandlerOptions,
+} from './checkpoint';
+export {
+  resolveTrainConfig,
+  DEFAULT_TRAIN_CONFIG,
+  DEFAULT_LR,
+  TRAIN_CONFIG_KEYS,
+  METHODS,
+  ARCHS,
+  type TrainConfig,
+  type Method,
+  type Arch,
+} from './config';
+export { appendMetrics, readMetrics, latestEpochs, type EpochRecord, type ResultRecord, type MetricsRecord } from './metrics';
+export { buildRunModels, disposeRunModels, derivedSeed, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+export {
+  trainRun,
+  resumeRun,
+  readTrainingState,
+  loadRunDatasets,
+  RUN_FILES,
+  STATE_FORMAT,
+  type TrainingState,
+  type TrainRunOptions,
+  type TrainRunResult,
+  type TrainCallbacks,
+  type StepInfo,
+  type StartInfo,
+} from './trainer';
+export { TrainingProgress, formatEpochRecord, type TrainingProgressOptions } from './progress';
+export { curvesSpec, embeddingMapSpec, renderSvg, svgToPng, writeChart, type VegaLiteSpec } from './plots';
+export {
+  openCheckpoint,
+  evaluateCheckpoint,
+  embedCheckpoint,
+  writeEmbedding,
+  plotRun,
+  umap2d,
+  EMBEDDING_KINDS,
+  type OpenCheckpointOptions,
+  type OpenedCheckpoint,
+  type EvaluateOptions,
+  type EvaluationResult,
+  type EmbedOptions,
+  type Embedding,
+  type EmbeddingKind,
+} from './evaluate';
+export { enableFastKernels } from './fast_kernels';

@@ -1,0 +1,536 @@
+/**
+ * The training loop: SupCon / SimCLR pre-training on two augmented views (or the
+ * cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
+ * the final evaluation (linear evaluation of the frozen encoder, or the CE head's accuracy).
+ *
+ * Reproducibility: the shuffle of epoch e is `epochOrder(count, { seed, epoch: e })` and the
+ * augmentation of batch b of epoch e draws from `Rng([seed, 4, e, b])`, so the random state at
+ * any step is a function of (seed, epoch, batch): a checkpoint stores those three numbers, and a
+ * resumed run repeats exactly the steps an uninterrupted one would have taken.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve as resolvePath } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import * as validate from '../validate';
+import { InvalidArgumentError, SupConError } from '../errors';
+import { supConLoss } from '../loss/op';
+import { augmentView, batchCount, batchOf, epochOrder, loadDataset, normalize, Rng, twoViews, type ImageDataset } from '../data';
+import {
+  CHECKPOINT_FILES,
+  hasCheckpoint,
+  loadOptimizerState,
+  loadWeightsInto,
+  readCheckpointJson,
+  saveCheckpoint,
+  saveModel,
+} from './checkpoint';
+import { resolveTrainConfig, type TrainConfig } from './config';
+import { CheckpointError } from './errors';
+import { enableFastKernels } from './fast_kernels';
+import { accuracyOfLogits, firstRecords, predictDataset } from './features';
+import { knnAccuracy } from './knn';
+import { linearEvaluation } from './linear_eval';
+import { appendMetrics, type EpochRecord, type ResultRecord } from './metrics';
+import { createOptimizer, type TrainOptimizer } from './optimizers';
+import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
+
+/** Files of a run directory besides the checkpoint's. */
+export const RUN_FILES = Object.freeze({
+  metrics: 'metrics.jsonl',
+  result: 'result.json',
+  linearClassifier: 'linear',
+});
+
+/** Format tag of state.json. */
+export const STATE_FORMAT = 'supcon-training-state';
+
+/** Contents of a checkpoint's state.json. */
+export interface TrainingState {
+  format: typeof STATE_FORMAT;
+  version: 1;
+  config: TrainConfig;
+  /** Epochs completed. */
+  epoch: number;
+  /** Next batch of epoch `epoch` (0 at an epoch boundary; > 0 after an interrupted epoch). */
+  batch: number;
+  /** Optimizer steps taken. */
+  step: number;
+  stepsPerEpoch: number;
+  /** Size of the training and test sets the run used (checked on resume). */
+  trainCount: number;
+  testCount: number;
+  /** Where the random streams stand: they are derived from (seed, epoch, batch). */
+  rng: { seed: number; epoch: number; batch: number; shuffle: string; augmentation: string };
+  /** Sums over the steps already taken in an interrupted epoch. */
+  partialEpoch: { lossSum: number; steps: number; seconds: number; images: number };
+  /** Records of the completed epochs. */
+  metrics: EpochRecord[];
+  /** True once every pre-training epoch is done. */
+  pretrainingDone: boolean;
+  /** The final evaluation, once done. */
+  result?: ResultRecord;
+  savedAt: string;
+}
+
+/** One optimizer step, as reported to {@link TrainCallbacks.onStep}. */
+export interface StepInfo {
+  /** 0-based epoch. */
+  epoch: number;
+  /** 0-based batch within the epoch. */
+  batch: number;
+  stepsPerEpoch: number;
+  /** Steps taken in total, this one included. */
+  step: number;
+  loss: number;
+  lr: number;
+  /** Throughput of this epoch so far. */
+  imagesPerSecond: number;
+  /** Seconds this step took. */
+  seconds: number;
+}
+
+/** What a run reports at its start. */
+export interface StartInfo {
+  config: TrainConfig;
+  outDir: string;
+  resumed: boolean;
+  /** 0-based epoch and batch the run starts at. */
+  epoch: number;
+  batch: number;
+  stepsPerEpoch: number;
+  trainCount: number;
+  testCount: number;
+  parameters: number;
+  /** Names of the native tfjs kernels in use ([] when none). */
+  fastKernels: string[];
+}
+
+/** Hooks for progress display; all optional. */
+export interface TrainCallbacks {
+  onStart?(info: StartInfo): void;
+  onEpochStart?(epoch: number, firstBatch: number, stepsPerEpoch: number): void;
+  onStep?(info: StepInfo): void;
+  onEpochEnd?(record: EpochRecord): void;
+  /** A phase that takes a while without steps: 'knn', 'checkpoint', 'linear-eval', 'test'. */
+  onPhase?(phase: 'knn' | 'checkpoint' | 'linear-eval' | 'test', detail?: string): void;
+}
+
+/** Options of {@link trainRun} and {@link resumeRun}. */
+export interface TrainRunOptions {
+  /** The run directory: checkpoint, metrics.jsonl, result.json. */
+  outDir: string;
+  /** Stop after the current step, save a checkpoint and return `status: 'interrupted'`. */
+  signal?: AbortSignal;
+  callbacks?: TrainCallbacks;
+  /** Builds the encoder when the config's arch is 'custom'. */
+  buildEncoder?: EncoderBuilder;
+  /** Datasets to use instead of loading `config.dataset` (limits still apply). */
+  datasets?: { train: ImageDataset; test: ImageDataset };
+  /** Register the native tfjs kernels when available (default true). */
+  fastKernels?: boolean;
+}
+
+/** How a run ended. */
+export interface TrainRunResult {
+  status: 'complete' | 'interrupted';
+  outDir: string;
+  config: TrainConfig;
+  /** Epochs completed. */
+  epochs: number;
+  step: number;
+  metrics: EpochRecord[];
+  /** The final evaluation (status 'complete'). */
+  result?: ResultRecord;
+}
+
+const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'datasets', 'fastKernels'] as const;
+
+/**
+ * Trains a new run in `options.outDir` (which must not hold a checkpoint yet) and evaluates it.
+ *
+ * ```ts
+ * const run = await trainRun({ method: 'supcon', epochs: 5 }, { outDir: 'runs/a' });
+ * console.log(run.result?.testAccuracy);
+ * ```
+ */
+export async function trainRun(config: Partial<TrainConfig>, options: TrainRunOptions): Promise<TrainRunResult> {
+  const resolved = resolveTrainConfig(config);
+  const opts = checkRunOptions(options);
+  if (hasCheckpoint(opts.outDir)) {
+    throw new InvalidArgumentError(
+      'options.outDir',
+      'a directory without a checkpoint (resume an existing run instead)',
+      `${opts.outDir}, which holds ${CHECKPOINT_FILES.state}`,
+    );
+  }
+  return runTraining(resolved, opts, undefined);
+}
+
+/**
+ * Continues the run saved in `options.outDir` where its checkpoint left it: at the next batch
+ * of an interrupted epoch, or at the next epoch, with the same schedule. A run whose training
+ * is done but whose evaluation is missing is evaluated; a finished run returns its result.
+ * @param overrides Settings that may change between sessions (only `dataDir`).
+ */
+export async function resumeRun(options: TrainRunOptions, overrides: Pick<Partial<TrainConfig>, 'dataDir'> = {}): Promise<TrainRunResult> {
+  const opts = checkRunOptions(options);
+  const o = validate.options('overrides', overrides, ['dataDir']);
+  const state = await readTrainingState(opts.outDir);
+  const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
+  return runTraining(config, opts, state);
+}
+
+function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
+  const o = validate.options('options', options, TRAIN_OPTION_KEYS);
+  const outDir = resolvePath(validate.string('options.outDir', o.outDir));
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) validate.fail('options.signal', 'an AbortSignal', o.signal);
+  if (o.buildEncoder !== undefined && typeof o.buildEncoder !== 'function') validate.fail('options.buildEncoder', 'a function', o.buildEncoder);
+  if (o.fastKernels !== undefined) validate.boolean('options.fastKernels', o.fastKernels);
+  return { ...(options as TrainRunOptions), outDir };
+}
+
+/**
+ * Reads and checks a run's state.json.
+ * @throws {@link CheckpointError} when it is missing, corrupt, or of another format.
+ */
+export async function readTrainingState(dir: string): Promise<TrainingState> {
+  const path = join(dir, CHECKPOINT_FILES.state);
+  const json = await readCheckpointJson(path);
+  if (json.format !== STATE_FORMAT) {
+    throw new CheckpointError(path, `has format ${JSON.stringify(json.format)} but '${STATE_FORMAT}' was expected`);
+  }
+  for (const key of ['epoch', 'batch', 'step', 'stepsPerEpoch', 'trainCount', 'testCount'] as const) {
+    const v = json[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new CheckpointError(path, `'${key}' is not a non-negative integer`);
+  }
+  try {
+    resolveTrainConfig(json.config as Partial<TrainConfig>, 'config');
+  } catch (e) {
+    throw new CheckpointError(path, `holds an invalid config: ${(e as Error).message}`);
+  }
+  return json as unknown as TrainingState;
+}
+
+/** Loads the train and test splits of a config, with its limits applied. */
+export async function loadRunDatasets(
+  config: TrainConfig,
+  given?: { train: ImageDataset; test: ImageDataset },
+): Promise<{ train: ImageDataset; test: ImageDataset }> {
+  const load = (split: 'train' | 'test') =>
+    loadDataset(config.dataset, { split, ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }) });
+  const train = given ? given.train : await load('train');
+  const test = given ? given.test : await load('test');
+  return { train: firstRecords(train, config.limitTrain), test: firstRecords(test, config.limitTest) };
+}
+
+/** Everything the loop needs, built once per session. */
+interface Session {
+  config: TrainConfig;
+  outDir: string;
+  train: ImageDataset;
+  test: ImageDataset;
+  models: RunModels;
+  optimizer: TrainOptimizer;
+  variables: tf.Variable[];
+  schedule: LearningRateSchedule;
+  batchSize: number;
+  stepsPerEpoch: number;
+  callbacks: TrainCallbacks;
+  signal?: AbortSignal;
+}
+
+async function runTraining(config: TrainConfig, options: TrainRunOptions, state: TrainingState | undefined): Promise<TrainRunResult> {
+  const kernels = options.fastKernels === false ? [] : enableFastKernels();
+  const outDir = options.outDir;
+  const { train, test } = await loadRunDatasets(config, options.datasets);
+  if (train.count < 2) throw new InvalidArgumentError('config.limitTrain', 'at least 2 training images', `${train.count}`);
+  if (state !== undefined && (state.trainCount !== train.count || state.testCount !== test.count)) {
+    throw new CheckpointError(
+      join(outDir, CHECKPOINT_FILES.state),
+      `was saved for ${state.trainCount} training / ${state.testCount} test images, but the dataset now gives ${train.count} / ${test.count}`,
+    );
+  }
+  const models = buildRunModels(config, [train.height, train.width, train.channels], train.numClasses, options.buildEncoder);
+  const batchSize = Math.min(config.batchSize, train.count);
+  const stepsPerEpoch = batchCount(train.count, batchSize, true);
+  const optimizer = createOptimizer(config.optimizer, {
+    learningRate: config.lr,
+    momentum: config.momentum,
+    weightDecay: config.weightDecay,
+  });
+  const session: Session = {
+    config,
+    outDir,
+    train,
+    test,
+    models,
+    optimizer,
+    variables: models.trainModel.trainableWeights.map((w) => w.read() as tf.Variable),
+    schedule: cosineWithWarmup({
+      baseLr: config.lr,
+      totalSteps: config.epochs * stepsPerEpoch,
+      warmupSteps: config.warmupEpochs * stepsPerEpoch,
+    }),
+    batchSize,
+    stepsPerEpoch,
+    callbacks: options.callbacks ?? {},
+    ...(options.signal ? { signal: options.signal } : {}),
+  };
+  try {
+    if (state !== undefined) {
+      await loadWeightsInto(models.trainModel, outDir);
+      await loadOptimizerState(optimizer, models.trainModel, outDir);
+      if (state.stepsPerEpoch !== stepsPerEpoch) {
+        throw new CheckpointError(join(outDir, CHECKPOINT_FILES.state), `has ${state.stepsPerEpoch} steps per epoch but the run now has ${stepsPerEpoch}`);
+      }
+    } else {
+      await mkdir(outDir, { recursive: true });
+    }
+    return await loop(session, state, kernels);
+  } finally {
+    optimizer.dispose();
+    disposeRunModels(models);
+  }
+}
+
+function initialState(s: Session): TrainingState {
+  return {
+    format: STATE_FORMAT,
+    version: 1,
+    config: s.config,
+    epoch: 0,
+    batch: 0,
+    step: 0,
+    stepsPerEpoch: s.stepsPerEpoch,
+    trainCount: s.train.count,
+    testCount: s.test.count,
+    rng: rngPosition(s.config.seed, 0, 0),
+    partialEpoch: { lossSum: 0, steps: 0, seconds: 0, images: 0 },
+    metrics: [],
+    pretrainingDone: false,
+    savedAt: new Date().toISOString(),
+  };
+}
+
+function rngPosition(seed: number, epoch: number, batch: number): TrainingState['rng'] {
+  return {
+    seed,
+    epoch,
+    batch,
+    shuffle: 'epochOrder(count, { seed, epoch })',
+    augmentation: `Rng([seed, ${SEED_STREAMS.augmentation}, epoch, batch])`,
+  };
+}
+
+async function checkpoint(s: Session, state: TrainingState): Promise<void> {
+  s.callbacks.onPhase?.('checkpoint', s.outDir);
+  state.rng = rngPosition(s.config.seed, state.epoch, state.batch);
+  state.savedAt = new Date().toISOString();
+  await saveCheckpoint(s.outDir, { model: s.models.trainModel, optimizer: s.optimizer, state });
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+async function loop(s: Session, restored: TrainingState | undefined, kernels: string[]): Promise<TrainRunResult> {
+  const { config } = s;
+  const state = restored ?? initialState(s);
+  const metricsPath = join(s.outDir, RUN_FILES.metrics);
+  const finish = (status: 'complete' | 'interrupted'): TrainRunResult => ({
+    status,
+    outDir: s.outDir,
+    config,
+    epochs: state.epoch,
+    step: state.step,
+    metrics: state.metrics,
+    ...(state.result ? { result: state.result } : {}),
+  });
+  s.callbacks.onStart?.({
+    config,
+    outDir: s.outDir,
+    resumed: restored !== undefined,
+    epoch: state.epoch,
+    batch: state.batch,
+    stepsPerEpoch: s.stepsPerEpoch,
+    trainCount: s.train.count,
+    testCount: s.test.count,
+    parameters: s.models.trainModel.countParams(),
+    fastKernels: kernels,
+  });
+  if (state.result) return finish('complete');
+
+  const contrastive = config.method !== 'ce';
+  const imagesPerStep = s.batchSize * (contrastive ? 2 : 1);
+  while (state.epoch < config.epochs) {
+    const epoch = state.epoch;
+    const order = epochOrder(s.train.count, { seed: config.seed, epoch });
+    s.callbacks.onEpochStart?.(epoch, state.batch, s.stepsPerEpoch);
+    let lr = s.schedule(Math.max(0, state.step - 1));
+    while (state.batch < s.stepsPerEpoch) {
+      if (s.signal?.aborted) {
+        await checkpoint(s, state);
+        return finish('interrupted');
+      }
+      const b = state.batch;
+      lr = s.schedule(state.step);
+      s.optimizer.learningRate = lr;
+      const started = performance.now();
+      const loss = trainStep(s, order.subarray(b * s.batchSize, (b + 1) * s.batchSize), new Rng([config.seed, SEED_STREAMS.augmentation, epoch, b]));
+      const seconds = (performance.now() - started) / 1000;
+      if (!Number.isFinite(loss)) {
+        throw new SupConError(
+          `Training diverged: the loss is ${loss} at epoch ${epoch + 1}, step ${state.step + 1} (learning rate ${lr}); ` +
+            `lower --lr or raise --warmup-epochs. The last checkpoint in ${s.outDir} is intact.`,
+          'ERR_SUPCON_DIVERGED',
+        );
+      }
+      state.step += 1;
+      state.batch += 1;
+      const p = state.partialEpoch;
+      p.lossSum += loss;
+      p.steps += 1;
+      p.seconds += seconds;
+      p.images += imagesPerStep;
+      s.callbacks.onStep?.({
+        epoch,
+        batch: b,
+        stepsPerEpoch: s.stepsPerEpoch,
+        step: state.step,
+        loss,
+        lr,
+        imagesPerSecond: p.images / Math.max(p.seconds, 1e-9),
+        seconds,
+      });
+      await nextTick(); // lets a SIGINT handler run between steps
+    }
+    const knn = knnMonitor(s);
+    const p = state.partialEpoch;
+    const record: EpochRecord = {
+      type: 'epoch',
+      epoch: epoch + 1,
+      epochs: config.epochs,
+      step: state.step,
+      loss: p.steps > 0 ? p.lossSum / p.steps : NaN,
+      lr,
+      ...(knn === undefined ? {} : { knnAccuracy: knn }),
+      imagesPerSecond: p.images / Math.max(p.seconds, 1e-9),
+      seconds: p.seconds,
+      time: new Date().toISOString(),
+    };
+    state.metrics.push(record);
+    state.epoch += 1;
+    state.batch = 0;
+    state.partialEpoch = { lossSum: 0, steps: 0, seconds: 0, images: 0 };
+    state.pretrainingDone = state.epoch >= config.epochs;
+    await checkpoint(s, state);
+    await appendMetrics(metricsPath, record);
+    s.callbacks.onEpochEnd?.(record);
+  }
+  if (s.signal?.aborted) return finish('interrupted');
+
+  state.result = await finalEvaluation(s);
+  await appendMetrics(metricsPath, state.result);
+  await writeFile(join(s.outDir, RUN_FILES.result), JSON.stringify({ ...state.result, outDir: s.outDir, config }, null, 2) + '\n');
+  await checkpoint(s, state);
+  return finish('complete');
+}
+
+/** One optimizer step on the given records; returns the loss. */
+function trainStep(s: Session, records: Int32Array, rng: Rng): number {
+  const { config, models, train } = s;
+  const batch = batchOf(train, records);
+  try {
+    const loss = tf.tidy(() => {
+      const lossFn = (): tf.Scalar => {
+        if (config.method === 'ce') {
+          const x = normalize(augmentView(batch.images, rng), train.normalization);
+          const logits = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
+          return tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
+        }
+        const [first, second] = twoViews(batch.images, rng);
+        const x = normalize(tf.concat([first, second], 0), train.normalization);
+        const projections = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
+        // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
+        const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
+        const labels = config.method === 'supcon' ? batch.labels : null;
+        return supConLoss(features, labels, { temperature: config.temperature }) as tf.Scalar;
+      };
+      const { value, grads } = tf.variableGrads(lossFn, s.variables);
+      s.optimizer.applyGradients(grads);
+      return value;
+    });
+    const value = loss.dataSync()[0];
+    loss.dispose();
+    return value;
+  } finally {
+    batch.images.dispose();
+    batch.labels.dispose();
+  }
+}
+
+/** kNN accuracy of the encoder's features: test subset against a training-set bank. */
+function knnMonitor(s: Session): number | undefined {
+  const { config } = s;
+  if (config.knnBank === 0 || config.knnQueries === 0) return undefined;
+  s.callbacks.onPhase?.('knn');
+  const bankSet = firstRecords(s.train, config.knnBank);
+  const querySet = firstRecords(s.test, config.knnQueries);
+  const bank = predictDataset(s.models.encoder, bankSet) as tf.Tensor2D;
+  const queries = predictDataset(s.models.encoder, querySet) as tf.Tensor2D;
+  try {
+    return knnAccuracy(bank, bankSet.labels, queries, querySet.labels, {
+      numClasses: s.train.numClasses,
+      k: config.knnK,
+      temperature: config.knnTemperature,
+    });
+  } finally {
+    tf.dispose([bank, queries]);
+  }
+}
+
+async function finalEvaluation(s: Session): Promise<ResultRecord> {
+  const { config } = s;
+  const time = () => new Date().toISOString();
+  if (config.method === 'ce') {
+    s.callbacks.onPhase?.('test');
+    const accuracy = (set: ImageDataset) => {
+      const logits = predictDataset(s.models.trainModel, set) as tf.Tensor2D;
+      try {
+        return accuracyOfLogits(logits, set.labels);
+      } finally {
+        logits.dispose();
+      }
+    };
+    return {
+      type: 'result',
+      method: config.method,
+      evaluation: 'classifier',
+      testAccuracy: accuracy(s.test),
+      trainAccuracy: accuracy(s.train),
+      testCount: s.test.count,
+      epochs: config.epochs,
+      time: time(),
+    };
+  }
+  s.callbacks.onPhase?.('linear-eval', `${config.linearEpochs} epochs`);
+  const evaluation = linearEvaluation(s.models.encoder, s.train, s.test, {
+    epochs: config.linearEpochs,
+    learningRate: config.linearLr,
+    seed: derivedSeed(config.seed, SEED_STREAMS.linear),
+  });
+  try {
+    await saveModel(evaluation.classifier, join(s.outDir, RUN_FILES.linearClassifier));
+  } finally {
+    evaluation.classifier.dispose();
+  }
+  return {
+    type: 'result',
+    method: config.method,
+    evaluation: 'linear',
+    testAccuracy: evaluation.testAccuracy,
+    trainAccuracy: evaluation.trainAccuracy,
+    testCount: s.test.count,
+    epochs: config.epochs,
+    time: time(),
+  };
+}
