@@ -23,3 +23,4 @@ export { SupConError, InvalidArgumentError, NativeError } from './errors';
 
 export * from './data';
 export * from './models';
+export * from './train';
