@@ -1,0 +1,100 @@
+// Neural-network kernels of the core (the native tfjs CPU kernels call these): 2-D convolution
+// forward / input gradient / filter gradient, batched matrix multiply, and the fused bias +
+// activation epilogue. All float32, NHWC, row-major; no Node headers.
+//
+// Every convolution is the project's one GEMM (gemm.h) over operands that pack image patches
+// straight from the NHWC tensor into micro-panels (implicit im2col); see native/core/nn_conv.cpp.
+#pragma once
+#include <cstdint>
+
+#include "supcon/status.h"
+
+namespace supcon {
+namespace nn {
+
+// Geometry of a 2-D convolution, every size explicit (the caller resolves 'same'/'valid').
+//   x      [batch, inHeight, inWidth, inChannels]
+//   filter [filterHeight, filterWidth, inChannels, outChannels]   (tfjs / TensorFlow layout)
+//   y      [batch, outHeight, outWidth, outChannels]
+// y[n, oh, ow, co] = sum_{kh, kw, ci} x[n, oh*strideH - padTop + kh*dilationH,
+//                                        ow*strideW - padLeft + kw*dilationW, ci] * filter[kh, kw, ci, co]
+// with x read as 0 outside the image. Padding at the bottom/right is implied by outHeight/outWidth.
+struct Conv2DGeometry {
+  int64_t batch = 0;
+  int64_t inHeight = 0, inWidth = 0, inChannels = 0;
+  int64_t outHeight = 0, outWidth = 0, outChannels = 0;
+  int64_t filterHeight = 0, filterWidth = 0;
+  int64_t strideHeight = 1, strideWidth = 1;
+  int64_t dilationHeight = 1, dilationWidth = 1;
+  int64_t padTop = 0, padLeft = 0;
+
+  int64_t inputSize() const { return batch * inHeight * inWidth * inChannels; }
+  int64_t outputSize() const { return batch * outHeight * outWidth * outChannels; }
+  int64_t filterSize() const { return filterHeight * filterWidth * inChannels * outChannels; }
+  // Multiply-adds of one forward pass times 2.
+  double flops() const {
+    return 2.0 * double(batch * outHeight * outWidth) * double(filterHeight * filterWidth * inChannels) *
+           double(outChannels);
+  }
+};
+
+// Checks sizes >= 1, strides/dilations >= 1, 0 <= padding, and that every tensor stays below
+// 2^31 elements (what the binding's typed arrays can hold; it also keeps indices in range).
+Status validate(const Conv2DGeometry& g);
+
+// Output nonlinearity applied after the optional bias (tfjs's fused activations).
+enum class Activation {
+  kLinear = 0,
+  kRelu = 1,
+  kRelu6 = 2,
+  kLeakyRelu = 3,  // x < 0 ? alpha x : x
+  kElu = 4,        // x < 0 ? exp(x) - 1 : x
+  kSigmoid = 5,    // 1 / (1 + exp(-x))
+};
+
+// y = act(y + bias) applied to a row-major [rows, cols] block; bias has `cols` entries or is null.
+struct Epilogue {
+  const float* bias = nullptr;
+  Activation activation = Activation::kLinear;
+  float leakyReluAlpha = 0.2f;
+  bool active() const { return bias != nullptr || activation != Activation::kLinear; }
+};
+
+// y = epilogue(conv2d(x, filter)). x, filter, y as in Conv2DGeometry; y is overwritten.
+Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filter, const Epilogue& epilogue,
+                     float* y);
+
+// How conv2dBackpropInput computes dx.
+enum class BackpropInputAlgorithm {
+  kAuto = 0,       // kDirect for stride 1, kGemmCol2Im otherwise
+  kDirect = 1,     // stride 1 only: a forward convolution of dy with the flipped, transposed filter
+  kGemmCol2Im = 2, // dcol = dy filter^T by the GEMM, then scatter-added into dx (any stride)
+};
+
+// dx = d(sum y * dy)/dx for y = conv2d(x, filter): dy [batch, outH, outW, outC] -> dx [batch, inH,
+// inW, inC] (overwritten).
+Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx,
+                           BackpropInputAlgorithm algorithm = BackpropInputAlgorithm::kAuto);
+
+// dfilter = d(sum y * dy)/dfilter: x and dy -> dfilter [fH, fW, inC, outC] (overwritten).
+Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter);
+
+// Batched C[b] = epilogue(op(A[b % batchA]) op(B[b % batchB])), b in [0, max(batchA, batchB)).
+// op(A) is M x K (A stored K x M when transposeA), op(B) is K x N (B stored N x K when
+// transposeB); C is [batch, M, N]. batchA and batchB must be equal or one of them 1.
+struct MatMulShape {
+  int64_t batchA = 1, batchB = 1;
+  int64_t m = 0, n = 0, k = 0;
+  bool transposeA = false, transposeB = false;
+  int64_t batch() const { return batchA > batchB ? batchA : batchB; }
+};
+
+Status validate(const MatMulShape& s);
+
+Status batchMatMul(const MatMulShape& s, const float* a, const float* b, const Epilogue& epilogue, float* c);
+
+// y = act(y + bias) on a row-major [rows, cols] block in place, split over the thread pool.
+void applyEpilogue(const Epilogue& epilogue, int64_t rows, int64_t cols, float* y);
+
+}  // namespace nn
+}  // namespace supcon
