@@ -96,5 +96,61 @@ Status batchMatMul(const MatMulShape& s, const float* a, const float* b, const E
 // y = act(y + bias) on a row-major [rows, cols] block in place, split over the thread pool.
 void applyEpilogue(const Epilogue& epilogue, int64_t rows, int64_t cols, float* y);
 
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise kernels, reductions and tiling on dense row-major tensors of rank <= kMaxRank.
+
+constexpr int kMaxRank = 8;
+
+struct Shape {
+  int rank = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t size() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= dims[i];
+    return n;
+  }
+};
+
+// Checks 0 <= rank <= kMaxRank, sizes >= 0 and fewer than 2^31 elements.
+Status validate(const Shape& s);
+
+enum class BinaryOp { kAdd = 0, kSub, kMul, kDiv, kSquaredDifference, kMaximum, kMinimum };
+
+// The numpy/tfjs broadcast of two shapes (right-aligned; sizes equal or one of them 1).
+Status broadcastShape(const Shape& a, const Shape& b, Shape* out);
+
+// out = a (op) b with broadcasting; out has broadcastShape(a, b) elements.
+Status binary(BinaryOp op, const Shape& aShape, const float* a, const Shape& bShape, const float* b, float* out);
+
+enum class UnaryOp { kRelu = 0, kRelu6, kStep, kSquare, kNeg, kAbs, kSqrt, kRsqrt };
+
+// out[i] = op(x[i]); kStep is x > 0 ? 1 : alpha (NaN stays NaN, as in tfjs).
+Status unary(UnaryOp op, int64_t size, const float* x, float alpha, float* out);
+
+// out = scale * sum of x over the axes with reduce[axis] true (double accumulation); out has the
+// kept axes' sizes in order (keepDims only changes the shape the caller reports).
+Status reduceSum(const Shape& xShape, const bool* reduce, const float* x, double scale, float* out);
+
+// out = x repeated reps[i] times along each axis: out dims = x dims * reps.
+Status tile(const Shape& xShape, const int64_t* reps, const float* x, float* out);
+
+// tfjs's FusedBatchNorm: y[i] = offset[i % offLen] + (x[i] - mean[i % mLen]) * scale[i % sLen] /
+// sqrt(variance[i % vLen] + epsilon). A missing offset is 0, a missing scale 1.
+struct BatchNormArgs {
+  int64_t size = 0;
+  const float* x = nullptr;
+  const float* mean = nullptr;
+  int64_t meanSize = 0;
+  const float* variance = nullptr;
+  int64_t varianceSize = 0;
+  const float* offset = nullptr;  // may be null
+  int64_t offsetSize = 0;
+  const float* scale = nullptr;   // may be null
+  int64_t scaleSize = 0;
+  float epsilon = 1e-3f;
+};
+Status batchNorm(const BatchNormArgs& args, float* y);
+
 }  // namespace nn
 }  // namespace supcon
