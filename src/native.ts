@@ -183,6 +183,8 @@ export interface NativeAddon {
   reduceSum(args: NativeReduceSumArgs): void;
   tile(args: NativeTileArgs): void;
   batchNorm(args: NativeBatchNormArgs): void;
+  /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
+  releaseNnScratch(): void;
   [kernel: string]: unknown;
 }
 

@@ -148,6 +148,17 @@ class PatchColsB final : public GemmOperandB {
   int64_t rowBase_;
 };
 
+// dst[c * rows + r] = src[r * cols + c] in cache-sized tiles (filters reach several MB).
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+  constexpr int64_t kT = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += kT)
+    for (int64_t c0 = 0; c0 < cols; c0 += kT) {
+      const int64_t r1 = std::min(rows, r0 + kT), c1 = std::min(cols, c0 + kT);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+    }
+}
+
 // y = epilogue(P(x) W), pieces of output rows in parallel. g may have negative pads.
 void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y) {
   const int64_t M = patchRows(g), K = patchCols(g), N = g.outChannels;
@@ -164,14 +175,10 @@ void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue
 void backpropInputDirect(const G& g, const float* dy, const float* filter, float* dx) {
   const int64_t fh = g.filterHeight, fw = g.filterWidth, ci = g.inChannels, co = g.outChannels;
   // flipped[kh', kw', co, ci] = filter[fh-1-kh', fw-1-kw', ci, co]
-  Buffer<float> flipped(static_cast<size_t>(g.filterSize()));
+  float* flipped = detail::scratch(detail::kScratchFilter, static_cast<size_t>(g.filterSize()));
   for (int64_t kh = 0; kh < fh; ++kh)
-    for (int64_t kw = 0; kw < fw; ++kw) {
-      const float* src = filter + ((fh - 1 - kh) * fw + (fw - 1 - kw)) * ci * co;
-      float* dst = flipped.data() + (kh * fw + kw) * co * ci;
-      for (int64_t i = 0; i < ci; ++i)
-        for (int64_t o = 0; o < co; ++o) dst[o * ci + i] = src[i * co + o];
-    }
+    for (int64_t kw = 0; kw < fw; ++kw)
+      transpose(filter + ((fh - 1 - kh) * fw + (fw - 1 - kw)) * ci * co, ci, co, flipped + (kh * fw + kw) * co * ci);
   G t;
   t.batch = g.batch;
   t.inHeight = g.outHeight;
@@ -186,7 +193,7 @@ void backpropInputDirect(const G& g, const float* dy, const float* filter, float
   t.dilationWidth = g.dilationWidth;
   t.padTop = (fh - 1) * g.dilationHeight - g.padTop;
   t.padLeft = (fw - 1) * g.dilationWidth - g.padLeft;
-  forwardImpl(t, dy, flipped.data(), Epilogue{}, dx);
+  forwardImpl(t, dy, flipped, Epilogue{}, dx);
 }
 
 // dx[n] += scatter of dcol rows [row0, row0 + rows) of image n (rows index (oh, ow)).
@@ -214,34 +221,31 @@ void backpropInputCol2Im(const G& g, const float* dy, const float* filter, float
   const int64_t plane = g.outHeight * g.outWidth;
   const int64_t imageSize = g.inHeight * g.inWidth * g.inChannels;
   // filterT [Cout, K] so the GEMM's B operand packs contiguous rows.
-  Buffer<float> filterT(static_cast<size_t>(K * N));
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t o = 0; o < N; ++o) filterT[o * K + k] = filter[k * N + o];
-  const StridedB wt(filterT.data(), N, K, K, 1);
+  float* filterT = detail::scratch(detail::kScratchFilter, static_cast<size_t>(K * N));
+  transpose(filter, K, N, filterT);
+  const StridedB wt(filterT, N, K, K, 1);
   // Row chunks of ~1 MB of dcol keep the scatter in cache.
   const int mr = gemmBlocking().mr;
   const int64_t chunk = std::max<int64_t>(mr, std::min<int64_t>(plane, (int64_t(1) << 18) / std::max<int64_t>(1, K)));
   const int threads = numThreads();
-  auto image = [&](int64_t n, bool parallelGemm, Buffer<float>& dcol) {
+  auto image = [&](int64_t n, bool parallelGemm) {
     float* dxImage = dx + n * imageSize;
     std::memset(dxImage, 0, sizeof(float) * imageSize);
-    dcol.ensure(static_cast<size_t>(chunk * K));
+    float* dcol = detail::scratch(detail::kScratchColumns, static_cast<size_t>(chunk * K));
     for (int64_t r0 = 0; r0 < plane; r0 += chunk) {
       const int64_t rows = std::min(chunk, plane - r0);
       const StridedA a(dy + (n * plane + r0) * N, rows, N, N, 1);
-      if (parallelGemm) gemmParallel(rows, K, N, 1.0f, a, wt, 0.0f, dcol.data(), K);
-      else gemm(rows, K, N, 1.0f, a, wt, 0.0f, dcol.data(), K);
-      col2im(g, dcol.data(), r0, rows, dxImage);
+      if (parallelGemm) gemmParallel(rows, K, N, 1.0f, a, wt, 0.0f, dcol, K);
+      else gemm(rows, K, N, 1.0f, a, wt, 0.0f, dcol, K);
+      col2im(g, dcol, r0, rows, dxImage);
     }
   };
   if (g.batch >= threads && threads > 1 && g.flops() >= 4e6) {
     parallelFor(g.batch, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> dcol;
-      for (int64_t n = b; n < e; ++n) image(n, false, dcol);
+      for (int64_t n = b; n < e; ++n) image(n, false);
     });
   } else {
-    Buffer<float> dcol;
-    for (int64_t n = 0; n < g.batch; ++n) image(n, true, dcol);
+    for (int64_t n = 0; n < g.batch; ++n) image(n, true);
   }
 }
 
@@ -256,17 +260,17 @@ void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) 
   int64_t ranges = std::min<int64_t>(threads, std::max<int64_t>(1, M / 512));
   ranges = std::min<int64_t>(ranges, std::max<int64_t>(1, (int64_t(256) << 20) / std::max<int64_t>(1, partialBytes)));
   if (g.flops() < 4e6) ranges = 1;
-  Buffer<float> partial(static_cast<size_t>(ranges * K * N));
+  float* partial = detail::scratch(detail::kScratchPartial, static_cast<size_t>(ranges * K * N));
   if (ranges == 1) {
     const StridedA a(dy, N, M, 1, N);
     const PatchColsB b(g, x, 0);
-    gemmParallel(N, K, M, 1.0f, a, b, 0.0f, partial.data(), K);
+    gemmParallel(N, K, M, 1.0f, a, b, 0.0f, partial, K);
   } else {
     const int64_t per = (M + ranges - 1) / ranges;
     parallelFor(ranges, 1, [&](int64_t rb, int64_t re) {
       for (int64_t r = rb; r < re; ++r) {
         const int64_t p0 = r * per, p1 = std::min(M, p0 + per);
-        float* out = partial.data() + r * K * N;
+        float* out = partial + r * K * N;
         if (p1 <= p0) {
           std::memset(out, 0, sizeof(float) * K * N);
           continue;

@@ -20,6 +20,12 @@ void epilogueRows(const Epilogue& e, int64_t rows, int64_t cols, float* y, int64
 void forEachRowPiece(int64_t rows, int64_t align, double flops,
                      const std::function<void(int64_t begin, int64_t end)>& fn);
 
+// Scratch memory of the calling thread, grown on demand and kept between calls (nn_scratch.cpp).
+// Slots are independent buffers for uses that overlap in one call.
+constexpr int kScratchSlots = 3;
+enum ScratchSlot { kScratchFilter = 0, kScratchPartial = 1, kScratchColumns = 2 };
+float* scratch(int slot, size_t count);
+
 }  // namespace detail
 }  // namespace nn
 }  // namespace supcon

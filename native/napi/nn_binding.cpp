@@ -251,6 +251,12 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// releaseNnScratch(): frees the convolutions' cached per-thread scratch buffers.
+Napi::Value ReleaseNnScratch(const Napi::CallbackInfo& info) {
+  supcon::nn::releaseScratchMemory();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void registerNn(Napi::Env env, Napi::Object exports) {
@@ -263,6 +269,7 @@ void registerNn(Napi::Env env, Napi::Object exports) {
   exports.Set("reduceSum", Napi::Function::New(env, ReduceSum, "reduceSum"));
   exports.Set("tile", Napi::Function::New(env, Tile, "tile"));
   exports.Set("batchNorm", Napi::Function::New(env, BatchNorm, "batchNorm"));
+  exports.Set("releaseNnScratch", Napi::Function::New(env, ReleaseNnScratch, "releaseNnScratch"));
 }
 
 }  // namespace supcon_napi

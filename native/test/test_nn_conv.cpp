@@ -239,11 +239,16 @@ TEST(conv_workspace_is_released) {
     CHECK(supcon::nn::conv2dBackpropInput(g, dy.data(), w.data(), dx.data()).isOk());
     CHECK(supcon::nn::conv2dBackpropFilter(g, x.data(), dy.data(), dw.data()).isOk());
   };
-  run();  // grows the GEMM's per-thread packing buffers, which are kept on purpose
+  supcon::nn::releaseScratchMemory();
+  const int64_t start = supcon::memory::currentBytes();
+  run();  // grows the GEMM's packing buffers and the convolutions' scratch, both kept on purpose
   const int64_t before = supcon::memory::currentBytes();
+  CHECK(before > start) << "the scratch buffers should be kept between calls";
   run();
   run();
   CHECK(supcon::memory::currentBytes() == before) << "leaked " << supcon::memory::currentBytes() - before << " bytes";
+  supcon::nn::releaseScratchMemory();
+  CHECK(supcon::memory::currentBytes() < before) << "releaseScratchMemory() freed nothing";
 }
 
 SUPCON_TEST_MAIN

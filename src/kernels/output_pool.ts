@@ -135,8 +135,9 @@ class OutputPool {
     return { ...this.stats };
   }
 
+  /** The block whose memory `values` views, whatever the view's type, offset or length. */
   private blockOf(values: unknown): Block | undefined {
-    return values instanceof Float32Array && values.length >= MIN_POOLED_LENGTH ? this.blocks.get(values.buffer) : undefined;
+    return ArrayBuffer.isView(values) ? this.blocks.get(values.buffer) : undefined;
   }
 
   private escape(block: Block): void {

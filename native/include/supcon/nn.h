@@ -93,6 +93,10 @@ Status validate(const MatMulShape& s);
 
 Status batchMatMul(const MatMulShape& s, const float* a, const float* b, const Epilogue& epilogue, float* c);
 
+// The convolutions keep per-thread scratch buffers between calls (a fresh multi-megabyte buffer
+// costs more in page faults than the work); this frees them. Not while a kernel is running.
+void releaseScratchMemory();
+
 // y = act(y + bias) on a row-major [rows, cols] block in place, split over the thread pool.
 void applyEpilogue(const Epilogue& epilogue, int64_t rows, int64_t cols, float* y);
 

@@ -1,0 +1,102 @@
+/**
+ * Recycling of native output arrays: arrays of disposed outputs are reused, but never one that
+ * user code may still see (read out with dataSync/data, aliased by a Slice view, shared by a
+ * reshape), and training gives bit-identical results with recycling on and off.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { nativeOutputPoolStats, restoreKernels, useNativeKernels } from '../../src/kernels';
+import { RESNET8, buildResNet, syntheticBatch, trainStep } from '../../bench/resnet';
+import { nativeAvailable, uniform } from './helpers';
+
+const N = 40000;  // above the pooling threshold (16384 floats)
+
+describe.skipIf(!nativeAvailable)('native output recycling', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+  });
+  beforeEach(() => {
+    restoreKernels();
+    useNativeKernels();
+  });
+  afterAll(() => {
+    restoreKernels();
+  });
+
+  it('reuses the array of a disposed output', () => {
+    const x = uniform([N], 1);
+    const before = nativeOutputPoolStats();
+    tf.relu(x).dispose();
+    const y = tf.neg(x);
+    const after = nativeOutputPoolStats();
+    expect(after.recycled - before.recycled).toBe(1);
+    expect(after.reused - before.reused).toBe(1);
+    expect(y.dataSync()[5]).toBeCloseTo(-x.dataSync()[5], 7);
+    tf.dispose([x, y]);
+  });
+
+  it('never reuses an array handed out by dataSync() or data()', async () => {
+    const x = uniform([N], 2);
+    const a = tf.relu(x);
+    const seen = a.dataSync();
+    const copy = Float32Array.from(seen);
+    a.dispose();
+    const b = tf.neg(x);
+    const c = tf.relu(x);
+    const d = tf.abs(x);
+    const viaData = await d.data();
+    const dCopy = Float32Array.from(viaData);
+    d.dispose();
+    const e = tf.square(x);
+    expect(seen).toEqual(copy);
+    expect(viaData).toEqual(dCopy);
+    expect(nativeOutputPoolStats().escaped).toBeGreaterThanOrEqual(2);
+    tf.dispose([x, b, c, e]);
+  });
+
+  it('never reuses an array a Slice view aliases, nor one a reshape still shares', () => {
+    const x = uniform([N], 3);
+    const a = tf.relu(x);
+    const head = tf.slice(a, 0, 1000);  // tfjs's Slice returns a subarray of a's array
+    const r = tf.reshape(tf.neg(x), [200, 200]);  // shares its dataId with the (disposed) neg output
+    a.dispose();
+    const others = [tf.abs(x), tf.square(x), tf.neg(tf.neg(x))];
+    const want = tf.tidy(() => tf.relu(tf.slice(x, 0, 1000)));
+    expect(head.dataSync()).toEqual(want.dataSync());
+    expect(r.dataSync()[7]).toBeCloseTo(-x.dataSync()[7], 7);
+    tf.dispose([x, head, r, want, ...others]);
+  });
+
+  it('training is bit-identical with recycling on and off', () => {
+    const run = (recycleOutputs: boolean) => {
+      restoreKernels();
+      useNativeKernels({ recycleOutputs });
+      const spec = { ...RESNET8, inputShape: [12, 12, 1] as [number, number, number], seed: 5 };
+      const model = buildResNet(spec);
+      const { images, oneHot } = syntheticBatch(spec, 16, 3);
+      const optimizer = tf.train.sgd(0.1);
+      const losses = Array.from({ length: 4 }, () => trainStep(model, optimizer, images, oneHot));
+      const weights = model.getWeights().map((w) => Array.from(w.dataSync()));
+      tf.dispose([images, oneHot]);
+      model.dispose();
+      optimizer.dispose();
+      return { losses, weights };
+    };
+    const before = nativeOutputPoolStats();
+    const on = run(true);
+    expect(nativeOutputPoolStats().reused).toBeGreaterThan(before.reused);
+    const off = run(false);
+    expect(off.losses).toEqual(on.losses);
+    expect(off.weights).toEqual(on.weights);
+  });
+
+  it('stops recycling after restoreKernels()', () => {
+    const x = uniform([N], 4);
+    restoreKernels();
+    const before = nativeOutputPoolStats();
+    tf.relu(x).dispose();
+    tf.neg(x).dispose();
+    expect(nativeOutputPoolStats().recycled).toBe(before.recycled);
+    x.dispose();
+  });
+});
