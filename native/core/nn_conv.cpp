@@ -2,8 +2,8 @@
 // directly into micro-panels (implicit im2col: the patch matrix is never materialized).
 //
 //   forward          Y [pixels, Cout]  = P(x) [pixels, K] * W [K, Cout]          K = fH fW Cin
-//   filter gradient  dW^T [Cout, K]    = dY^T [Cout, pixels] * P(x) [pixels, K]
-//                    (pixels split over threads, partial products summed and transposed)
+//   filter gradient  dW [K, Cout]      = P(x)^T [K, pixels] * dY [pixels, Cout]
+//                    (pixels split over threads, partial products summed)
 //   input gradient   stride 1: a forward convolution of dY with the flipped, transposed filter
 //                    (its patches are packed from dY the same way);
 //                    any stride: dcol = dY W^T by the GEMM, then scatter-added into dx (col2im).
@@ -104,41 +104,47 @@ class PatchRowsA final : public GemmOperandA {
   int64_t rowBase_;
 };
 
-// B = P(image) with rows (pixels) [rowBase, ...) as the GEMM's depth: each packed row is nr
-// consecutive patch columns of one pixel, i.e. contiguous runs of the NHWC image.
-class PatchColsB final : public GemmOperandB {
+// A = P(image)^T: rows are patch columns k, the depth is pixels [rowBase, ...). Each packed
+// depth step is mr consecutive patch columns of one pixel: contiguous runs of the NHWC image.
+class PatchColsA final : public GemmOperandA {
  public:
-  PatchColsB(const G& g, const float* image, int64_t rowBase) : g_(g), img_(image), rowBase_(rowBase) {}
+  PatchColsA(const G& g, const float* image, int64_t rowBase) : g_(g), img_(image), rowBase_(rowBase) {}
 
-  void pack(float* dst, int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr) const override {
+  void pack(float* dst, int64_t i0, int64_t mc, int64_t k0, int64_t kc, int mr) const override {
     const int64_t K = patchCols(g_), C = g_.inChannels;
     const int64_t H = g_.inHeight, W = g_.inWidth;
-    for (int64_t jp = 0; jp < nc; jp += nr) {
-      const int64_t col0 = j0 + jp;
-      const int64_t cols = std::max<int64_t>(0, std::min<int64_t>({nr, nc - jp, K - col0}));
-      const int64_t tap0 = col0 / C, c0 = col0 - tap0 * C;
+    struct Segment { int64_t at, len, dh, dw, c; };
+    Segment seg[kMaxMr + 1];
+    for (int64_t ip = 0; ip < mc; ip += mr) {
+      const int64_t row0 = i0 + ip;
+      const int64_t rows = std::max<int64_t>(0, std::min<int64_t>({mr, mc - ip, K - row0}));
+      // The panel's rows as runs of channels within one filter tap.
+      int segments = 0;
+      for (int64_t done = 0, tap = row0 / C, c = row0 - tap * C; done < rows; ++tap, c = 0) {
+        const int64_t len = std::min(C - c, rows - done);
+        const int64_t kh = tap / g_.filterWidth, kw = tap - kh * g_.filterWidth;
+        seg[segments++] = {done, len, kh * g_.dilationHeight, kw * g_.dilationWidth, c};
+        done += len;
+      }
       PixelCursor cur(g_, rowBase_ + k0);
       for (int64_t p = 0; p < kc; ++p, cur.next()) {
-        float* d = dst + p * nr;
+        float* d = dst + p * mr;
         const float* img = img_ + cur.n * H * W * C;
         const int64_t ih0 = cur.ih0(), iw0 = cur.iw0();
-        int64_t done = 0, tap = tap0, c = c0;
-        while (done < cols) {
-          const int64_t len = std::min(C - c, cols - done);
-          const int64_t kh = tap / g_.filterWidth, kw = tap - kh * g_.filterWidth;
-          const int64_t ih = ih0 + kh * g_.dilationHeight, iw = iw0 + kw * g_.dilationWidth;
+        for (int sIdx = 0; sIdx < segments; ++sIdx) {
+          const Segment& sg = seg[sIdx];
+          const int64_t ih = ih0 + sg.dh, iw = iw0 + sg.dw;
+          float* o = d + sg.at;
           if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-            std::memcpy(d + done, img + (ih * W + iw) * C + c, sizeof(float) * len);
+            const float* src = img + (ih * W + iw) * C + sg.c;
+            for (int64_t j = 0; j < sg.len; ++j) o[j] = src[j];
           } else {
-            std::memset(d + done, 0, sizeof(float) * len);
+            for (int64_t j = 0; j < sg.len; ++j) o[j] = 0.0f;
           }
-          done += len;
-          ++tap;
-          c = 0;
         }
-        for (int64_t j = cols; j < nr; ++j) d[j] = 0.0f;
+        for (int64_t j = rows; j < mr; ++j) d[j] = 0.0f;
       }
-      dst += static_cast<int64_t>(nr) * kc;
+      dst += static_cast<int64_t>(mr) * kc;
     }
   }
 
@@ -196,19 +202,20 @@ void backpropInputDirect(const G& g, const float* dy, const float* filter, float
   forwardImpl(t, dy, flipped, Epilogue{}, dx);
 }
 
-// dx[n] += scatter of dcol rows [row0, row0 + rows) of image n (rows index (oh, ow)).
-void col2im(const G& g, const float* dcol, int64_t row0, int64_t rows, float* dxImage) {
+// dx += scatter of dcol rows [row0, row0 + rows) (global pixel rows (n, oh, ow)) into their taps.
+void col2im(const G& g, const float* dcol, int64_t row0, int64_t rows, float* dx) {
   const int64_t C = g.inChannels, K = patchCols(g);
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t pix = row0 + r, oh = pix / g.outWidth, ow = pix - oh * g.outWidth;
+  PixelCursor cur(g, row0);
+  for (int64_t r = 0; r < rows; ++r, cur.next()) {
     const float* src = dcol + r * K;
+    float* image = dx + cur.n * g.inHeight * g.inWidth * C;
     for (int64_t kh = 0; kh < g.filterHeight; ++kh) {
-      const int64_t ih = oh * g.strideHeight - g.padTop + kh * g.dilationHeight;
+      const int64_t ih = cur.ih0() + kh * g.dilationHeight;
       if (ih < 0 || ih >= g.inHeight) continue;
       for (int64_t kw = 0; kw < g.filterWidth; ++kw) {
-        const int64_t iw = ow * g.strideWidth - g.padLeft + kw * g.dilationWidth;
+        const int64_t iw = cur.iw0() + kw * g.dilationWidth;
         if (iw < 0 || iw >= g.inWidth) continue;
-        float* d = dxImage + (ih * g.inWidth + iw) * C;
+        float* d = image + (ih * g.inWidth + iw) * C;
         const float* s = src + (kh * g.filterWidth + kw) * C;
         for (int64_t c = 0; c < C; ++c) d[c] += s[c];
       }
@@ -216,6 +223,8 @@ void col2im(const G& g, const float* dcol, int64_t row0, int64_t rows, float* dx
   }
 }
 
+// dcol = dY W^T by the GEMM in chunks of rows that may span images, each scattered into dx.
+// Threads take whole images, so no two scatter into the same pixels.
 void backpropInputCol2Im(const G& g, const float* dy, const float* filter, float* dx) {
   const int64_t K = patchCols(g), N = g.outChannels;
   const int64_t plane = g.outHeight * g.outWidth;
@@ -224,33 +233,38 @@ void backpropInputCol2Im(const G& g, const float* dy, const float* filter, float
   float* filterT = detail::scratch(detail::kScratchFilter, static_cast<size_t>(K * N));
   transpose(filter, K, N, filterT);
   const StridedB wt(filterT, N, K, K, 1);
-  // Row chunks of ~1 MB of dcol keep the scatter in cache.
+  // ~2 MB of dcol per chunk: enough rows that packing W^T is amortized, small enough for cache.
   const int mr = gemmBlocking().mr;
-  const int64_t chunk = std::max<int64_t>(mr, std::min<int64_t>(plane, (int64_t(1) << 18) / std::max<int64_t>(1, K)));
+  const int64_t chunk = std::max<int64_t>(8 * mr, (int64_t(1) << 19) / std::max<int64_t>(1, K));
   const int threads = numThreads();
-  auto image = [&](int64_t n, bool parallelGemm) {
-    float* dxImage = dx + n * imageSize;
-    std::memset(dxImage, 0, sizeof(float) * imageSize);
-    float* dcol = detail::scratch(detail::kScratchColumns, static_cast<size_t>(chunk * K));
-    for (int64_t r0 = 0; r0 < plane; r0 += chunk) {
-      const int64_t rows = std::min(chunk, plane - r0);
-      const StridedA a(dy + (n * plane + r0) * N, rows, N, N, 1);
+  auto images = [&](int64_t n0, int64_t n1, bool parallelGemm) {
+    std::memset(dx + n0 * imageSize, 0, sizeof(float) * (n1 - n0) * imageSize);
+    const int64_t r1 = n1 * plane;
+    float* dcol = detail::scratch(detail::kScratchColumns, static_cast<size_t>(std::min(chunk, r1 - n0 * plane) * K));
+    for (int64_t r = n0 * plane; r < r1; r += chunk) {
+      const int64_t rows = std::min(chunk, r1 - r);
+      const StridedA a(dy + r * N, rows, N, N, 1);
       if (parallelGemm) gemmParallel(rows, K, N, 1.0f, a, wt, 0.0f, dcol, K);
       else gemm(rows, K, N, 1.0f, a, wt, 0.0f, dcol, K);
-      col2im(g, dcol, r0, rows, dxImage);
+      col2im(g, dcol, r, rows, dx);
     }
   };
   if (g.batch >= threads && threads > 1 && g.flops() >= 4e6) {
-    parallelFor(g.batch, 1, [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n) image(n, false);
+    const int64_t tasks = std::min<int64_t>(g.batch, 4 * threads);
+    const int64_t per = (g.batch + tasks - 1) / tasks;
+    parallelFor(tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t n0 = std::min(g.batch, t * per), n1 = std::min(g.batch, n0 + per);
+        if (n1 > n0) images(n0, n1, false);
+      }
     });
   } else {
-    for (int64_t n = 0; n < g.batch; ++n) image(n, true);
+    images(0, g.batch, true);
   }
 }
 
-// dW = P(x)^T dY: pixels split into one range per thread, each range's dW^T [Cout, K] computed
-// by the GEMM into its own buffer, then summed and transposed.
+// dW [K, Cout] = P(x)^T dY: pixels split into one range per thread, each range's product
+// computed by the GEMM (the first into dw, the others into scratch), then summed.
 void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) {
   const int64_t M = patchRows(g), K = patchCols(g), N = g.outChannels;
   const int threads = numThreads();
@@ -260,46 +274,29 @@ void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) 
   int64_t ranges = std::min<int64_t>(threads, std::max<int64_t>(1, M / 512));
   ranges = std::min<int64_t>(ranges, std::max<int64_t>(1, (int64_t(256) << 20) / std::max<int64_t>(1, partialBytes)));
   if (g.flops() < 4e6) ranges = 1;
-  float* partial = detail::scratch(detail::kScratchPartial, static_cast<size_t>(ranges * K * N));
   if (ranges == 1) {
-    const StridedA a(dy, N, M, 1, N);
-    const PatchColsB b(g, x, 0);
-    gemmParallel(N, K, M, 1.0f, a, b, 0.0f, partial, K);
-  } else {
-    const int64_t per = (M + ranges - 1) / ranges;
-    parallelFor(ranges, 1, [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) {
-        const int64_t p0 = r * per, p1 = std::min(M, p0 + per);
-        float* out = partial + r * K * N;
-        if (p1 <= p0) {
-          std::memset(out, 0, sizeof(float) * K * N);
-          continue;
-        }
-        const StridedA a(dy + p0 * N, N, p1 - p0, 1, N);
-        const PatchColsB b(g, x, p0);
-        gemm(N, K, p1 - p0, 1.0f, a, b, 0.0f, out, K);
-      }
-    });
+    const PatchColsA a(g, x, 0);
+    const StridedB b(dy, M, N, N, 1);
+    gemmParallel(K, N, M, 1.0f, a, b, 0.0f, dw, N);
+    return;
   }
-  // dw[k, o] = sum_r partial[r][o, k], in 32 x 32 tiles for the transpose.
-  constexpr int64_t kT = 32;
-  const int64_t tilesK = (K + kT - 1) / kT;
-  auto reduce = [&](int64_t tb, int64_t te) {
-    for (int64_t t = tb; t < te; ++t) {
-      const int64_t kb = t * kT, ke = std::min(K, kb + kT);
-      for (int64_t ob = 0; ob < N; ob += kT) {
-        const int64_t oe = std::min(N, ob + kT);
-        for (int64_t k = kb; k < ke; ++k)
-          for (int64_t o = ob; o < oe; ++o) {
-            float s = 0.0f;
-            for (int64_t r = 0; r < ranges; ++r) s += partial[r * K * N + o * K + k];
-            dw[k * N + o] = s;
-          }
-      }
+  float* partial = detail::scratch(detail::kScratchPartial, static_cast<size_t>((ranges - 1) * K * N));
+  const int64_t per = (M + ranges - 1) / ranges;
+  parallelFor(ranges, 1, [&](int64_t rb, int64_t re) {
+    for (int64_t r = rb; r < re; ++r) {
+      const int64_t p0 = std::min(M, r * per), p1 = std::min(M, p0 + per);
+      float* out = r == 0 ? dw : partial + (r - 1) * K * N;
+      const PatchColsA a(g, x, p0);
+      const StridedB b(dy + p0 * N, p1 - p0, N, N, 1);
+      gemm(K, N, p1 - p0, 1.0f, a, b, 0.0f, out, N);  // p1 == p0 writes zeros
     }
-  };
-  if (K * N * ranges >= (1 << 16)) parallelFor(tilesK, 1, reduce);
-  else reduce(0, tilesK);
+  });
+  detail::forEachRowPiece(K * N, 1, double(K * N * ranges) * 64, [&](int64_t b, int64_t e) {
+    for (int64_t r = 1; r < ranges; ++r) {
+      const float* src = partial + (r - 1) * K * N;
+      for (int64_t i = b; i < e; ++i) dw[i] += src[i];
+    }
+  });
 }
 
 template <typename F>
@@ -362,8 +359,11 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
   const bool unitStride = g.strideHeight == 1 && g.strideWidth == 1;
   if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride)
     return Status::invalid("conv2dBackpropInput: the direct algorithm needs stride 1");
+  // Measured (bench/kernels.ts): col2im is faster up to ~128 input channels (the direct
+  // convolution's GEMM is then only inChannels wide); the direct form wins from ~256, where
+  // col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk of rows.
   const bool direct = algorithm == BackpropInputAlgorithm::kDirect ||
-                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride);
+                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride && g.inChannels >= 192);
   return guarded("conv2dBackpropInput", [&] {
     if (direct) backpropInputDirect(g, dy, filter, dx);
     else backpropInputCol2Im(g, dy, filter, dx);
