@@ -165,6 +165,40 @@ export interface NativeBatchNormArgs {
   y: Float32Array;
 }
 
+/** Explicit pooling geometry (NHWC); see native/include/supcon/nn.h. */
+export interface NativePool2DGeometry {
+  batch: number;
+  inHeight: number;
+  inWidth: number;
+  channels: number;
+  outHeight: number;
+  outWidth: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  padTop: number;
+  padLeft: number;
+}
+
+export interface NativePool2DArgs extends NativePool2DGeometry {
+  /** 0 max, 1 average */
+  type: 0 | 1;
+  x: Float32Array;
+  y: Float32Array;
+}
+
+export interface NativeMaxPool2DBackwardArgs extends NativePool2DGeometry {
+  x: Float32Array;
+  dy: Float32Array;
+  dx: Float32Array;
+}
+
+export interface NativeAvgPool2DBackwardArgs extends NativePool2DGeometry {
+  dy: Float32Array;
+  dx: Float32Array;
+}
+
 /** The addon's raw surface. Everything here is called through the typed wrappers. */
 export interface NativeAddon {
   info(): NativeInfo;
@@ -183,6 +217,9 @@ export interface NativeAddon {
   reduceSum(args: NativeReduceSumArgs): void;
   tile(args: NativeTileArgs): void;
   batchNorm(args: NativeBatchNormArgs): void;
+  pool2d(args: NativePool2DArgs): void;
+  maxPool2dBackward(args: NativeMaxPool2DBackwardArgs): void;
+  avgPool2dBackward(args: NativeAvgPool2DBackwardArgs): void;
   /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
   releaseNnScratch(): void;
   [kernel: string]: unknown;

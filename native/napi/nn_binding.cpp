@@ -251,6 +251,60 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+supcon::nn::Pool2DGeometry readPoolGeometry(const Napi::Object& o) {
+  supcon::nn::Pool2DGeometry g;
+  g.batch = intField(o, "batch", 1, kMaxInt32);
+  g.inHeight = intField(o, "inHeight", 1, kMaxInt32);
+  g.inWidth = intField(o, "inWidth", 1, kMaxInt32);
+  g.channels = intField(o, "channels", 1, kMaxInt32);
+  g.outHeight = intField(o, "outHeight", 1, kMaxInt32);
+  g.outWidth = intField(o, "outWidth", 1, kMaxInt32);
+  g.filterHeight = intField(o, "filterHeight", 1, kMaxInt32);
+  g.filterWidth = intField(o, "filterWidth", 1, kMaxInt32);
+  g.strideHeight = intField(o, "strideHeight", 1, kMaxInt32);
+  g.strideWidth = intField(o, "strideWidth", 1, kMaxInt32);
+  g.padTop = intField(o, "padTop", 0, kMaxInt32);
+  g.padLeft = intField(o, "padLeft", 0, kMaxInt32);
+  supcon::Status st = supcon::nn::validate(g);
+  if (!st.isOk()) throwStatus(o.Env(), st);
+  return g;
+}
+
+// pool2d({type: 0 max | 1 avg, x, y, ...poolGeometry})
+Napi::Value Pool2d(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  const auto type = static_cast<supcon::nn::PoolType>(intField(o, "type", 0, 1));
+  const supcon::nn::Pool2DGeometry g = readPoolGeometry(o);
+  const float* x = floatArray(o, "x", g.inputSize());
+  float* y = floatArray(o, "y", g.outputSize());
+  supcon::Status st = supcon::nn::pool2d(type, g, x, y);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
+// maxPool2dBackward({x, dy, dx, ...poolGeometry})
+Napi::Value MaxPool2dBackward(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  const supcon::nn::Pool2DGeometry g = readPoolGeometry(o);
+  const float* x = floatArray(o, "x", g.inputSize());
+  const float* dy = floatArray(o, "dy", g.outputSize());
+  float* dx = floatArray(o, "dx", g.inputSize());
+  supcon::Status st = supcon::nn::maxPool2dBackward(g, x, dy, dx);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
+// avgPool2dBackward({dy, dx, ...poolGeometry})
+Napi::Value AvgPool2dBackward(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  const supcon::nn::Pool2DGeometry g = readPoolGeometry(o);
+  const float* dy = floatArray(o, "dy", g.outputSize());
+  float* dx = floatArray(o, "dx", g.inputSize());
+  supcon::Status st = supcon::nn::avgPool2dBackward(g, dy, dx);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
 // releaseNnScratch(): frees the convolutions' cached per-thread scratch buffers.
 Napi::Value ReleaseNnScratch(const Napi::CallbackInfo& info) {
   supcon::nn::releaseScratchMemory();
@@ -269,6 +323,9 @@ void registerNn(Napi::Env env, Napi::Object exports) {
   exports.Set("reduceSum", Napi::Function::New(env, ReduceSum, "reduceSum"));
   exports.Set("tile", Napi::Function::New(env, Tile, "tile"));
   exports.Set("batchNorm", Napi::Function::New(env, BatchNorm, "batchNorm"));
+  exports.Set("pool2d", Napi::Function::New(env, Pool2d, "pool2d"));
+  exports.Set("maxPool2dBackward", Napi::Function::New(env, MaxPool2dBackward, "maxPool2dBackward"));
+  exports.Set("avgPool2dBackward", Napi::Function::New(env, AvgPool2dBackward, "avgPool2dBackward"));
   exports.Set("releaseNnScratch", Napi::Function::New(env, ReleaseNnScratch, "releaseNnScratch"));
 }
 

@@ -12,6 +12,7 @@ import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, conv2DKernel, fu
 import { ELEMENTWISE_KERNELS } from './elementwise';
 import { batchMatMulKernel, fusedMatMulKernel } from './matmul';
 import { type OutputPoolStats, outputPool } from './output_pool';
+import { POOL_KERNELS } from './pool';
 
 type KernelFactory = (addon: NativeAddon, original: tf.KernelConfig) => NativeKernelFunc;
 
@@ -24,6 +25,7 @@ const FACTORIES: Record<string, KernelFactory> = {
   BatchMatMul: batchMatMulKernel,
   _FusedMatMul: fusedMatMulKernel,
   ...ELEMENTWISE_KERNELS,
+  ...POOL_KERNELS,
 };
 
 /** Names of the tfjs kernels that have a native implementation. */

@@ -156,5 +156,36 @@ struct BatchNormArgs {
 };
 Status batchNorm(const BatchNormArgs& args, float* y);
 
+// ---------------------------------------------------------------------------------------------
+// 2-D pooling (NHWC), with tfjs's semantics: windows clipped to the image; max ignores NaN and
+// keeps the first maximum in row-major window order; average divides by the number of valid
+// pixels; an empty window gives -inf (max) or NaN (average).
+
+struct Pool2DGeometry {
+  int64_t batch = 0;
+  int64_t inHeight = 0, inWidth = 0, channels = 0;
+  int64_t outHeight = 0, outWidth = 0;
+  int64_t filterHeight = 0, filterWidth = 0;
+  int64_t strideHeight = 1, strideWidth = 1;
+  int64_t padTop = 0, padLeft = 0;
+
+  int64_t inputSize() const { return batch * inHeight * inWidth * channels; }
+  int64_t outputSize() const { return batch * outHeight * outWidth * channels; }
+};
+
+Status validate(const Pool2DGeometry& g);
+
+enum class PoolType { kMax = 0, kAvg = 1 };
+
+// y [batch, outH, outW, C] = pool of x [batch, inH, inW, C].
+Status pool2d(PoolType type, const Pool2DGeometry& g, const float* x, float* y);
+
+// dx [batch, inH, inW, C]: each window's dy goes to the first maximum of x in that window.
+Status maxPool2dBackward(const Pool2DGeometry& g, const float* x, const float* dy, float* dx);
+
+// dx: each window's dy / (filterH * filterW) added to every in-image pixel of the window (tfjs
+// divides by the full window size here even where the forward divided by the valid count).
+Status avgPool2dBackward(const Pool2DGeometry& g, const float* dy, float* dx);
+
 }  // namespace nn
 }  // namespace supcon
