@@ -154,15 +154,21 @@ class PatchColsA final : public GemmOperandA {
   int64_t rowBase_;
 };
 
-// dst[c * rows + r] = src[r * cols + c] in cache-sized tiles (filters reach several MB).
+// dst[c * rows + r] = src[r * cols + c] in cache-sized tiles (filters reach several MB), bands
+// of rows split over the thread pool.
 void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
   constexpr int64_t kT = 32;
-  for (int64_t r0 = 0; r0 < rows; r0 += kT)
-    for (int64_t c0 = 0; c0 < cols; c0 += kT) {
-      const int64_t r1 = std::min(rows, r0 + kT), c1 = std::min(cols, c0 + kT);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
-    }
+  auto band = [&](int64_t tb, int64_t te) {
+    for (int64_t r0 = tb * kT; r0 < std::min(rows, te * kT); r0 += kT)
+      for (int64_t c0 = 0; c0 < cols; c0 += kT) {
+        const int64_t r1 = std::min(rows, r0 + kT), c1 = std::min(cols, c0 + kT);
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+      }
+  };
+  const int64_t bands = (rows + kT - 1) / kT;
+  if (rows * cols >= (int64_t(1) << 16)) parallelFor(bands, 1, band);
+  else band(0, bands);
 }
 
 // y = epilogue(P(x) W), pieces of output rows in parallel. g may have negative pads.
@@ -182,9 +188,14 @@ void backpropInputDirect(const G& g, const float* dy, const float* filter, float
   const int64_t fh = g.filterHeight, fw = g.filterWidth, ci = g.inChannels, co = g.outChannels;
   // flipped[kh', kw', co, ci] = filter[fh-1-kh', fw-1-kw', ci, co]
   float* flipped = detail::scratch(detail::kScratchFilter, static_cast<size_t>(g.filterSize()));
-  for (int64_t kh = 0; kh < fh; ++kh)
-    for (int64_t kw = 0; kw < fw; ++kw)
-      transpose(filter + ((fh - 1 - kh) * fw + (fw - 1 - kw)) * ci * co, ci, co, flipped + (kh * fw + kw) * co * ci);
+  auto flipTaps = [&](int64_t b, int64_t e) {  // taps in parallel; transpose() then runs inline
+    for (int64_t tap = b; tap < e; ++tap) {
+      const int64_t kh = tap / fw, kw = tap - kh * fw;
+      transpose(filter + ((fh - 1 - kh) * fw + (fw - 1 - kw)) * ci * co, ci, co, flipped + tap * co * ci);
+    }
+  };
+  if (g.filterSize() >= (int64_t(1) << 16)) parallelFor(fh * fw, 1, flipTaps);
+  else flipTaps(0, fh * fw);
   G t;
   t.batch = g.batch;
   t.inHeight = g.outHeight;
