@@ -43,6 +43,8 @@ export interface UseNativeKernelsOptions {
    * large allocations. Arrays read out with dataSync()/data() or aliased are never reused.
    */
   recycleOutputs?: boolean;
+  /** Most bytes of disposed output arrays kept for reuse (default 256 MiB). */
+  outputPoolBytes?: number;
 }
 
 /**
@@ -51,8 +53,11 @@ export interface UseNativeKernelsOptions {
  * {@link nativeKernelStatus} for why), in which case nothing changes.
  */
 export function useNativeKernels(options?: UseNativeKernelsOptions): string[] {
-  const opts = validate.options('options', options, ['kernels', 'recycleOutputs'] as const);
+  const opts = validate.options('options', options, ['kernels', 'recycleOutputs', 'outputPoolBytes'] as const);
   const recycle = opts.recycleOutputs === undefined ? true : validate.boolean('options.recycleOutputs', opts.recycleOutputs);
+  if (opts.outputPoolBytes !== undefined) {
+    outputPool.setCapacity(validate.integer('options.outputPoolBytes', opts.outputPoolBytes, 0, Number.MAX_SAFE_INTEGER));
+  }
   let wanted = NATIVE_KERNEL_NAMES;
   if (opts.kernels !== undefined) {
     if (!Array.isArray(opts.kernels)) validate.fail('options.kernels', 'an array of kernel names', opts.kernels);
@@ -89,6 +94,17 @@ export function restoreKernels(): string[] {
   originals.clear();
   outputPool.detach();
   return restored;
+}
+
+/**
+ * Frees what the native kernels keep between calls to run faster: the pooled output arrays and
+ * the convolutions' per-thread scratch buffers. Call it between training phases if memory
+ * matters; the kernels stay registered and grow the buffers again when next used.
+ */
+export function releaseNativeKernelMemory(): void {
+  outputPool.releaseFree();
+  const addon = loadNative();
+  if (addon && typeof addon.releaseNnScratch === 'function') addon.releaseNnScratch();
 }
 
 /** Counters of the recycling of native output arrays (see {@link UseNativeKernelsOptions.recycleOutputs}). */

@@ -117,18 +117,21 @@ class OutputPool {
       delete own.disposeData;
     }
     this.hooked.clear();
-    this.free.clear();
-    this.stats.freeBytes = 0;
+    this.releaseFree();
     this.generation++;  // blocks handed out so far are never recycled: their fate is unknown now
   }
 
-  /** Sets the most bytes kept for reuse (0 disables reuse). */
+  /** Sets the most bytes kept for reuse (0 disables reuse); drops the pool if it is over. */
   setCapacity(bytes: number): void {
     this.capBytes = bytes;
-    if (bytes === 0) {
-      this.free.clear();
-      this.stats.freeBytes = 0;
-    }
+    if (this.stats.freeBytes > bytes) this.releaseFree();
+  }
+
+  /** Drops the arrays waiting for reuse (to the garbage collector). */
+  releaseFree(): void {
+    for (const list of this.free.values()) for (const block of list) this.blocks.delete(block.array.buffer);
+    this.free.clear();
+    this.stats.freeBytes = 0;
   }
 
   snapshot(): OutputPoolStats {

@@ -5,7 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { nativeOutputPoolStats, restoreKernels, useNativeKernels } from '../../src/kernels';
+import { nativeOutputPoolStats, releaseNativeKernelMemory, restoreKernels, useNativeKernels } from '../../src/kernels';
+import { requireNative } from '../../src/native';
 import { RESNET8, buildResNet, syntheticBatch, trainStep } from '../../bench/resnet';
 import { nativeAvailable, uniform } from './helpers';
 
@@ -88,6 +89,25 @@ describe.skipIf(!nativeAvailable)('native output recycling', () => {
     const off = run(false);
     expect(off.losses).toEqual(on.losses);
     expect(off.weights).toEqual(on.weights);
+  });
+
+  it('respects outputPoolBytes, and releaseNativeKernelMemory() frees the pool and native scratch', () => {
+    const x = uniform([N], 5);
+    useNativeKernels({ outputPoolBytes: N * 4 });  // room for exactly one array
+    const outs = [tf.relu(x), tf.neg(x), tf.abs(x)];
+    tf.dispose(outs);
+    expect(nativeOutputPoolStats().freeBytes).toBe(N * 4);
+    const w = uniform([3, 3, 8, 8], 7) as tf.Tensor4D;
+    // An input gradient (GEMM + col2im) leaves per-thread scratch buffers behind.
+    const conv = tf.grad((v: tf.Tensor) => tf.sum(tf.conv2d(v as tf.Tensor4D, w, 1, 'same')))(uniform([2, 16, 16, 8], 6));
+    const addon = requireNative();
+    const before = addon.memoryStats().currentBytes;
+    releaseNativeKernelMemory();
+    expect(nativeOutputPoolStats().freeBytes).toBe(0);
+    expect(addon.memoryStats().currentBytes).toBeLessThan(before);
+    expect(() => useNativeKernels({ outputPoolBytes: -1 })).toThrow(/options\.outputPoolBytes/);
+    useNativeKernels({ outputPoolBytes: 256 * 1024 * 1024 });
+    tf.dispose([x, w, conv]);
   });
 
   it('stops recycling after restoreKernels()', () => {
