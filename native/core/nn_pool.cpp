@@ -6,8 +6,8 @@
 #include <limits>
 #include <new>
 #include <string>
-#include <vector>
 
+#include "memory.h"
 #include "nn_internal.h"
 #include "supcon/nn.h"
 #include "supcon/thread_pool.h"
@@ -74,7 +74,7 @@ Status pool2d(PoolType type, const Pool2DGeometry& g, const float* x, float* y) 
   return guarded("pool2d", [&] {
     forEachImage(g, g.outHeight * g.outWidth * g.filterHeight * g.filterWidth * C, [&](int64_t n) {
       const float* img = x + n * g.inHeight * g.inWidth * C;
-      std::vector<double> sum(type == PoolType::kAvg ? C : 0);
+      Buffer<double> sum(type == PoolType::kAvg ? static_cast<size_t>(C) : 0);
       for (int64_t oh = 0; oh < g.outHeight; ++oh)
         for (int64_t ow = 0; ow < g.outWidth; ++ow) {
           float* out = y + ((n * g.outHeight + oh) * g.outWidth + ow) * C;
@@ -87,7 +87,7 @@ Status pool2d(PoolType type, const Pool2DGeometry& g, const float* x, float* y) 
                 for (int64_t k = 0; k < C; ++k) out[k] = px[k] > out[k] ? px[k] : out[k];  // NaN never wins
               }
           } else {
-            std::fill(sum.begin(), sum.end(), 0.0);
+            std::fill(sum.data(), sum.data() + C, 0.0);
             for (int64_t r = w.r0; r < w.r1; ++r)
               for (int64_t c = w.c0; c < w.c1; ++c) {
                 const float* px = img + (r * g.inWidth + c) * C;
@@ -111,14 +111,14 @@ Status maxPool2dBackward(const Pool2DGeometry& g, const float* x, const float* d
       const float* img = x + n * imageSize;
       float* dimg = dx + n * imageSize;
       std::fill(dimg, dimg + imageSize, 0.0f);
-      std::vector<float> best(C);
-      std::vector<int64_t> where(C);
+      Buffer<float> best(static_cast<size_t>(C));
+      Buffer<int64_t> where(static_cast<size_t>(C));
       for (int64_t oh = 0; oh < g.outHeight; ++oh)
         for (int64_t ow = 0; ow < g.outWidth; ++ow) {
           const float* grad = dy + ((n * g.outHeight + oh) * g.outWidth + ow) * C;
           const Window w = windowOf(g, oh, ow);
-          std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
-          std::fill(where.begin(), where.end(), int64_t(-1));
+          std::fill(best.data(), best.data() + C, -std::numeric_limits<float>::infinity());
+          std::fill(where.data(), where.data() + C, int64_t(-1));
           for (int64_t r = w.r0; r < w.r1; ++r)
             for (int64_t c = w.c0; c < w.c1; ++c) {
               const int64_t offset = (r * g.inWidth + c) * C;
