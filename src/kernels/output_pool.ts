@@ -49,12 +49,15 @@ interface BackendHooks {
   disposeData: (dataId: tf.DataId, force?: boolean) => boolean;
 }
 
+const HOOKED_METHODS = ['write', 'move', 'readSync', 'disposeData'] as const;
+
 type HookableBackend = CpuBackend & BackendHooks & { data: CpuBackend['data'] & { has(dataId: tf.DataId): boolean } };
 
 class OutputPool {
   private readonly blocks = new WeakMap<ArrayBufferLike, Block>();
   private readonly free = new Map<number, Block[]>();
-  private readonly hooked = new Map<HookableBackend, BackendHooks>();
+  /** Hooked backends, with the instance's own methods they had before (usually none). */
+  private readonly hooked = new Map<HookableBackend, Partial<BackendHooks>>();
   private capBytes = 256 * 1024 * 1024;
   private generation = 0;
   private stats: OutputPoolStats = { reused: 0, allocated: 0, recycled: 0, escaped: 0, freeBytes: 0 };
@@ -62,10 +65,9 @@ class OutputPool {
   /** A Float32Array of `length` elements with undefined contents (the kernel writes it all). */
   acquire(length: number): Float32Array {
     if (length < MIN_POOLED_LENGTH || this.hooked.size === 0) return new Float32Array(length);
-    const list = this.free.get(length);
-    const block = list?.pop();
+    const block = this.free.get(length)?.pop();
+    if (block) this.stats.freeBytes -= length * 4;
     if (block && block.state === 'free') {
-      this.stats.freeBytes -= length * 4;
       this.stats.reused++;
       block.state = 'new';
       block.dataId = null;
@@ -83,9 +85,13 @@ class OutputPool {
     const b = backend as HookableBackend;
     if (this.hooked.has(b) || typeof b.write !== 'function' || typeof b.disposeData !== 'function') return;
     const original: BackendHooks = { write: b.write, move: b.move, readSync: b.readSync, disposeData: b.disposeData };
-    this.hooked.set(b, original);
+    const own: Partial<BackendHooks> = {};
+    for (const name of HOOKED_METHODS) {
+      if (Object.prototype.hasOwnProperty.call(b, name)) (own as Record<string, unknown>)[name] = b[name];
+    }
+    this.hooked.set(b, own);
     const pool = this;
-    // Own-property overrides of the instance; detach() deletes them so the class methods show again.
+    // Own-property overrides of the instance; detach() puts back what was there before.
     b.write = function (values, shape, dtype) {
       const dataId = original.write.call(this, values, shape, dtype);
       pool.noteRegistered(values, dataId);
@@ -109,12 +115,12 @@ class OutputPool {
 
   /** Stops recycling on every backend and drops the pooled arrays. */
   detach(): void {
-    for (const backend of this.hooked.keys()) {
-      const own = backend as unknown as Record<string, unknown>;
-      delete own.write;
-      delete own.move;
-      delete own.readSync;
-      delete own.disposeData;
+    for (const [backend, own] of this.hooked) {
+      const target = backend as unknown as Record<string, unknown>;
+      for (const name of HOOKED_METHODS) {
+        if (name in own) target[name] = own[name];
+        else delete target[name];
+      }
     }
     this.hooked.clear();
     this.releaseFree();

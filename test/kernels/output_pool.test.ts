@@ -112,7 +112,12 @@ describe.skipIf(!nativeAvailable)('native output recycling', () => {
 
   it('stops recycling after restoreKernels()', () => {
     const x = uniform([N], 4);
+    const backend = tf.findBackend('cpu') as unknown as object;
+    expect(Object.prototype.hasOwnProperty.call(backend, 'disposeData')).toBe(true);  // hooked
     restoreKernels();
+    for (const name of ['write', 'move', 'readSync', 'disposeData']) {
+      expect(Object.prototype.hasOwnProperty.call(backend, name), name).toBe(false);  // the class methods again
+    }
     const before = nativeOutputPoolStats();
     tf.relu(x).dispose();
     tf.neg(x).dispose();
