@@ -57,6 +57,148 @@ export interface NativeInfo {
   };
 }
 
+/** Explicit convolution geometry (NHWC, filter [fH, fW, inC, outC]); see native/include/supcon/nn.h. */
+export interface NativeConv2DGeometry {
+  batch: number;
+  inHeight: number;
+  inWidth: number;
+  inChannels: number;
+  outHeight: number;
+  outWidth: number;
+  outChannels: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  dilationHeight: number;
+  dilationWidth: number;
+  padTop: number;
+  padLeft: number;
+}
+
+/** Fused output stage: y = act(y + bias). activation: 0 linear, 1 relu, 2 relu6, 3 leakyrelu, 4 elu, 5 sigmoid. */
+export interface NativeEpilogueArgs {
+  bias: Float32Array | null;
+  activation: 0 | 1 | 2 | 3 | 4 | 5;
+  leakyReluAlpha: number;
+}
+
+// Every nn call writes its output array in full and never reads its old contents.
+
+export interface NativeConv2DForwardArgs extends NativeConv2DGeometry, NativeEpilogueArgs {
+  x: Float32Array;
+  filter: Float32Array;
+  y: Float32Array;
+}
+
+export interface NativeConv2DBackpropInputArgs extends NativeConv2DGeometry {
+  dy: Float32Array;
+  filter: Float32Array;
+  dx: Float32Array;
+  /** 0 auto, 1 direct (stride 1 only), 2 GEMM + col2im. */
+  algorithm: 0 | 1 | 2;
+}
+
+export interface NativeConv2DBackpropFilterArgs extends NativeConv2DGeometry {
+  x: Float32Array;
+  dy: Float32Array;
+  dfilter: Float32Array;
+}
+
+/** c[i] = epilogue(op(a[i % batchA]) op(b[i % batchB])); batchA and batchB equal or one of them 1. */
+export interface NativeBatchMatMulArgs extends NativeEpilogueArgs {
+  a: Float32Array;
+  b: Float32Array;
+  /** [max(batchA, batchB), m, n] */
+  c: Float32Array;
+  batchA: number;
+  batchB: number;
+  m: number;
+  n: number;
+  k: number;
+  transposeA: boolean;
+  transposeB: boolean;
+}
+
+/** out = a (op) b with broadcasting. op: 0 add, 1 sub, 2 mul, 3 div, 4 squared difference, 5 max, 6 min. */
+export interface NativeBinaryArgs {
+  op: 0 | 1 | 2 | 3 | 4 | 5 | 6;
+  a: Float32Array;
+  aShape: number[];
+  b: Float32Array;
+  bShape: number[];
+  out: Float32Array;
+}
+
+/** out = op(x). op: 0 relu, 1 relu6, 2 step (x > 0 ? 1 : alpha), 3 square, 4 neg, 5 abs, 6 sqrt, 7 rsqrt. */
+export interface NativeUnaryArgs {
+  op: 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7;
+  x: Float32Array;
+  alpha: number;
+  out: Float32Array;
+}
+
+/** out = scale * sum of x over `axes` (double accumulation); out holds the kept axes in order. */
+export interface NativeReduceSumArgs {
+  x: Float32Array;
+  shape: number[];
+  axes: number[];
+  scale: number;
+  out: Float32Array;
+}
+
+export interface NativeTileArgs {
+  x: Float32Array;
+  shape: number[];
+  reps: number[];
+  out: Float32Array;
+}
+
+/** tfjs's FusedBatchNorm: parameters indexed modulo their length. */
+export interface NativeBatchNormArgs {
+  x: Float32Array;
+  mean: Float32Array;
+  variance: Float32Array;
+  offset: Float32Array | null;
+  scale: Float32Array | null;
+  epsilon: number;
+  y: Float32Array;
+}
+
+/** Explicit pooling geometry (NHWC); see native/include/supcon/nn.h. */
+export interface NativePool2DGeometry {
+  batch: number;
+  inHeight: number;
+  inWidth: number;
+  channels: number;
+  outHeight: number;
+  outWidth: number;
+  filterHeight: number;
+  filterWidth: number;
+  strideHeight: number;
+  strideWidth: number;
+  padTop: number;
+  padLeft: number;
+}
+
+export interface NativePool2DArgs extends NativePool2DGeometry {
+  /** 0 max, 1 average */
+  type: 0 | 1;
+  x: Float32Array;
+  y: Float32Array;
+}
+
+export interface NativeMaxPool2DBackwardArgs extends NativePool2DGeometry {
+  x: Float32Array;
+  dy: Float32Array;
+  dx: Float32Array;
+}
+
+export interface NativeAvgPool2DBackwardArgs extends NativePool2DGeometry {
+  dy: Float32Array;
+  dx: Float32Array;
+}
+
 /** The addon's raw surface. Everything here is called through the typed wrappers. */
 export interface NativeAddon {
   info(): NativeInfo;
@@ -66,6 +208,20 @@ export interface NativeAddon {
   lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array): Float32Array;
   lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null };
   lossForwardBackwardAsync(args: NativeLossArgs): Promise<NativeForwardResult & { grad: Float32Array | null }>;
+  conv2dForward(args: NativeConv2DForwardArgs): void;
+  conv2dBackpropInput(args: NativeConv2DBackpropInputArgs): void;
+  conv2dBackpropFilter(args: NativeConv2DBackpropFilterArgs): void;
+  batchMatMul(args: NativeBatchMatMulArgs): void;
+  binaryOp(args: NativeBinaryArgs): void;
+  unaryOp(args: NativeUnaryArgs): void;
+  reduceSum(args: NativeReduceSumArgs): void;
+  tile(args: NativeTileArgs): void;
+  batchNorm(args: NativeBatchNormArgs): void;
+  pool2d(args: NativePool2DArgs): void;
+  maxPool2dBackward(args: NativeMaxPool2DBackwardArgs): void;
+  avgPool2dBackward(args: NativeAvgPool2DBackwardArgs): void;
+  /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
+  releaseNnScratch(): void;
   [kernel: string]: unknown;
 }
 

@@ -31,7 +31,10 @@ PackBuffers& packBuffers() {
 void gemmBlock(int64_t ai0, int64_t M, int64_t bj0, int64_t N, int64_t K, float alpha,
                const GemmOperandA& A, const GemmOperandB& B, float beta, float* C, int64_t ldc) {
   const KernelTable& kt = kernels();
-  const int mr = kt.mr, nr = kt.nr;
+  // Products no wider than one vector (16-channel convolutions) use the one-vector-wide kernel.
+  const bool narrow = N <= kt.nrNarrow && kt.nrNarrow < kt.nr;
+  const int mr = kt.mr, nr = narrow ? kt.nrNarrow : kt.nr;
+  const auto microKernel = narrow ? kt.microKernelNarrow : kt.microKernel;
   const int64_t mc = kMcPanels * mr;
   PackBuffers& buf = packBuffers();
   const int64_t kcMax = std::min(K, kKc);
@@ -59,8 +62,8 @@ void gemmBlock(int64_t ai0, int64_t M, int64_t bj0, int64_t N, int64_t K, float 
           const float* bpanel = bp + (jr / nr) * nr * kc;
           for (int64_t ir = 0; ir < mcCur; ir += mr) {
             const int m = static_cast<int>(std::min<int64_t>(mr, mcCur - ir));
-            kt.microKernel(kc, ap + (ir / mr) * mr * kc, bpanel, C + (ic + ir) * ldc + jc + jr, ldc,
-                           alpha, betaEff, m, n);
+            microKernel(kc, ap + (ir / mr) * mr * kc, bpanel, C + (ic + ir) * ldc + jc + jr, ldc, alpha,
+                        betaEff, m, n);
           }
         }
       }

@@ -233,6 +233,7 @@ const KernelTable& table() {
   static const KernelTable t = {
       SUPCON_ISA_NAME, SUPCON_MR, SUPCON_NV * W, &microKernelT<SUPCON_MR, SUPCON_NV>,
       &rowLogSumExp,   &colLogSumExp, &maskPositives, &gradTile,
+      W,               &microKernelT<SUPCON_MR, 1>,
   };
   return t;
 }

@@ -39,6 +39,11 @@ struct KernelTable {
   //   g_ij = w_i (exp(s_ij - lse_i) - [L_in, c_i == c_j] exp(s_ij - lseP_i))  (row side)
   //        + the same with i and j swapped when col is given (symmetric tiles).
   void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
+  // The same micro-kernel one vector wide (mr x nrNarrow): for products with few columns (a
+  // 16-channel convolution), where the wide kernel would multiply mostly zero padding.
+  int nrNarrow;
+  void (*microKernelNarrow)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                            float beta, int m, int n);
 };
 
 const KernelTable& kernels();

@@ -1,0 +1,191 @@
+// Neural-network kernels of the core (the native tfjs CPU kernels call these): 2-D convolution
+// forward / input gradient / filter gradient, batched matrix multiply, and the fused bias +
+// activation epilogue. All float32, NHWC, row-major; no Node headers.
+//
+// Every convolution is the project's one GEMM (gemm.h) over operands that pack image patches
+// straight from the NHWC tensor into micro-panels (implicit im2col); see native/core/nn_conv.cpp.
+#pragma once
+#include <cstdint>
+
+#include "supcon/status.h"
+
+namespace supcon {
+namespace nn {
+
+// Geometry of a 2-D convolution, every size explicit (the caller resolves 'same'/'valid').
+//   x      [batch, inHeight, inWidth, inChannels]
+//   filter [filterHeight, filterWidth, inChannels, outChannels]   (tfjs / TensorFlow layout)
+//   y      [batch, outHeight, outWidth, outChannels]
+// y[n, oh, ow, co] = sum_{kh, kw, ci} x[n, oh*strideH - padTop + kh*dilationH,
+//                                        ow*strideW - padLeft + kw*dilationW, ci] * filter[kh, kw, ci, co]
+// with x read as 0 outside the image. Padding at the bottom/right is implied by outHeight/outWidth.
+struct Conv2DGeometry {
+  int64_t batch = 0;
+  int64_t inHeight = 0, inWidth = 0, inChannels = 0;
+  int64_t outHeight = 0, outWidth = 0, outChannels = 0;
+  int64_t filterHeight = 0, filterWidth = 0;
+  int64_t strideHeight = 1, strideWidth = 1;
+  int64_t dilationHeight = 1, dilationWidth = 1;
+  int64_t padTop = 0, padLeft = 0;
+
+  int64_t inputSize() const { return batch * inHeight * inWidth * inChannels; }
+  int64_t outputSize() const { return batch * outHeight * outWidth * outChannels; }
+  int64_t filterSize() const { return filterHeight * filterWidth * inChannels * outChannels; }
+  // Multiply-adds of one forward pass times 2.
+  double flops() const {
+    return 2.0 * double(batch * outHeight * outWidth) * double(filterHeight * filterWidth * inChannels) *
+           double(outChannels);
+  }
+};
+
+// Checks sizes >= 1, strides/dilations >= 1, 0 <= padding, and that every tensor stays below
+// 2^31 elements (what the binding's typed arrays can hold; it also keeps indices in range).
+Status validate(const Conv2DGeometry& g);
+
+// Output nonlinearity applied after the optional bias (tfjs's fused activations).
+enum class Activation {
+  kLinear = 0,
+  kRelu = 1,
+  kRelu6 = 2,
+  kLeakyRelu = 3,  // x < 0 ? alpha x : x
+  kElu = 4,        // x < 0 ? exp(x) - 1 : x
+  kSigmoid = 5,    // 1 / (1 + exp(-x))
+};
+
+// y = act(y + bias) applied to a row-major [rows, cols] block; bias has `cols` entries or is null.
+struct Epilogue {
+  const float* bias = nullptr;
+  Activation activation = Activation::kLinear;
+  float leakyReluAlpha = 0.2f;
+  bool active() const { return bias != nullptr || activation != Activation::kLinear; }
+};
+
+// y = epilogue(conv2d(x, filter)). x, filter, y as in Conv2DGeometry; y is overwritten.
+Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filter, const Epilogue& epilogue,
+                     float* y);
+
+// How conv2dBackpropInput computes dx.
+enum class BackpropInputAlgorithm {
+  kAuto = 0,       // kDirect for stride 1 and >= 192 input channels, kGemmCol2Im otherwise
+  kDirect = 1,     // stride 1 only: a forward convolution of dy with the flipped, transposed filter
+  kGemmCol2Im = 2, // dcol = dy filter^T by the GEMM, then scatter-added into dx (any stride)
+};
+
+// dx = d(sum y * dy)/dx for y = conv2d(x, filter): dy [batch, outH, outW, outC] -> dx [batch, inH,
+// inW, inC] (overwritten).
+Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx,
+                           BackpropInputAlgorithm algorithm = BackpropInputAlgorithm::kAuto);
+
+// dfilter = d(sum y * dy)/dfilter: x and dy -> dfilter [fH, fW, inC, outC] (overwritten).
+Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter);
+
+// Batched C[b] = epilogue(op(A[b % batchA]) op(B[b % batchB])), b in [0, max(batchA, batchB)).
+// op(A) is M x K (A stored K x M when transposeA), op(B) is K x N (B stored N x K when
+// transposeB); C is [batch, M, N]. batchA and batchB must be equal or one of them 1.
+struct MatMulShape {
+  int64_t batchA = 1, batchB = 1;
+  int64_t m = 0, n = 0, k = 0;
+  bool transposeA = false, transposeB = false;
+  int64_t batch() const { return batchA > batchB ? batchA : batchB; }
+};
+
+Status validate(const MatMulShape& s);
+
+Status batchMatMul(const MatMulShape& s, const float* a, const float* b, const Epilogue& epilogue, float* c);
+
+// The convolutions keep per-thread scratch buffers between calls (a fresh multi-megabyte buffer
+// costs more in page faults than the work); this frees them. Not while a kernel is running.
+void releaseScratchMemory();
+
+// y = act(y + bias) on a row-major [rows, cols] block in place, split over the thread pool.
+void applyEpilogue(const Epilogue& epilogue, int64_t rows, int64_t cols, float* y);
+
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise kernels, reductions and tiling on dense row-major tensors of rank <= kMaxRank.
+
+constexpr int kMaxRank = 8;
+
+struct Shape {
+  int rank = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t size() const {
+    int64_t n = 1;
+    for (int i = 0; i < rank; ++i) n *= dims[i];
+    return n;
+  }
+};
+
+// Checks 0 <= rank <= kMaxRank, sizes >= 0 and fewer than 2^31 elements.
+Status validate(const Shape& s);
+
+enum class BinaryOp { kAdd = 0, kSub, kMul, kDiv, kSquaredDifference, kMaximum, kMinimum };
+
+// The numpy/tfjs broadcast of two shapes (right-aligned; sizes equal or one of them 1).
+Status broadcastShape(const Shape& a, const Shape& b, Shape* out);
+
+// out = a (op) b with broadcasting; out has broadcastShape(a, b) elements.
+Status binary(BinaryOp op, const Shape& aShape, const float* a, const Shape& bShape, const float* b, float* out);
+
+enum class UnaryOp { kRelu = 0, kRelu6, kStep, kSquare, kNeg, kAbs, kSqrt, kRsqrt };
+
+// out[i] = op(x[i]); kStep is x > 0 ? 1 : alpha (NaN stays NaN, as in tfjs).
+Status unary(UnaryOp op, int64_t size, const float* x, float alpha, float* out);
+
+// out = scale * sum of x over the axes with reduce[axis] true (double accumulation); out has the
+// kept axes' sizes in order (keepDims only changes the shape the caller reports).
+Status reduceSum(const Shape& xShape, const bool* reduce, const float* x, double scale, float* out);
+
+// out = x repeated reps[i] times along each axis: out dims = x dims * reps.
+Status tile(const Shape& xShape, const int64_t* reps, const float* x, float* out);
+
+// tfjs's FusedBatchNorm: y[i] = offset[i % offLen] + (x[i] - mean[i % mLen]) * scale[i % sLen] /
+// sqrt(variance[i % vLen] + epsilon). A missing offset is 0, a missing scale 1.
+struct BatchNormArgs {
+  int64_t size = 0;
+  const float* x = nullptr;
+  const float* mean = nullptr;
+  int64_t meanSize = 0;
+  const float* variance = nullptr;
+  int64_t varianceSize = 0;
+  const float* offset = nullptr;  // may be null
+  int64_t offsetSize = 0;
+  const float* scale = nullptr;   // may be null
+  int64_t scaleSize = 0;
+  float epsilon = 1e-3f;
+};
+Status batchNorm(const BatchNormArgs& args, float* y);
+
+// ---------------------------------------------------------------------------------------------
+// 2-D pooling (NHWC), with tfjs's semantics: windows clipped to the image; max ignores NaN and
+// keeps the first maximum in row-major window order; average divides by the number of valid
+// pixels; an empty window gives -inf (max) or NaN (average).
+
+struct Pool2DGeometry {
+  int64_t batch = 0;
+  int64_t inHeight = 0, inWidth = 0, channels = 0;
+  int64_t outHeight = 0, outWidth = 0;
+  int64_t filterHeight = 0, filterWidth = 0;
+  int64_t strideHeight = 1, strideWidth = 1;
+  int64_t padTop = 0, padLeft = 0;
+
+  int64_t inputSize() const { return batch * inHeight * inWidth * channels; }
+  int64_t outputSize() const { return batch * outHeight * outWidth * channels; }
+};
+
+Status validate(const Pool2DGeometry& g);
+
+enum class PoolType { kMax = 0, kAvg = 1 };
+
+// y [batch, outH, outW, C] = pool of x [batch, inH, inW, C].
+Status pool2d(PoolType type, const Pool2DGeometry& g, const float* x, float* y);
+
+// dx [batch, inH, inW, C]: each window's dy goes to the first maximum of x in that window.
+Status maxPool2dBackward(const Pool2DGeometry& g, const float* x, const float* dy, float* dx);
+
+// dx: each window's dy / (filterH * filterW) added to every in-image pixel of the window (tfjs
+// divides by the full window size here even where the forward divided by the valid count).
+Status avgPool2dBackward(const Pool2DGeometry& g, const float* dy, float* dx);
+
+}  // namespace nn
+}  // namespace supcon
