@@ -24,3 +24,13 @@ export { SupConError, InvalidArgumentError, NativeError } from './errors';
 export * from './data';
 export * from './models';
 export * from './train';
+export {
+  useNativeKernels,
+  restoreKernels,
+  nativeKernelStatus,
+  releaseNativeKernelMemory,
+  nativeOutputPoolStats,
+  NATIVE_KERNEL_NAMES,
+  type UseNativeKernelsOptions,
+  type NativeKernelStatus,
+} from './kernels';

@@ -1,19 +1,16 @@
 /**
- * Native tfjs CPU kernels for training (branch `kernels`, `src/kernels`): about two orders of
- * magnitude faster convolutions than tfjs's pure-JavaScript cpu backend.
+ * Native tfjs CPU kernels for training (src/kernels): about two orders of magnitude faster
+ * convolutions than tfjs's pure-JavaScript cpu backend.
  */
+import * as tf from '@tensorflow/tfjs';
+import { useNativeKernels } from '../kernels';
 
 /**
- * INTEGRATION POINT: registers the native tfjs kernels (`useNativeKernels()` from
- * `src/kernels`) and returns the names of the kernels now native. The trainer calls this
- * once per run unless `fastKernels: false`.
- *
- * It returns `[]` (no kernels) until the `kernels` branch is merged; the integrator replaces the
- * body with:
- *
- *     import { useNativeKernels } from '../kernels';
- *     return useNativeKernels();
+ * Registers the native kernels when the active backend is tfjs's `cpu` (other backends, such as
+ * tfjs-node's, have fast kernels of their own) and returns the names of the kernels now native:
+ * `[]` when the addon is missing or another backend is active.
  */
 export function enableFastKernels(): string[] {
-  return [];
+  if (tf.getBackend() !== 'cpu') return [];
+  return useNativeKernels();
 }
