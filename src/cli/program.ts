@@ -21,6 +21,16 @@ import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmb
 import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
 
 /** Exit codes of the CLI. */
+
+/**
+ * The CLI trains on tfjs's cpu backend with the native kernels, so tfjs's first-use banner
+ * suggesting tfjs-node is noise here: mark the backend as used before it prints.
+ */
+async function useCpuBackend(): Promise<void> {
+  await tf.setBackend('cpu');
+  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+}
+
 export const EXIT = Object.freeze({ ok: 0, failure: 1, usage: 2, interrupted: 130 });
 
 /** Where the CLI writes; the process's streams by default. */
@@ -135,7 +145,7 @@ export function buildProgram(io: CliIo): Command {
       };
       let run: TrainRunResult;
       try {
-        await tf.setBackend('cpu');
+        await useCpuBackend();
         if (opts.resume !== undefined) {
           run = await resumeRun({ outDir: opts.resume as string, ...common }, opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string });
         } else {
@@ -219,7 +229,7 @@ export function buildProgram(io: CliIo): Command {
     .option('--json', 'print the result as JSON')
     .option('--no-fast-kernels', 'do not use the native tfjs kernels')
     .action(async (opts: Record<string, unknown>) => {
-      await tf.setBackend('cpu');
+      await useCpuBackend();
       const result = await evaluateCheckpoint(opts.checkpoint as string, {
         ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
         ...(opts.limitTest === undefined ? {} : { limitTest: opts.limitTest as number }),
@@ -260,7 +270,7 @@ export function buildProgram(io: CliIo): Command {
     .action(async (opts: Record<string, unknown>) => {
       const file = opts.out as string;
       if (!/\.(json|tsv)$/i.test(file)) throw new InvalidArgumentError('--out', "a file name ending in '.json' or '.tsv'", `'${file}'`);
-      await tf.setBackend('cpu');
+      await useCpuBackend();
       const embedding = await embedCheckpoint(opts.checkpoint as string, {
         split: opts.split as 'train' | 'test',
         limit: opts.limit as number,

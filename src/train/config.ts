@@ -80,7 +80,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   width: 1,
   projectionHead: 'mlp',
   projectionDim: 128,
-  epochs: 5,
+  epochs: 7,
   batchSize: 256,
   optimizer: 'sgd',
   lr: 0.1,
