@@ -7,6 +7,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "guarded.h"
 #include "loss_internal.h"
 #include "memory.h"
 #include "supcon/device.h"
@@ -200,22 +201,12 @@ Device resolveDevice(const RunOptions& run, const LossInputs& in) {
   return cuda.compiled && !cuda.devices.empty() && rows >= cudaAutoMinRows() ? Device::kCuda : Device::kCpu;
 }
 
-template <typename F>
-Status guarded(F&& f) {
-  try {
-    return f();
-  } catch (const std::bad_alloc&) {
-    return Status::outOfMemory("out of host memory");
-  } catch (const std::exception& e) {
-    return Status::internal(e.what());
-  }
-}
 
 }  // namespace
 
 Status forward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor, float* stats,
                ForwardResult* result) {
-  return guarded([&] {
+  return guarded("supcon loss", [&] {
     SUPCON_RETURN_IF_ERROR(validate(spec, in));
     ForwardResult local;
     ForwardResult* out = result ? result : &local;
@@ -232,7 +223,7 @@ Status forward(const LossSpec& spec, const LossInputs& in, const RunOptions& run
 
 Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
                 const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result) {
-  return guarded([&] {
+  return guarded("supcon loss", [&] {
     SUPCON_RETURN_IF_ERROR(validate(spec, in));
     if (!stats) return Status::invalid("stats are null: run forward first");
     if (!grad) return Status::invalid("grad output is null");
@@ -255,7 +246,7 @@ Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& ru
 
 Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
                        float* grad, ForwardResult* result) {
-  return guarded([&] {
+  return guarded("supcon loss", [&] {
     SUPCON_RETURN_IF_ERROR(validate(spec, in));
     ForwardResult local;
     ForwardResult* out = result ? result : &local;

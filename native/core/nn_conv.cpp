@@ -13,6 +13,7 @@
 #include <new>
 #include <string>
 
+#include "guarded.h"
 #include "memory.h"
 #include "nn_internal.h"
 #include "supcon/gemm.h"
@@ -310,17 +311,6 @@ void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) 
   });
 }
 
-template <typename F>
-Status guarded(const char* what, F&& body) {
-  try {
-    body();
-    return Status::ok();
-  } catch (const std::bad_alloc&) {
-    return Status::outOfMemory(std::string(what) + ": out of memory for the workspace");
-  } catch (const std::exception& e) {
-    return Status::internal(std::string(what) + ": " + e.what());
-  }
-}
 
 }  // namespace
 

@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "guarded.h"
 #include "memory.h"
 #include "nn_internal.h"
 #include "supcon/nn.h"
@@ -18,17 +19,6 @@ namespace {
 constexpr int64_t kParallelElements = int64_t(1) << 15;  // below this, threads cost more than they save
 constexpr int64_t kGrainElements = int64_t(1) << 14;
 
-template <typename F>
-Status guarded(const char* what, F&& body) {
-  try {
-    body();
-    return Status::ok();
-  } catch (const std::bad_alloc&) {
-    return Status::outOfMemory(std::string(what) + ": out of memory");
-  } catch (const std::exception& e) {
-    return Status::internal(std::string(what) + ": " + e.what());
-  }
-}
 
 // Runs fn(begin, end) over [0, n) items of `itemSize` elements each, in parallel when large.
 void forRange(int64_t n, int64_t itemSize, const std::function<void(int64_t, int64_t)>& fn) {

@@ -7,6 +7,7 @@
 #include <new>
 #include <string>
 
+#include "guarded.h"
 #include "memory.h"
 #include "nn_internal.h"
 #include "supcon/nn.h"
@@ -18,17 +19,6 @@ namespace {
 
 using PG = Pool2DGeometry;
 
-template <typename F>
-Status guarded(const char* what, F&& body) {
-  try {
-    body();
-    return Status::ok();
-  } catch (const std::bad_alloc&) {
-    return Status::outOfMemory(std::string(what) + ": out of memory");
-  } catch (const std::exception& e) {
-    return Status::internal(std::string(what) + ": " + e.what());
-  }
-}
 
 // Runs fn(n) for every image, in parallel when the work is large enough.
 void forEachImage(const PG& g, int64_t workPerImage, const std::function<void(int64_t)>& fn) {
