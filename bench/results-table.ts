@@ -1,5 +1,5 @@
 /**
- * Collects runs/exp-*/result.json (written by bench/experiments.sh) into the README's results
+ * Collects the result.json of every runs/exp-NAME folder (written by bench/experiments.sh) into the README's results
  * table, printed as markdown and saved to bench/results/experiments.json.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
