@@ -7,7 +7,7 @@ import { writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
-import { datasetInfo, firstPerClass, Rng, SPLITS, loadDataset, subsetDataset, type ImageDataset, type Split } from '../data';
+import { firstPerClass, Rng, SPLITS, subsetDataset, type ImageDataset, type Split } from '../data';
 import { createLinearClassifier } from '../models';
 import { CHECKPOINT_FILES, loadWeightsInto } from './checkpoint';
 import { resolveTrainConfig, type TrainConfig } from './config';
@@ -18,10 +18,11 @@ import { classifierAccuracy, linearEvaluation } from './linear_eval';
 import { latestEpochs, readMetrics, type ResultRecord } from './metrics';
 import { curvesSpec, embeddingMapSpec, writeChart } from './plots';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+import { loadConfigSplit, readRunDataset, type DataHooks, type RunDatasetInfo } from './run_dataset';
 import { readTrainingState, RUN_FILES, type TrainingState } from './trainer';
 
-/** Options shared by the functions that open a checkpoint. */
-export interface OpenCheckpointOptions {
+/** Options shared by the functions that open a checkpoint (the hooks see image-folder decoding). */
+export interface OpenCheckpointOptions extends DataHooks {
   /** Folder of the dataset files, when they moved since training. */
   dataDir?: string;
   /** Builds the encoder of runs whose arch is 'custom'. */
@@ -36,6 +37,17 @@ export interface OpenedCheckpoint {
   config: TrainConfig;
   state: TrainingState;
   models: RunModels;
+  /** The run's training data: image shape, classes, normalization. */
+  dataset: RunDatasetInfo;
+}
+
+const OPEN_KEYS = ['dataDir', 'buildEncoder', 'fastKernels', 'onDataProgress', 'onDataWarning'] as const;
+
+/** The {@link OpenCheckpointOptions} among a function's options. */
+function openOptions(o: Partial<Record<string, unknown>>): OpenCheckpointOptions {
+  const picked: Record<string, unknown> = {};
+  for (const key of OPEN_KEYS) if (o[key] !== undefined) picked[key] = o[key];
+  return picked as OpenCheckpointOptions;
 }
 
 /**
@@ -44,12 +56,15 @@ export interface OpenedCheckpoint {
  */
 export async function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): Promise<OpenedCheckpoint> {
   validate.string('dir', dir);
-  const o = validate.options('options', options, ['dataDir', 'buildEncoder', 'fastKernels']);
+  const o = validate.options('options', options, OPEN_KEYS);
+  for (const key of ['onDataProgress', 'onDataWarning'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'function') validate.fail(`options.${key}`, 'a function', o[key]);
+  }
   if (!existsSync(dir)) throw new CheckpointError(dir, 'no such directory');
   if (o.fastKernels !== false) enableFastKernels();
   const state = await readTrainingState(dir);
   const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
-  const info = datasetInfo(config.dataset);
+  const info = await readRunDataset(dir, config);
   const models = buildRunModels(config, [info.height, info.width, info.channels], info.numClasses, o.buildEncoder as EncoderBuilder | undefined);
   try {
     await loadWeightsInto(models.trainModel, dir);
@@ -57,11 +72,11 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
     disposeRunModels(models);
     throw e;
   }
-  return { dir, config, state, models };
+  return { dir, config, state, models, dataset: info };
 }
 
-async function loadSplit(config: TrainConfig, split: Split): Promise<ImageDataset> {
-  return loadDataset(config.dataset, { split, ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }) });
+async function loadSplit(config: TrainConfig, split: Split, hooks: DataHooks): Promise<ImageDataset> {
+  return loadConfigSplit(config, split, hooks);
 }
 
 /** Options of {@link evaluateCheckpoint}. */
@@ -89,18 +104,15 @@ export interface EvaluationResult extends Omit<ResultRecord, 'type' | 'epochs' |
  * encoder when there is none, or when `retrain` is set).
  */
 export async function evaluateCheckpoint(dir: string, options: EvaluateOptions = {}): Promise<EvaluationResult> {
-  const o = validate.options('options', options, ['dataDir', 'buildEncoder', 'fastKernels', 'limitTest', 'retrain', 'linearEpochs']);
+  const o = validate.options('options', options, [...OPEN_KEYS, 'limitTest', 'retrain', 'linearEpochs']);
   const limitTest = o.limitTest === undefined ? undefined : validate.integer('options.limitTest', o.limitTest, 1);
   const retrain = o.retrain === undefined ? false : validate.boolean('options.retrain', o.retrain);
   const linearEpochs = o.linearEpochs === undefined ? undefined : validate.integer('options.linearEpochs', o.linearEpochs, 1);
-  const opened = await openCheckpoint(dir, {
-    ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }),
-    ...(o.buildEncoder === undefined ? {} : { buildEncoder: o.buildEncoder as EncoderBuilder }),
-    ...(o.fastKernels === undefined ? {} : { fastKernels: o.fastKernels as boolean }),
-  });
+  const hooks = openOptions(o);
+  const opened = await openCheckpoint(dir, hooks);
   const { config, models, state } = opened;
   try {
-    const test = firstRecords(await loadSplit(config, 'test'), limitTest ?? config.limitTest);
+    const test = firstRecords(await loadSplit(config, 'test', hooks), limitTest ?? config.limitTest);
     const base = { method: config.method, testCount: test.count, epochs: state.epoch };
     if (config.method === 'ce') {
       const logits = predictDataset(models.trainModel, test) as tf.Tensor2D;
@@ -126,7 +138,7 @@ export async function evaluateCheckpoint(dir: string, options: EvaluateOptions =
         classifier.dispose();
       }
     }
-    const train = firstRecords(await loadSplit(config, 'train'), config.limitTrain);
+    const train = firstRecords(await loadSplit(config, 'train', hooks), config.limitTrain);
     const evaluation = linearEvaluation(models.encoder, train, test, {
       epochs: linearEpochs ?? config.linearEpochs,
       learningRate: config.linearLr,
@@ -214,22 +226,19 @@ export function umap2d(vectors: Float32Array, count: number, dim: number, option
 
 /** Embeds images of a split with a checkpoint's encoder (or projection head), and maps them to 2-D. */
 export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): Promise<Embedding> {
-  const o = validate.options('options', options, ['dataDir', 'buildEncoder', 'fastKernels', 'split', 'limit', 'kind', 'map', 'neighbors', 'seed']);
+  const o = validate.options('options', options, [...OPEN_KEYS, 'split', 'limit', 'kind', 'map', 'neighbors', 'seed']);
   const split = o.split === undefined ? 'test' : validate.oneOf('options.split', o.split, SPLITS);
   const limit = o.limit === undefined ? 2000 : validate.integer('options.limit', o.limit, 1);
   const kind = o.kind === undefined ? 'encoder' : validate.oneOf('options.kind', o.kind, EMBEDDING_KINDS);
   const map = o.map === undefined ? true : validate.boolean('options.map', o.map);
-  const opened = await openCheckpoint(dir, {
-    ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }),
-    ...(o.buildEncoder === undefined ? {} : { buildEncoder: o.buildEncoder as EncoderBuilder }),
-    ...(o.fastKernels === undefined ? {} : { fastKernels: o.fastKernels as boolean }),
-  });
+  const hooks = openOptions(o);
+  const opened = await openCheckpoint(dir, hooks);
   const { config, models } = opened;
   try {
     if (kind === 'projection' && config.method === 'ce') {
       validate.fail('options.kind', "'encoder' (a cross-entropy run has no projection head)", kind);
     }
-    const full = await loadSplit(config, split);
+    const full = await loadSplit(config, split, hooks);
     const dataset = subsetDataset(full, balancedIndices(full, limit));
     const model = kind === 'encoder' ? models.encoder : models.trainModel;
     const output = predictDataset(model, dataset) as tf.Tensor2D;
