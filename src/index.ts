@@ -24,6 +24,7 @@ export { SupConError, InvalidArgumentError, NativeError } from './errors';
 export * from './data';
 export * from './models';
 export * from './train';
+export * from './apps';
 export {
   useNativeKernels,
   restoreKernels,

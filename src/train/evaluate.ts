@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { extname, join } from 'node:path';
+import { basename, extname, join, resolve as resolvePath } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
 import { firstPerClass, Rng, SPLITS, subsetDataset, type ImageDataset, type Split } from '../data';
@@ -16,6 +16,7 @@ import { enableFastKernels } from './fast_kernels';
 import { accuracyOfLogits, firstRecords, predictDataset } from './features';
 import { classifierAccuracy, linearEvaluation } from './linear_eval';
 import { latestEpochs, readMetrics, type ResultRecord } from './metrics';
+import { encodeNpy } from './npy';
 import { curvesSpec, embeddingMapSpec, writeChart } from './plots';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
 import { loadConfigSplit, readRunDataset, type DataHooks, type RunDatasetInfo } from './run_dataset';
@@ -177,19 +178,43 @@ export interface EmbedOptions extends OpenCheckpointOptions {
   seed?: number;
 }
 
-/** Embeddings of a split. */
+/** Embeddings of a split, or of image files (see `embedImages`). */
 export interface Embedding {
+  /** The dataset's name, or the folder (or file) the images came from. */
   dataset: string;
-  split: Split;
+  /** The split embedded; null for image files. */
+  split: Split | null;
   kind: EmbeddingKind;
   count: number;
   dim: number;
   /** Row-major [count, dim]. */
   vectors: Float32Array;
+  /** Class of every row (an index into classNames), -1 for an image without a class. */
   labels: Int32Array;
   classNames: readonly string[];
+  /** The file of every row, when the rows are image files. */
+  paths?: readonly string[];
+  /** The checkpoint state the vectors came from, to tell a stale index. */
+  checkpoint?: EmbeddingSource;
   /** Row-major [count, 2] UMAP coordinates, when computed. */
   map?: Float32Array;
+}
+
+/** Which checkpoint (and which state of it) made an embedding. */
+export interface EmbeddingSource {
+  dir: string;
+  step: number;
+  savedAt: string;
+}
+
+/** The {@link EmbeddingSource} of an opened checkpoint. */
+export function embeddingSource(opened: OpenedCheckpoint): EmbeddingSource {
+  return { dir: resolvePath(opened.dir), step: opened.state.step, savedAt: opened.state.savedAt };
+}
+
+/** Throws when a run has no vectors of `kind` (a cross-entropy run has no projection head). */
+export function checkEmbeddingKind(kind: EmbeddingKind, config: TrainConfig, argument = 'options.kind'): void {
+  if (kind === 'projection' && config.method === 'ce') validate.fail(argument, "'encoder' (a cross-entropy run has no projection head)", kind);
 }
 
 /** Indices of up to `limit` records, balanced over classes when every class has enough. */
@@ -235,9 +260,7 @@ export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): 
   const opened = await openCheckpoint(dir, hooks);
   const { config, models } = opened;
   try {
-    if (kind === 'projection' && config.method === 'ce') {
-      validate.fail('options.kind', "'encoder' (a cross-entropy run has no projection head)", kind);
-    }
+    checkEmbeddingKind(kind, config);
     const full = await loadSplit(config, split, hooks);
     const dataset = subsetDataset(full, balancedIndices(full, limit));
     const model = kind === 'encoder' ? models.encoder : models.trainModel;
@@ -254,6 +277,10 @@ export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): 
       vectors,
       labels: dataset.labels,
       classNames: dataset.classNames,
+      ...((dataset as ImageDataset & { paths?: readonly string[] }).paths
+        ? { paths: (dataset as ImageDataset & { paths: readonly string[] }).paths }
+        : {}),
+      checkpoint: embeddingSource(opened),
     };
     if (map) {
       const seed = o.seed === undefined ? derivedSeed(config.seed, SEED_STREAMS.umap) : validate.integer('options.seed', o.seed, 0);
@@ -268,42 +295,71 @@ export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): 
   }
 }
 
+/** File types {@link writeEmbedding} writes. */
+export const EMBEDDING_FILE_TYPES = ['.json', '.npy', '.tsv'] as const;
+
+/** The file holding everything but the vectors of a `.npy` embedding: `<name>.meta.json`. */
+export function npyMetadataFile(npyFile: string): string {
+  return npyFile.slice(0, npyFile.length - extname(npyFile).length) + '.meta.json';
+}
+
+/** An embedding as JSON, vectors (and map) as arrays of rows unless left out. */
+function embeddingJson(embedding: Embedding, withVectors: boolean): Record<string, unknown> {
+  const rows = (data: Float32Array, width: number): number[][] =>
+    Array.from({ length: embedding.count }, (_, i) => Array.from(data.subarray(i * width, (i + 1) * width)));
+  return {
+    format: 'supcon-embedding',
+    dataset: embedding.dataset,
+    split: embedding.split,
+    kind: embedding.kind,
+    count: embedding.count,
+    dim: embedding.dim,
+    classNames: embedding.classNames,
+    labels: Array.from(embedding.labels),
+    ...(embedding.paths ? { paths: embedding.paths } : {}),
+    ...(embedding.checkpoint ? { checkpoint: embedding.checkpoint } : {}),
+    ...(withVectors ? { vectors: rows(embedding.vectors, embedding.dim) } : {}),
+    ...(embedding.map ? { map: rows(embedding.map, 2) } : {}),
+  };
+}
+
 /**
- * Writes embeddings to `file`: `.json` (one object: labels, class names, vectors and map as
- * arrays of rows) or `.tsv` (vectors, one row per line, plus `<name>.labels.tsv` with the class
- * of each row: the TensorBoard projector's format). With a map, also draws it as
- * `<name>.umap.svg` and `<name>.umap.png`. Returns the paths written.
+ * Writes embeddings to `file`:
+ * - `.json`: one object with the vectors and map as arrays of rows, the labels, class names,
+ *   the file paths (for image files) and the checkpoint they came from;
+ * - `.npy`: the vectors as a float32 [count, dim] NumPy array (`numpy.load`), with everything
+ *   else in `<name>.meta.json` (the JSON form without `vectors`);
+ * - `.tsv`: vectors, one row per line, plus `<name>.labels.tsv` with the class of each row (and
+ *   its path, under a header, for image files): the TensorBoard projector's format.
+ * With a map, also draws it as `<name>.umap.svg` and `<name>.umap.png`. Returns the paths written.
+ * @throws {@link InvalidArgumentError} for another file type.
  */
 export async function writeEmbedding(embedding: Embedding, file: string): Promise<string[]> {
   validate.string('file', file);
   const ext = extname(file).toLowerCase();
-  if (ext !== '.json' && ext !== '.tsv') validate.fail('file', "a path ending in '.json' or '.tsv'", file);
+  if (!(EMBEDDING_FILE_TYPES as readonly string[]).includes(ext)) validate.fail('file', "a path ending in '.json', '.npy' or '.tsv'", file);
   const base = file.slice(0, file.length - ext.length);
-  const rows = (data: Float32Array, width: number): number[][] =>
-    Array.from({ length: embedding.count }, (_, i) => Array.from(data.subarray(i * width, (i + 1) * width)));
   const written: string[] = [];
   if (ext === '.json') {
-    const json = {
-      dataset: embedding.dataset,
-      split: embedding.split,
-      kind: embedding.kind,
-      count: embedding.count,
-      dim: embedding.dim,
-      classNames: embedding.classNames,
-      labels: Array.from(embedding.labels),
-      vectors: rows(embedding.vectors, embedding.dim),
-      ...(embedding.map ? { map: rows(embedding.map, 2) } : {}),
-    };
-    await writeFile(file, JSON.stringify(json));
+    await writeFile(file, JSON.stringify(embeddingJson(embedding, true)));
     written.push(file);
+  } else if (ext === '.npy') {
+    await writeFile(file, encodeNpy(embedding.vectors, [embedding.count, embedding.dim]));
+    await writeFile(npyMetadataFile(file), JSON.stringify({ ...embeddingJson(embedding, false), vectorsFile: basename(file) }));
+    written.push(file, npyMetadataFile(file));
   } else {
-    await writeFile(file, rows(embedding.vectors, embedding.dim).map((r) => r.join('\t')).join('\n') + '\n');
+    const lines = Array.from({ length: embedding.count }, (_, i) => Array.from(embedding.vectors.subarray(i * embedding.dim, (i + 1) * embedding.dim)).join('\t'));
+    await writeFile(file, lines.join('\n') + '\n');
     const labelsFile = `${base}.labels.tsv`;
-    await writeFile(labelsFile, Array.from(embedding.labels, (l) => embedding.classNames[l] ?? String(l)).join('\n') + '\n');
+    const className = (l: number) => (l < 0 ? '' : (embedding.classNames[l] ?? String(l)));
+    const meta = embedding.paths
+      ? ['class\tpath', ...Array.from(embedding.labels, (l, i) => `${className(l)}\t${embedding.paths![i]}`)]
+      : Array.from(embedding.labels, className);
+    await writeFile(labelsFile, meta.join('\n') + '\n');
     written.push(file, labelsFile);
   }
   if (embedding.map) {
-    const title = `UMAP of ${embedding.kind} embeddings (${embedding.dataset} ${embedding.split}, ${embedding.count} images)`;
+    const title = `UMAP of ${embedding.kind} embeddings (${embedding.dataset}${embedding.split ? ` ${embedding.split}` : ''}, ${embedding.count} images)`;
     written.push(...(await writeChart(embeddingMapSpec(embedding.map, embedding.labels, embedding.classNames, title), `${base}.umap`)));
   }
   return written;
