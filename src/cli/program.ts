@@ -361,7 +361,8 @@ export function buildProgram(io: CliIo): Command {
     .option('--no-fast-kernels', 'do not use the native tfjs kernels')
     .action(async (opts: Record<string, unknown>) => {
       await useCpuBackend();
-      const { stop, ...hooks } = dataHooks(opts.json === true ? io.stderr : io.stdout, io.stderr);
+      // stdout is the result (a table or JSON): progress goes to stderr.
+      const { stop, ...hooks } = dataHooks(io.stderr, io.stderr);
       const results = await findNeighbors(opts.checkpoint as string, opts.index as string, opts.query as string, {
         k: opts.k as number,
         strict: opts.strict === true,

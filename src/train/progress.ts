@@ -29,7 +29,7 @@ export interface DecodeProgressOptions {
 }
 
 /**
- * Progress of decoding images into an image folder's cache (first loads only): a
+ * Progress of decoding images (an image folder's first load, or files to embed): a
  * `cli-progress` bar on a terminal, else one line when it starts and one with the rate when it ends.
  */
 export class DecodeProgressDisplay {
@@ -58,7 +58,7 @@ export class DecodeProgressDisplay {
         });
         this.bar.start(p.total, 0);
       } else {
-        this.stream.write(`decoding ${p.total} images${p.source ? ` of ${p.source}` : ''} into the image cache\n`);
+        this.stream.write(`decoding ${p.total} images${p.source ? ` of ${p.source}` : ''}\n`);
       }
       return;
     }
