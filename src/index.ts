@@ -19,6 +19,7 @@ export type {
 } from './loss/options';
 export type { SupConLossOptions, LabelsLike } from './loss/tensor_inputs';
 export type { NativeInfo } from './native';
+export { nativeAddonPath, prebuiltAddonPath } from './native';
 export { SupConError, InvalidArgumentError, NativeError } from './errors';
 
 export * from './data';
