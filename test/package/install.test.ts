@@ -16,7 +16,7 @@ let packed: { filename: string; size: number; unpackedSize: number; files: Array
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'supcon-pack-'));
   const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  packed = JSON.parse(out.slice(out.indexOf('[')))[0];
+  packed = JSON.parse(out.slice(out.lastIndexOf('\n[\n') + 1))[0]; // after the lifecycle scripts' output
   project = join(work, 'consumer');
   execFileSync('mkdir', ['-p', project]);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
@@ -89,5 +89,13 @@ describe('npm pack + npm install --ignore-scripts into an empty project', () => 
     expect(out.loss).toBeCloseTo(out.reference, 4);
     expect(out.steps.every(Number.isFinite)).toBe(true);
     expect(out.steps[2]).toBeLessThan(out.steps[0]);
+  });
+
+  it('has an install script that, when approved, takes the prebuilt binary instead of compiling', () => {
+    const installed = join(project, 'node_modules', 'supcon-native');
+    const r = spawnSync(process.execPath, [join(installed, 'scripts', 'build-native.mjs')], { cwd: installed, encoding: 'utf8', env: { ...process.env, PATH: '/nonexistent' } });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`using the prebuilt binary ${join(installed, 'prebuilds', `${process.platform}-${process.arch}`, 'supcon-native.napi.glibc.node')}`);
+    expect(existsSync(join(installed, 'build'))).toBe(false);
   });
 });
