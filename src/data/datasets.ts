@@ -355,23 +355,26 @@ function checkLabelRange(labels: Int32Array, numClasses: number, path: string, h
 
 /**
  * A dataset made of some records of another, in the given order (e.g. a class-balanced subset).
+ * Per-record file paths (an image folder's `paths`) follow their records.
  * @throws {@link InvalidArgumentError} when an index is out of range.
  */
-export function subsetDataset(dataset: ImageDataset, indices: ArrayLike<number>): ImageDataset {
+export function subsetDataset<D extends ImageDataset>(dataset: D, indices: ArrayLike<number>): D {
   const recordBytes = dataset.height * dataset.width * dataset.channels;
   const labels = new Int32Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
     const r = validate.integer(`indices[${i}]`, indices[i], 0, dataset.count - 1);
     labels[i] = dataset.labels[r];
   }
+  const paths = (dataset as { paths?: readonly string[] }).paths;
+  const perRecord = Array.isArray(paths) ? { paths: Array.from(indices, (r) => paths[r]) } : {};
   // A split on disk stays on disk: the subset is a view of the same file.
-  if (dataset.store !== undefined) return { ...dataset, store: dataset.store.subset(indices), labels, count: indices.length };
+  if (dataset.store !== undefined) return { ...dataset, ...perRecord, store: dataset.store.subset(indices), labels, count: indices.length };
   const images = new Uint8Array(indices.length * recordBytes);
   for (let i = 0; i < indices.length; i++) {
     const r = indices[i];
     images.set(dataset.images.subarray(r * recordBytes, (r + 1) * recordBytes), i * recordBytes);
   }
-  return { ...dataset, images, labels, count: indices.length };
+  return { ...dataset, ...perRecord, images, labels, count: indices.length };
 }
 
 /**

@@ -199,6 +199,16 @@ describe('exportCheckpoint', () => {
     disposeRunModels(opened.models);
   });
 
+  it('leaks no tensors', async () => {
+    const index = join(root, 'leak-index.json');
+    await writeEmbedding(await embedImages(run, join(data, 'test')), index);
+    const before = tf.memory().numTensors;
+    await embedImages(run, join(data, 'test'), { kind: 'projection' });
+    await findNeighbors(run, index, testImages.train[0], { k: 3 });
+    await exportCheckpoint(run, join(root, 'export-again'), { projection: true, classifier: true });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('refuses what the run does not have', async () => {
     const copy = join(root, 'no-linear');
     cpSync(run, copy, { recursive: true });

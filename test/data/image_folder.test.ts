@@ -178,6 +178,8 @@ describe('an ImageFolder with train/ and test/', () => {
     b.labels.dispose();
     const part = subsetDataset(streamed, [3, 2]);
     expect(part.store).toBeDefined();
+    expect(part.paths).toEqual([streamed.paths[3], streamed.paths[2]]);
+    expect(subsetDataset(inMemory, [7]).paths).toEqual([inMemory.paths[7]]);
     expect(readImages(part, [0, 1])).toEqual(readImages(inMemory, [3, 2]));
     expect(() => readImages(streamed, [19])).toThrow(InvalidArgumentError);
   });
