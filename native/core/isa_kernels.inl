@@ -227,6 +227,143 @@ void gradTile(float* s, int64_t ld, int rows, int cols, const TileSide& row, con
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Batch-norm passes over a row-major [rows, C] block (one row per pixel, NHWC), channel by
+// channel in vectors of W with a scalar tail. Sums run in float over blocks of kFlushRows rows
+// and are flushed into double, so long columns keep double-precision totals.
+
+constexpr int64_t kFlushRows = 64;
+
+template <bool kRelu>
+inline vf maskedGrad(vf dy, vf y) { return kRelu ? (y > 0.0f ? dy : vf{}) : dy; }
+template <bool kRelu>
+inline float maskedGrad(float dy, float y) { return kRelu ? (y > 0.0f ? dy : 0.0f) : dy; }
+
+void channelMoments(const float* z, int64_t rows, int64_t C, const float* shift, double* sum, double* sumSq) {
+  int64_t c = 0;
+  for (; c + W <= C; c += W) {
+    const vf sh = load(shift + c);
+    for (int64_t r0 = 0; r0 < rows; r0 += kFlushRows) {
+      const int64_t r1 = r0 + kFlushRows < rows ? r0 + kFlushRows : rows;
+      vf s = vf{}, s2 = vf{};
+      for (int64_t r = r0; r < r1; ++r) {
+        vf v = load(z + r * C + c) - sh;
+        s += v;
+        s2 += v * v;
+      }
+      for (int i = 0; i < W; ++i) {
+        sum[c + i] += s[i];
+        sumSq[c + i] += s2[i];
+      }
+    }
+  }
+  for (; c < C; ++c) {
+    double s = 0, s2 = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const double v = double(z[r * C + c]) - shift[c];
+      s += v;
+      s2 += v * v;
+    }
+    sum[c] += s;
+    sumSq[c] += s2;
+  }
+}
+
+template <bool kRelu>
+void scaleShiftT(const float* z, const float* residual, int64_t rows, int64_t C, const float* scale,
+                 const float* offset, float* y) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* zr = z + r * C;
+    const float* rr = residual ? residual + r * C : nullptr;
+    float* yr = y + r * C;
+    int64_t c = 0;
+    for (; c + W <= C; c += W) {
+      vf v = load(zr + c) * load(scale + c) + load(offset + c);
+      if (rr) v += load(rr + c);
+      if (kRelu) v = v > 0.0f ? v : vf{};
+      store(yr + c, v);
+    }
+    for (; c < C; ++c) {
+      float v = zr[c] * scale[c] + offset[c];
+      if (rr) v += rr[c];
+      if (kRelu) v = v > 0.0f ? v : 0.0f;
+      yr[c] = v;
+    }
+  }
+}
+
+void scaleShift(const float* z, const float* residual, int64_t rows, int64_t C, const float* scale,
+                const float* offset, bool relu, float* y) {
+  if (relu) scaleShiftT<true>(z, residual, rows, C, scale, offset, y);
+  else scaleShiftT<false>(z, residual, rows, C, scale, offset, y);
+}
+
+template <bool kRelu>
+void bnGradReduceT(const float* dy, const float* y, const float* z, int64_t rows, int64_t C, const float* center,
+                   double* sumG, double* sumGZ) {
+  int64_t c = 0;
+  for (; c + W <= C; c += W) {
+    const vf ce = load(center + c);
+    for (int64_t r0 = 0; r0 < rows; r0 += kFlushRows) {
+      const int64_t r1 = r0 + kFlushRows < rows ? r0 + kFlushRows : rows;
+      vf s = vf{}, sz = vf{};
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t o = r * C + c;
+        vf g = maskedGrad<kRelu>(load(dy + o), load(y + o));
+        s += g;
+        sz += g * (load(z + o) - ce);
+      }
+      for (int i = 0; i < W; ++i) {
+        sumG[c + i] += s[i];
+        sumGZ[c + i] += sz[i];
+      }
+    }
+  }
+  for (; c < C; ++c) {
+    double s = 0, sz = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t o = r * C + c;
+      const float g = maskedGrad<kRelu>(dy[o], y[o]);
+      s += g;
+      sz += double(g) * (double(z[o]) - center[c]);
+    }
+    sumG[c] += s;
+    sumGZ[c] += sz;
+  }
+}
+
+void bnGradReduce(const float* dy, const float* y, const float* z, int64_t rows, int64_t C, const float* center,
+                  bool relu, double* sumG, double* sumGZ) {
+  if (relu) bnGradReduceT<true>(dy, y, z, rows, C, center, sumG, sumGZ);
+  else bnGradReduceT<false>(dy, y, z, rows, C, center, sumG, sumGZ);
+}
+
+template <bool kRelu>
+void bnGradApplyT(const float* dy, const float* y, const float* z, int64_t rows, int64_t C, const float* a,
+                  const float* b, const float* k, float* dz, float* dres) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * C;
+    int64_t c = 0;
+    for (; c + W <= C; c += W) {
+      vf g = maskedGrad<kRelu>(load(dy + o + c), load(y + o + c));
+      vf d = load(a + c) * g + load(b + c) * load(z + o + c) + load(k + c);
+      store(dz + o + c, d);
+      if (dres) store(dres + o + c, g);
+    }
+    for (; c < C; ++c) {
+      const float g = maskedGrad<kRelu>(dy[o + c], y[o + c]);
+      dz[o + c] = a[c] * g + b[c] * z[o + c] + k[c];
+      if (dres) dres[o + c] = g;
+    }
+  }
+}
+
+void bnGradApply(const float* dy, const float* y, const float* z, int64_t rows, int64_t C, bool relu,
+                 const float* a, const float* b, const float* k, float* dz, float* dres) {
+  if (relu) bnGradApplyT<true>(dy, y, z, rows, C, a, b, k, dz, dres);
+  else bnGradApplyT<false>(dy, y, z, rows, C, a, b, k, dz, dres);
+}
+
 }  // namespace
 
 const KernelTable& table() {
@@ -234,6 +371,7 @@ const KernelTable& table() {
       SUPCON_ISA_NAME, SUPCON_MR, SUPCON_NV * W, &microKernelT<SUPCON_MR, SUPCON_NV>,
       &rowLogSumExp,   &colLogSumExp, &maskPositives, &gradTile,
       W,               &microKernelT<SUPCON_MR, 1>,
+      &channelMoments, &scaleShift,   &bnGradReduce,  &bnGradApply,
   };
   return t;
 }

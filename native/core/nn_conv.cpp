@@ -314,6 +314,16 @@ void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) 
 
 }  // namespace
 
+namespace detail {
+void convForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
+                     float* y) {
+  const int64_t K = patchCols(g), N = g.outChannels;
+  const StridedB w(filter, K, N, N, 1);
+  const PatchRowsA a(g, x, begin);
+  gemm(end - begin, N, K, 1.0f, a, w, 0.0f, y + begin * N, N);
+}
+}  // namespace detail
+
 Status validate(const Conv2DGeometry& g) {
   auto bad = [](const std::string& m) { return Status::invalid("conv2d: " + m); };
   const int64_t kMaxDim = (int64_t(1) << 31) - 1;

@@ -22,8 +22,16 @@ void forEachRowPiece(int64_t rows, int64_t align, double flops,
 
 // Scratch memory of the calling thread, grown on demand and kept between calls (nn_scratch.cpp).
 // Slots are independent buffers for uses that overlap in one call.
-constexpr int kScratchSlots = 3;
-enum ScratchSlot { kScratchFilter = 0, kScratchPartial = 1, kScratchColumns = 2 };
+constexpr int kScratchSlots = 4;
+enum ScratchSlot { kScratchFilter = 0, kScratchPartial = 1, kScratchColumns = 2, kScratchGradient = 3 };
+
+// Rows [begin, end) of y = P(x) W, the convolution's GEMM on the calling thread (nn_conv.cpp).
+void convForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
+                     float* y);
+
+// Splits [0, rows) into at most maxPieces contiguous pieces whose starts are multiples of
+// `align`; returns the piece length (the last piece may be shorter). pieces = ceil(rows / length).
+int64_t pieceLength(int64_t rows, int64_t align, int64_t maxPieces);
 float* scratch(int slot, size_t count);
 
 }  // namespace detail

@@ -44,6 +44,20 @@ struct KernelTable {
   int nrNarrow;
   void (*microKernelNarrow)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                             float beta, int m, int n);
+
+  // Batch-norm passes over a row-major [rows, C] block (NHWC pixels), per-channel parameters.
+  // sum[c] += sum_r (z - shift[c]), sumSq[c] += sum_r (z - shift[c])^2.
+  void (*channelMoments)(const float* z, int64_t rows, int64_t C, const float* shift, double* sum,
+                         double* sumSq);
+  // y = act(z * scale[c] + offset[c] (+ residual)), act = ReLU or the identity.
+  void (*scaleShift)(const float* z, const float* residual, int64_t rows, int64_t C, const float* scale,
+                     const float* offset, bool relu, float* y);
+  // g = relu ? (y > 0 ? dy : 0) : dy;  sumG[c] += sum_r g,  sumGZ[c] += sum_r g (z - center[c]).
+  void (*bnGradReduce)(const float* dy, const float* y, const float* z, int64_t rows, int64_t C,
+                       const float* center, bool relu, double* sumG, double* sumGZ);
+  // dz = a[c] g + b[c] z + k[c], and dres = g when dres is not null (g as in bnGradReduce).
+  void (*bnGradApply)(const float* dy, const float* y, const float* z, int64_t rows, int64_t C, bool relu,
+                      const float* a, const float* b, const float* k, float* dz, float* dres);
 };
 
 const KernelTable& kernels();

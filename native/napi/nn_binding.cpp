@@ -305,6 +305,65 @@ Napi::Value AvgPool2dBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// convBatchNormForward({...geometry, x, filter, gamma, beta, movingMean, movingVariance,
+// residual?, relu, training, epsilon, momentum, y, z?, mean?, variance?, newMovingMean?,
+// newMovingVariance?}); see supcon/nn.h.
+Napi::Value ConvBatchNormForward(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::ConvBatchNormForwardArgs a;
+  a.conv = readGeometry(o);
+  const int64_t c = a.conv.outChannels, out = a.conv.outputSize();
+  a.x = floatArray(o, "x", a.conv.inputSize());
+  a.filter = floatArray(o, "filter", a.conv.filterSize());
+  a.gamma = floatArray(o, "gamma", c);
+  a.beta = floatArray(o, "beta", c);
+  a.movingMean = floatArray(o, "movingMean", c);
+  a.movingVariance = floatArray(o, "movingVariance", c);
+  a.residual = floatArray(o, "residual", out, true);
+  a.relu = boolField(o, "relu");
+  a.training = boolField(o, "training");
+  a.epsilon = static_cast<float>(numberField(o, "epsilon"));
+  a.momentum = static_cast<float>(numberField(o, "momentum"));
+  a.y = floatArray(o, "y", out);
+  a.z = floatArray(o, "z", out, true);
+  a.mean = floatArray(o, "mean", c, true);
+  a.variance = floatArray(o, "variance", c, true);
+  a.newMovingMean = floatArray(o, "newMovingMean", c, true);
+  a.newMovingVariance = floatArray(o, "newMovingVariance", c, true);
+  supcon::Status st = supcon::nn::convBatchNormForward(a);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
+// convBatchNormBackward({...geometry, x?, filter?, gamma, z, y?, mean, variance, dy, relu,
+// training, epsilon, dx?, dfilter?, dgamma, dbeta, dresidual?, dz?}); see supcon/nn.h.
+Napi::Value ConvBatchNormBackward(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::ConvBatchNormBackwardArgs a;
+  a.conv = readGeometry(o);
+  const int64_t c = a.conv.outChannels, out = a.conv.outputSize();
+  a.x = floatArray(o, "x", a.conv.inputSize(), true);
+  a.filter = floatArray(o, "filter", a.conv.filterSize(), true);
+  a.gamma = floatArray(o, "gamma", c);
+  a.z = floatArray(o, "z", out);
+  a.y = floatArray(o, "y", out, true);
+  a.mean = floatArray(o, "mean", c);
+  a.variance = floatArray(o, "variance", c);
+  a.dy = floatArray(o, "dy", out);
+  a.relu = boolField(o, "relu");
+  a.training = boolField(o, "training");
+  a.epsilon = static_cast<float>(numberField(o, "epsilon"));
+  a.dx = floatArray(o, "dx", a.conv.inputSize(), true);
+  a.dfilter = floatArray(o, "dfilter", a.conv.filterSize(), true);
+  a.dgamma = floatArray(o, "dgamma", c);
+  a.dbeta = floatArray(o, "dbeta", c);
+  a.dresidual = floatArray(o, "dresidual", out, true);
+  a.dz = floatArray(o, "dz", out, true);
+  supcon::Status st = supcon::nn::convBatchNormBackward(a);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
 // releaseNnScratch(): frees the convolutions' cached per-thread scratch buffers.
 Napi::Value ReleaseNnScratch(const Napi::CallbackInfo& info) {
   supcon::nn::releaseScratchMemory();
@@ -326,6 +385,8 @@ void registerNn(Napi::Env env, Napi::Object exports) {
   exports.Set("pool2d", Napi::Function::New(env, Pool2d, "pool2d"));
   exports.Set("maxPool2dBackward", Napi::Function::New(env, MaxPool2dBackward, "maxPool2dBackward"));
   exports.Set("avgPool2dBackward", Napi::Function::New(env, AvgPool2dBackward, "avgPool2dBackward"));
+  exports.Set("convBatchNormForward", Napi::Function::New(env, ConvBatchNormForward, "convBatchNormForward"));
+  exports.Set("convBatchNormBackward", Napi::Function::New(env, ConvBatchNormBackward, "convBatchNormBackward"));
   exports.Set("releaseNnScratch", Napi::Function::New(env, ReleaseNnScratch, "releaseNnScratch"));
 }
 

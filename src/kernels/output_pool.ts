@@ -80,6 +80,16 @@ class OutputPool {
     return array;
   }
 
+  /**
+   * Returns an array from {@link acquire} that was never given to a tensor (a kernel's private
+   * scratch kept between its forward and backward calls) to the pool.
+   */
+  release(array: Float32Array): void {
+    const block = this.blocks.get(array.buffer);
+    if (!block || block.state !== 'new' || block.array !== array || block.generation !== this.generation) return;
+    this.toFree(block);
+  }
+
   /** Starts recycling on `backend` (idempotent). */
   attach(backend: CpuBackend): void {
     const b = backend as HookableBackend;
@@ -174,6 +184,10 @@ class OutputPool {
     const block = this.blockOf(values);
     if (!block || block.state !== 'held' || block.dataId !== dataId || values !== block.array) return;
     if (block.generation !== this.generation) return;
+    this.toFree(block);
+  }
+
+  private toFree(block: Block): void {
     const bytes = block.array.length * 4;
     if (this.stats.freeBytes + bytes > this.capBytes) {
       this.blocks.delete(block.array.buffer);  // over capacity: leave it to the garbage collector
