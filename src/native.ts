@@ -244,6 +244,29 @@ export interface NativeConvBatchNormBackwardArgs extends NativeConv2DGeometry {
   dz: Float32Array | null;
 }
 
+/** One variable of a native optimizer step; see native/include/supcon/nn.h. */
+export interface NativeOptimizerVariable {
+  value: Float32Array;
+  grad: Float32Array;
+  /** The momentum buffer; null on the first step (zeros). */
+  buffer: Float32Array | null;
+  newValue: Float32Array;
+  newBuffer: Float32Array;
+  /** Apply weight decay (and, for LARS, the trust ratio). */
+  decay: boolean;
+}
+
+/** A momentum-SGD or LARS step over many variables; see native/include/supcon/nn.h. */
+export interface NativeOptimizerArgs {
+  kind: 'sgd' | 'lars';
+  learningRate: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov: boolean;
+  trustCoefficient: number;
+  variables: NativeOptimizerVariable[];
+}
+
 /** The addon's raw surface. Everything here is called through the typed wrappers. */
 export interface NativeAddon {
   info(): NativeInfo;
@@ -267,6 +290,7 @@ export interface NativeAddon {
   avgPool2dBackward(args: NativeAvgPool2DBackwardArgs): void;
   convBatchNormForward(args: NativeConvBatchNormForwardArgs): void;
   convBatchNormBackward(args: NativeConvBatchNormBackwardArgs): void;
+  optimizerUpdate(args: NativeOptimizerArgs): void;
   /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
   releaseNnScratch(): void;
   [kernel: string]: unknown;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "supcon/nn.h"
@@ -364,6 +365,44 @@ Napi::Value ConvBatchNormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// optimizerUpdate({kind: 'sgd' | 'lars', learningRate, momentum, weightDecay, nesterov,
+// trustCoefficient, variables: [{value, grad, buffer?, newValue, newBuffer, decay}]}); see
+// supcon/nn.h. The kind crosses by name.
+Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::OptimizerStep step;
+  Napi::Value kind = o.Get("kind");
+  const std::string k = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : std::string();
+  if (k == "sgd") step.kind = supcon::nn::OptimizerKind::kSgd;
+  else if (k == "lars") step.kind = supcon::nn::OptimizerKind::kLars;
+  else typeError(info.Env(), "expected 'sgd' or 'lars' for kind");
+  step.learningRate = static_cast<float>(numberField(o, "learningRate"));
+  step.momentum = static_cast<float>(numberField(o, "momentum"));
+  step.weightDecay = static_cast<float>(numberField(o, "weightDecay"));
+  step.nesterov = boolField(o, "nesterov");
+  step.trustCoefficient = static_cast<float>(numberField(o, "trustCoefficient"));
+  Napi::Value list = o.Get("variables");
+  if (!list.IsArray()) typeError(info.Env(), "expected an array for variables");
+  Napi::Array arr = list.As<Napi::Array>();
+  std::vector<supcon::nn::OptimizerVariable> vars(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject()) typeError(info.Env(), "expected objects in variables");
+    Napi::Object v = item.As<Napi::Object>();
+    const int64_t n = typedArrayLength(v, "value");
+    vars[i].size = n;
+    vars[i].value = floatArray(v, "value", n);
+    vars[i].grad = floatArray(v, "grad", n);
+    vars[i].buffer = floatArray(v, "buffer", n, true);
+    vars[i].newValue = floatArray(v, "newValue", n);
+    vars[i].newBuffer = floatArray(v, "newBuffer", n);
+    vars[i].decay = boolField(v, "decay");
+  }
+  supcon::Status st = supcon::nn::optimizerUpdate(step, vars.data(), static_cast<int64_t>(vars.size()));
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
 // releaseNnScratch(): frees the convolutions' cached per-thread scratch buffers.
 Napi::Value ReleaseNnScratch(const Napi::CallbackInfo& info) {
   supcon::nn::releaseScratchMemory();
@@ -387,6 +426,7 @@ void registerNn(Napi::Env env, Napi::Object exports) {
   exports.Set("avgPool2dBackward", Napi::Function::New(env, AvgPool2dBackward, "avgPool2dBackward"));
   exports.Set("convBatchNormForward", Napi::Function::New(env, ConvBatchNormForward, "convBatchNormForward"));
   exports.Set("convBatchNormBackward", Napi::Function::New(env, ConvBatchNormBackward, "convBatchNormBackward"));
+  exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("releaseNnScratch", Napi::Function::New(env, ReleaseNnScratch, "releaseNnScratch"));
 }
 

@@ -141,6 +141,37 @@ struct ConvBatchNormBackwardArgs {
 };
 Status convBatchNormBackward(const ConvBatchNormBackwardArgs& a);
 
+// ---------------------------------------------------------------------------------------------
+// Momentum optimizers over many variables in one call (src/train/optimizers.ts documents the
+// rules). Each variable's new value and momentum buffer go to separate outputs.
+//
+//   SGD (PyTorch's rule, dampening 0):  d = g + wd w;  b' = m b + d;  w' = w - lr (nesterov ? d + m b' : b')
+//   LARS (You et al. 2017):             trust = eta ||w|| / (||g|| + wd ||w||) (1 if a norm is 0)
+//                                       b' = m b + lr trust (g + wd w);  w' = w - b'
+// A variable with decay = false gets no weight decay (and, for LARS, b' = m b + lr g).
+enum class OptimizerKind { kSgd = 0, kLars = 1 };
+
+struct OptimizerVariable {
+  const float* value = nullptr;
+  const float* grad = nullptr;
+  const float* buffer = nullptr;  // momentum; null reads as zeros (the first step)
+  float* newValue = nullptr;
+  float* newBuffer = nullptr;
+  int64_t size = 0;
+  bool decay = true;
+};
+
+struct OptimizerStep {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  float learningRate = 0.0f;
+  float momentum = 0.9f;
+  float weightDecay = 0.0f;
+  bool nesterov = false;          // SGD only
+  float trustCoefficient = 1e-3f;  // LARS only
+};
+
+Status optimizerUpdate(const OptimizerStep& step, const OptimizerVariable* variables, int64_t count);
+
 // Batched C[b] = epilogue(op(A[b % batchA]) op(B[b % batchB])), b in [0, max(batchA, batchB)).
 // op(A) is M x K (A stored K x M when transposeA), op(B) is K x N (B stored N x K when
 // transposeB); C is [batch, M, N]. batchA and batchB must be equal or one of them 1.
