@@ -199,6 +199,74 @@ export interface NativeAvgPool2DBackwardArgs extends NativePool2DGeometry {
   dx: Float32Array;
 }
 
+/** Fused convolution + batch norm forward; see native/include/supcon/nn.h. */
+export interface NativeConvBatchNormForwardArgs extends NativeConv2DGeometry {
+  x: Float32Array;
+  filter: Float32Array;
+  gamma: Float32Array;
+  beta: Float32Array;
+  movingMean: Float32Array;
+  movingVariance: Float32Array;
+  residual: Float32Array | null;
+  relu: boolean;
+  training: boolean;
+  epsilon: number;
+  momentum: number;
+  y: Float32Array;
+  /** The conv output, kept for the backward; null when no gradient will be taken. */
+  z: Float32Array | null;
+  mean: Float32Array | null;
+  variance: Float32Array | null;
+  newMovingMean: Float32Array | null;
+  newMovingVariance: Float32Array | null;
+}
+
+/** Fused convolution + batch norm backward; see native/include/supcon/nn.h. */
+export interface NativeConvBatchNormBackwardArgs extends NativeConv2DGeometry {
+  /** Needed only for dx / dfilter. */
+  x: Float32Array | null;
+  filter: Float32Array | null;
+  gamma: Float32Array;
+  z: Float32Array;
+  y: Float32Array | null;
+  mean: Float32Array;
+  variance: Float32Array;
+  dy: Float32Array;
+  relu: boolean;
+  training: boolean;
+  epsilon: number;
+  dx: Float32Array | null;
+  dfilter: Float32Array | null;
+  dgamma: Float32Array;
+  dbeta: Float32Array;
+  dresidual: Float32Array | null;
+  /** Receives the gradient at the convolution's output when given. */
+  dz: Float32Array | null;
+}
+
+/** One variable of a native optimizer step; see native/include/supcon/nn.h. */
+export interface NativeOptimizerVariable {
+  value: Float32Array;
+  grad: Float32Array;
+  /** The momentum buffer; null on the first step (zeros). */
+  buffer: Float32Array | null;
+  newValue: Float32Array;
+  newBuffer: Float32Array;
+  /** Apply weight decay (and, for LARS, the trust ratio). */
+  decay: boolean;
+}
+
+/** A momentum-SGD or LARS step over many variables; see native/include/supcon/nn.h. */
+export interface NativeOptimizerArgs {
+  kind: 'sgd' | 'lars';
+  learningRate: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov: boolean;
+  trustCoefficient: number;
+  variables: NativeOptimizerVariable[];
+}
+
 /** The addon's raw surface. Everything here is called through the typed wrappers. */
 export interface NativeAddon {
   info(): NativeInfo;
@@ -220,6 +288,9 @@ export interface NativeAddon {
   pool2d(args: NativePool2DArgs): void;
   maxPool2dBackward(args: NativeMaxPool2DBackwardArgs): void;
   avgPool2dBackward(args: NativeAvgPool2DBackwardArgs): void;
+  convBatchNormForward(args: NativeConvBatchNormForwardArgs): void;
+  convBatchNormBackward(args: NativeConvBatchNormBackwardArgs): void;
+  optimizerUpdate(args: NativeOptimizerArgs): void;
   /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
   releaseNnScratch(): void;
   [kernel: string]: unknown;

@@ -174,14 +174,31 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
 
 // y = epilogue(P(x) W), pieces of output rows in parallel. g may have negative pads.
 void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y) {
-  const int64_t M = patchRows(g), K = patchCols(g), N = g.outChannels;
-  const int mr = gemmBlocking().mr;
-  const StridedB w(filter, K, N, N, 1);
-  detail::forEachRowPiece(M, mr, g.flops(), [&](int64_t begin, int64_t end) {
-    const PatchRowsA a(g, x, begin);
-    gemm(end - begin, N, K, 1.0f, a, w, 0.0f, y + begin * N, N);
+  const int64_t M = patchRows(g), N = g.outChannels;
+  const detail::ConvForwardRows rows(g, x, filter);
+  detail::forEachRowPiece(M, gemmBlocking().mr, g.flops(), [&](int64_t begin, int64_t end) {
+    rows(begin, end, y);
     if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
   });
+}
+
+// The stride-1 input gradient's geometry: a forward convolution of dy into dx.
+G flippedGeometry(const G& g) {
+  G t;
+  t.batch = g.batch;
+  t.inHeight = g.outHeight;
+  t.inWidth = g.outWidth;
+  t.inChannels = g.outChannels;
+  t.outHeight = g.inHeight;
+  t.outWidth = g.inWidth;
+  t.outChannels = g.inChannels;
+  t.filterHeight = g.filterHeight;
+  t.filterWidth = g.filterWidth;
+  t.dilationHeight = g.dilationHeight;
+  t.dilationWidth = g.dilationWidth;
+  t.padTop = (g.filterHeight - 1) * g.dilationHeight - g.padTop;
+  t.padLeft = (g.filterWidth - 1) * g.dilationWidth - g.padLeft;
+  return t;
 }
 
 // Stride-1 input gradient as a forward convolution over dy (see the file comment).
@@ -197,21 +214,7 @@ void backpropInputDirect(const G& g, const float* dy, const float* filter, float
   };
   if (g.filterSize() >= (int64_t(1) << 16)) parallelFor(fh * fw, 1, flipTaps);
   else flipTaps(0, fh * fw);
-  G t;
-  t.batch = g.batch;
-  t.inHeight = g.outHeight;
-  t.inWidth = g.outWidth;
-  t.inChannels = co;
-  t.outHeight = g.inHeight;
-  t.outWidth = g.inWidth;
-  t.outChannels = ci;
-  t.filterHeight = fh;
-  t.filterWidth = fw;
-  t.dilationHeight = g.dilationHeight;
-  t.dilationWidth = g.dilationWidth;
-  t.padTop = (fh - 1) * g.dilationHeight - g.padTop;
-  t.padLeft = (fw - 1) * g.dilationWidth - g.padLeft;
-  forwardImpl(t, dy, flipped, Epilogue{}, dx);
+  forwardImpl(flippedGeometry(g), dy, flipped, Epilogue{}, dx);
 }
 
 // dx += scatter of dcol rows [row0, row0 + rows) (global pixel rows (n, oh, ow)) into their taps.
@@ -278,6 +281,10 @@ void backpropInputCol2Im(const G& g, const float* dy, const float* filter, float
 // dW [K, Cout] = P(x)^T dY: pixels split into one range per thread, each range's product
 // computed by the GEMM (the first into dw, the others into scratch), then summed.
 void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) {
+  if (detail::directFilterGradFits(g)) {
+    detail::directFilterGradient(g, x, dy, dw);
+    return;
+  }
   const int64_t M = patchRows(g), K = patchCols(g), N = g.outChannels;
   const int threads = numThreads();
   // Enough pixels per range that the GEMM's depth blocks are full, and partial buffers that
@@ -313,6 +320,16 @@ void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) 
 
 
 }  // namespace
+
+namespace detail {
+void gemmForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
+                     float* y) {
+  const int64_t K = patchCols(g), N = g.outChannels;
+  const StridedB w(filter, K, N, N, 1);
+  const PatchRowsA a(g, x, begin);
+  gemm(end - begin, N, K, 1.0f, a, w, 0.0f, y + begin * N, N);
+}
+}  // namespace detail
 
 Status validate(const Conv2DGeometry& g) {
   auto bad = [](const std::string& m) { return Status::invalid("conv2d: " + m); };
@@ -360,11 +377,13 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
   const bool unitStride = g.strideHeight == 1 && g.strideWidth == 1;
   if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride)
     return Status::invalid("conv2dBackpropInput: the direct algorithm needs stride 1");
-  // Measured (bench/kernels.ts): col2im is faster up to ~128 input channels (the direct
-  // convolution's GEMM is then only inChannels wide); the direct form wins from ~256, where
-  // col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk of rows.
+  // Measured (bench/kernels.ts): col2im is faster than the flipped convolution through the
+  // GEMM up to ~128 input channels (that GEMM is then only inChannels wide); the flipped form
+  // wins from ~256, where col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk
+  // of rows, and for narrow layers whose flipped convolution runs the direct kernel.
   const bool direct = algorithm == BackpropInputAlgorithm::kDirect ||
-                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride && g.inChannels >= 192);
+                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride &&
+                       (g.inChannels >= 192 || detail::directForwardFits(flippedGeometry(g))));
   return guarded("conv2dBackpropInput", [&] {
     if (direct) backpropInputDirect(g, dy, filter, dx);
     else backpropInputCol2Im(g, dy, filter, dx);

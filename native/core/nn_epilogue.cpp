@@ -63,6 +63,12 @@ void epilogueRows(const Epilogue& e, int64_t rows, int64_t cols, float* y, int64
   }
 }
 
+int64_t pieceLength(int64_t rows, int64_t align, int64_t maxPieces) {
+  align = std::max<int64_t>(1, align);
+  int64_t piece = (rows + std::max<int64_t>(1, maxPieces) - 1) / std::max<int64_t>(1, maxPieces);
+  return std::max<int64_t>(align, (piece + align - 1) / align * align);
+}
+
 void forEachRowPiece(int64_t rows, int64_t align, double flops,
                      const std::function<void(int64_t, int64_t)>& fn) {
   if (rows <= 0) return;
@@ -73,8 +79,7 @@ void forEachRowPiece(int64_t rows, int64_t align, double flops,
     return;
   }
   // About four pieces per thread balance uneven progress; a piece never splits a register block.
-  int64_t piece = (rows + 4 * threads - 1) / (4 * threads);
-  piece = std::max<int64_t>(align, (piece + align - 1) / align * align);
+  const int64_t piece = pieceLength(rows, align, 4 * threads);
   const int64_t pieces = (rows + piece - 1) / piece;
   parallelFor(pieces, 1, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) fn(p * piece, std::min(rows, (p + 1) * piece));

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "supcon/nn.h"
@@ -305,6 +306,103 @@ Napi::Value AvgPool2dBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// convBatchNormForward({...geometry, x, filter, gamma, beta, movingMean, movingVariance,
+// residual?, relu, training, epsilon, momentum, y, z?, mean?, variance?, newMovingMean?,
+// newMovingVariance?}); see supcon/nn.h.
+Napi::Value ConvBatchNormForward(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::ConvBatchNormForwardArgs a;
+  a.conv = readGeometry(o);
+  const int64_t c = a.conv.outChannels, out = a.conv.outputSize();
+  a.x = floatArray(o, "x", a.conv.inputSize());
+  a.filter = floatArray(o, "filter", a.conv.filterSize());
+  a.gamma = floatArray(o, "gamma", c);
+  a.beta = floatArray(o, "beta", c);
+  a.movingMean = floatArray(o, "movingMean", c);
+  a.movingVariance = floatArray(o, "movingVariance", c);
+  a.residual = floatArray(o, "residual", out, true);
+  a.relu = boolField(o, "relu");
+  a.training = boolField(o, "training");
+  a.epsilon = static_cast<float>(numberField(o, "epsilon"));
+  a.momentum = static_cast<float>(numberField(o, "momentum"));
+  a.y = floatArray(o, "y", out);
+  a.z = floatArray(o, "z", out, true);
+  a.mean = floatArray(o, "mean", c, true);
+  a.variance = floatArray(o, "variance", c, true);
+  a.newMovingMean = floatArray(o, "newMovingMean", c, true);
+  a.newMovingVariance = floatArray(o, "newMovingVariance", c, true);
+  supcon::Status st = supcon::nn::convBatchNormForward(a);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
+// convBatchNormBackward({...geometry, x?, filter?, gamma, z, y?, mean, variance, dy, relu,
+// training, epsilon, dx?, dfilter?, dgamma, dbeta, dresidual?, dz?}); see supcon/nn.h.
+Napi::Value ConvBatchNormBackward(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::ConvBatchNormBackwardArgs a;
+  a.conv = readGeometry(o);
+  const int64_t c = a.conv.outChannels, out = a.conv.outputSize();
+  a.x = floatArray(o, "x", a.conv.inputSize(), true);
+  a.filter = floatArray(o, "filter", a.conv.filterSize(), true);
+  a.gamma = floatArray(o, "gamma", c);
+  a.z = floatArray(o, "z", out);
+  a.y = floatArray(o, "y", out, true);
+  a.mean = floatArray(o, "mean", c);
+  a.variance = floatArray(o, "variance", c);
+  a.dy = floatArray(o, "dy", out);
+  a.relu = boolField(o, "relu");
+  a.training = boolField(o, "training");
+  a.epsilon = static_cast<float>(numberField(o, "epsilon"));
+  a.dx = floatArray(o, "dx", a.conv.inputSize(), true);
+  a.dfilter = floatArray(o, "dfilter", a.conv.filterSize(), true);
+  a.dgamma = floatArray(o, "dgamma", c);
+  a.dbeta = floatArray(o, "dbeta", c);
+  a.dresidual = floatArray(o, "dresidual", out, true);
+  a.dz = floatArray(o, "dz", out, true);
+  supcon::Status st = supcon::nn::convBatchNormBackward(a);
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
+// optimizerUpdate({kind: 'sgd' | 'lars', learningRate, momentum, weightDecay, nesterov,
+// trustCoefficient, variables: [{value, grad, buffer?, newValue, newBuffer, decay}]}); see
+// supcon/nn.h. The kind crosses by name.
+Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::OptimizerStep step;
+  Napi::Value kind = o.Get("kind");
+  const std::string k = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : std::string();
+  if (k == "sgd") step.kind = supcon::nn::OptimizerKind::kSgd;
+  else if (k == "lars") step.kind = supcon::nn::OptimizerKind::kLars;
+  else typeError(info.Env(), "expected 'sgd' or 'lars' for kind");
+  step.learningRate = static_cast<float>(numberField(o, "learningRate"));
+  step.momentum = static_cast<float>(numberField(o, "momentum"));
+  step.weightDecay = static_cast<float>(numberField(o, "weightDecay"));
+  step.nesterov = boolField(o, "nesterov");
+  step.trustCoefficient = static_cast<float>(numberField(o, "trustCoefficient"));
+  Napi::Value list = o.Get("variables");
+  if (!list.IsArray()) typeError(info.Env(), "expected an array for variables");
+  Napi::Array arr = list.As<Napi::Array>();
+  std::vector<supcon::nn::OptimizerVariable> vars(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject()) typeError(info.Env(), "expected objects in variables");
+    Napi::Object v = item.As<Napi::Object>();
+    const int64_t n = typedArrayLength(v, "value");
+    vars[i].size = n;
+    vars[i].value = floatArray(v, "value", n);
+    vars[i].grad = floatArray(v, "grad", n);
+    vars[i].buffer = floatArray(v, "buffer", n, true);
+    vars[i].newValue = floatArray(v, "newValue", n);
+    vars[i].newBuffer = floatArray(v, "newBuffer", n);
+    vars[i].decay = boolField(v, "decay");
+  }
+  supcon::Status st = supcon::nn::optimizerUpdate(step, vars.data(), static_cast<int64_t>(vars.size()));
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
 // releaseNnScratch(): frees the convolutions' cached per-thread scratch buffers.
 Napi::Value ReleaseNnScratch(const Napi::CallbackInfo& info) {
   supcon::nn::releaseScratchMemory();
@@ -326,6 +424,9 @@ void registerNn(Napi::Env env, Napi::Object exports) {
   exports.Set("pool2d", Napi::Function::New(env, Pool2d, "pool2d"));
   exports.Set("maxPool2dBackward", Napi::Function::New(env, MaxPool2dBackward, "maxPool2dBackward"));
   exports.Set("avgPool2dBackward", Napi::Function::New(env, AvgPool2dBackward, "avgPool2dBackward"));
+  exports.Set("convBatchNormForward", Napi::Function::New(env, ConvBatchNormForward, "convBatchNormForward"));
+  exports.Set("convBatchNormBackward", Napi::Function::New(env, ConvBatchNormBackward, "convBatchNormBackward"));
+  exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("releaseNnScratch", Napi::Function::New(env, ReleaseNnScratch, "releaseNnScratch"));
 }
 

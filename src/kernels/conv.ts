@@ -23,7 +23,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** tfjs's conv info for NHWC, or null when tfjs itself rejects the arguments. */
-function convInfo(
+export function convInfo(
   inShape: readonly number[],
   filterShape: readonly number[],
   attrs: Record<string, unknown>,

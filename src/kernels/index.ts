@@ -43,7 +43,7 @@ export interface UseNativeKernelsOptions {
    * large allocations. Arrays read out with dataSync()/data() or aliased are never reused.
    */
   recycleOutputs?: boolean;
-  /** Most bytes of disposed output arrays kept for reuse (default 256 MiB). */
+  /** Most bytes of disposed output arrays kept for reuse (default 1 GiB); the oldest go first. */
   outputPoolBytes?: number;
 }
 

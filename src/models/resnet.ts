@@ -14,10 +14,15 @@
  *   top/left, where torchvision pads symmetrically.
  * - Layer names are fixed (`stem_conv`, `stage2_block1_conv1`, `stage2_block1_shortcut_bn`,
  *   `global_pool`, ...) so weights map by name between builds and checkpoints.
+ * - By default (`fused: true`) each conv + BN (+ residual add) (+ ReLU) is one
+ *   {@link ConvBatchNorm} layer (`stem_convbn`, `stage2_block1_convbn1`, ...) whose weights keep
+ *   the plain layers' names (`stem_conv/kernel`, `stem_bn/gamma`, ...): a fused and a plain
+ *   encoder of the same architecture load each other's weights.
  */
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
-import { heNormalFanOut, LayerSeeds, MAX_SEED } from './initializers';
+import { heNormalFanOut, LayerSeeds, MAX_SEED, type WeightInitializer } from './initializers';
+import { ConvBatchNorm } from './layers';
 
 /** Every encoder architecture {@link createEncoder} builds. */
 export const ENCODER_ARCHS = [
@@ -67,6 +72,12 @@ export interface EncoderOptions {
   zeroInitResidual?: boolean;
   /** uint32 seed: two builds with the same seed have identical weights. Default: random. */
   seed?: number;
+  /**
+   * Build conv + BN (+ residual) (+ ReLU) as fused {@link ConvBatchNorm} layers (native kernels on
+   * tfjs's cpu backend, tfjs ops elsewhere) rather than separate tfjs layers. Same weights and
+   * names either way. Default true.
+   */
+  fused?: boolean;
 }
 
 /** The block layout of one architecture. */
@@ -107,9 +118,10 @@ export interface ResolvedEncoderOptions {
   inputShape: [number, number, number];
   zeroInitResidual: boolean;
   seed: number | undefined;
+  fused: boolean;
 }
 
-const ENCODER_OPTION_KEYS = ['arch', 'stem', 'widthMultiplier', 'inputShape', 'zeroInitResidual', 'seed'] as const;
+const ENCODER_OPTION_KEYS = ['arch', 'stem', 'widthMultiplier', 'inputShape', 'zeroInitResidual', 'seed', 'fused'] as const;
 
 /**
  * Validates encoder options and fills in defaults.
@@ -127,7 +139,8 @@ export function resolveEncoderOptions(options: unknown, argument = 'options'): R
   const zeroInitResidual =
     raw.zeroInitResidual === undefined ? false : validate.boolean(`${argument}.zeroInitResidual`, raw.zeroInitResidual);
   const seed = raw.seed === undefined ? undefined : validate.integer(`${argument}.seed`, raw.seed, 0, MAX_SEED);
-  return { arch, stem, widthMultiplier, inputShape: [...inputShape], zeroInitResidual, seed };
+  const fused = raw.fused === undefined ? true : validate.boolean(`${argument}.fused`, raw.fused);
+  return { arch, stem, widthMultiplier, inputShape: [...inputShape], zeroInitResidual, seed, fused };
 }
 
 /** A base channel count scaled by the width multiplier: rounded, at least 1. */
@@ -148,6 +161,10 @@ export function encoderFeatureDim(arch: EncoderArch, widthMultiplier = 1): numbe
   return layout.block === 'bottleneck' ? lastWidth * BOTTLENECK_EXPANSION : lastWidth;
 }
 
+/** BatchNorm momentum (Keras convention) and epsilon of every encoder; see the module comment. */
+const BN_MOMENTUM = 0.9;
+const BN_EPSILON = 1e-5;
+
 /** Builds the layers of one encoder; keeps the seed sequence and the shared settings. */
 class ResNetBuilder {
   private readonly seeds: LayerSeeds;
@@ -156,7 +173,64 @@ class ResNetBuilder {
     this.seeds = new LayerSeeds(opts.seed);
   }
 
-  conv(x: tf.SymbolicTensor, name: string, filters: number, kernelSize: number, strides: number): tf.SymbolicTensor {
+  /** The next layer's He-normal kernel initializer (seeds are drawn in conv order). */
+  nextInitializer(): WeightInitializer {
+    return heNormalFanOut(this.seeds.next());
+  }
+
+  /**
+   * conv (named `<prefix>_conv<suffix>`) + BN (`<prefix>_bn<suffix>`) + the shortcut when given
+   * + ReLU when `relu`: one ConvBatchNorm layer (`<prefix>_convbn<suffix>`) when fused, else the
+   * plain layers (the add named `<prefix>_add`, the ReLU `<prefix>_relu<suffix>` or, after a
+   * shortcut, `<prefix>_out`).
+   */
+  unit(
+    x: tf.SymbolicTensor,
+    prefix: string,
+    suffix: string,
+    filters: number,
+    kernelSize: number,
+    strides: number,
+    opts: { relu: boolean; shortcut?: tf.SymbolicTensor; zeroGamma?: boolean; kernelInitializer?: WeightInitializer },
+  ): tf.SymbolicTensor {
+    const convName = `${prefix}_conv${suffix}`;
+    const bnName = `${prefix}_bn${suffix}`;
+    const kernelInitializer = opts.kernelInitializer ?? this.nextInitializer();
+    if (this.opts.fused) {
+      const layer = new ConvBatchNorm({
+        name: `${prefix}_convbn${suffix}`,
+        filters,
+        kernelSize,
+        strides,
+        padding: 'same',
+        activation: opts.relu ? 'relu' : 'linear',
+        residual: opts.shortcut !== undefined,
+        momentum: BN_MOMENTUM,
+        epsilon: BN_EPSILON,
+        kernelInitializer,
+        gammaInitializer: opts.zeroGamma ? 'zeros' : 'ones',
+        convName,
+        bnName,
+      });
+      return layer.apply(opts.shortcut ? [x, opts.shortcut] : x) as tf.SymbolicTensor;
+    }
+    let y = this.conv(x, convName, filters, kernelSize, strides, kernelInitializer);
+    y = this.batchNorm(y, bnName, opts.zeroGamma);
+    if (opts.shortcut) {
+      y = tf.layers.add({ name: `${prefix}_add` }).apply([y, opts.shortcut]) as tf.SymbolicTensor;
+      return opts.relu ? this.relu(y, `${prefix}_out`) : y;
+    }
+    return opts.relu ? this.relu(y, `${prefix}_relu${suffix}`) : y;
+  }
+
+  conv(
+    x: tf.SymbolicTensor,
+    name: string,
+    filters: number,
+    kernelSize: number,
+    strides: number,
+    kernelInitializer: WeightInitializer,
+  ): tf.SymbolicTensor {
     return tf.layers
       .conv2d({
         name,
@@ -165,7 +239,7 @@ class ResNetBuilder {
         strides,
         padding: 'same',
         useBias: false,
-        kernelInitializer: heNormalFanOut(this.seeds.next()),
+        kernelInitializer,
       })
       .apply(x) as tf.SymbolicTensor;
   }
@@ -175,8 +249,8 @@ class ResNetBuilder {
       .batchNormalization({
         name,
         axis: -1,
-        momentum: 0.9,
-        epsilon: 1e-5,
+        momentum: BN_MOMENTUM,
+        epsilon: BN_EPSILON,
         gammaInitializer: zeroGamma ? 'zeros' : 'ones',
       })
       .apply(x) as tf.SymbolicTensor;
@@ -188,9 +262,7 @@ class ResNetBuilder {
 
   stem(x: tf.SymbolicTensor, width: number): tf.SymbolicTensor {
     const imagenet = this.opts.stem === 'imagenet';
-    let y = this.conv(x, 'stem_conv', width, imagenet ? 7 : 3, imagenet ? 2 : 1);
-    y = this.batchNorm(y, 'stem_bn');
-    y = this.relu(y, 'stem_relu');
+    let y = this.unit(x, 'stem', '', width, imagenet ? 7 : 3, imagenet ? 2 : 1, { relu: true });
     if (imagenet) {
       y = tf.layers.maxPooling2d({ name: 'stem_pool', poolSize: 3, strides: 2, padding: 'same' }).apply(y) as tf.SymbolicTensor;
     }
@@ -200,37 +272,30 @@ class ResNetBuilder {
   /** 1x1 conv + BN when the block changes resolution or channel count, else the identity. */
   shortcut(x: tf.SymbolicTensor, prefix: string, inChannels: number, outChannels: number, stride: number): tf.SymbolicTensor {
     if (stride === 1 && inChannels === outChannels) return x;
-    const y = this.conv(x, `${prefix}_shortcut_conv`, outChannels, 1, stride);
-    return this.batchNorm(y, `${prefix}_shortcut_bn`);
+    return this.unit(x, `${prefix}_shortcut`, '', outChannels, 1, stride, { relu: false });
   }
 
   /** Two 3x3 convs; the stride sits on the first. Output has `width` channels. */
   basicBlock(x: tf.SymbolicTensor, prefix: string, inChannels: number, width: number, stride: number): tf.SymbolicTensor {
-    let y = this.conv(x, `${prefix}_conv1`, width, 3, stride);
-    y = this.batchNorm(y, `${prefix}_bn1`);
-    y = this.relu(y, `${prefix}_relu1`);
-    y = this.conv(y, `${prefix}_conv2`, width, 3, 1);
-    y = this.batchNorm(y, `${prefix}_bn2`, this.opts.zeroInitResidual);
-    return this.merge(y, this.shortcut(x, prefix, inChannels, width, stride), prefix);
+    const y = this.unit(x, prefix, '1', width, 3, stride, { relu: true });
+    const kernelInitializer = this.nextInitializer();  // conv2 draws its seed before the shortcut's
+    const shortcut = this.shortcut(x, prefix, inChannels, width, stride);
+    return this.unit(y, prefix, '2', width, 3, 1, { relu: true, shortcut, zeroGamma: this.opts.zeroInitResidual, kernelInitializer });
   }
 
   /** 1x1 reduce, 3x3 (strided), 1x1 expand to `width * 4` channels. */
   bottleneckBlock(x: tf.SymbolicTensor, prefix: string, inChannels: number, width: number, stride: number): tf.SymbolicTensor {
     const outChannels = width * BOTTLENECK_EXPANSION;
-    let y = this.conv(x, `${prefix}_conv1`, width, 1, 1);
-    y = this.batchNorm(y, `${prefix}_bn1`);
-    y = this.relu(y, `${prefix}_relu1`);
-    y = this.conv(y, `${prefix}_conv2`, width, 3, stride);
-    y = this.batchNorm(y, `${prefix}_bn2`);
-    y = this.relu(y, `${prefix}_relu2`);
-    y = this.conv(y, `${prefix}_conv3`, outChannels, 1, 1);
-    y = this.batchNorm(y, `${prefix}_bn3`, this.opts.zeroInitResidual);
-    return this.merge(y, this.shortcut(x, prefix, inChannels, outChannels, stride), prefix);
-  }
-
-  merge(residual: tf.SymbolicTensor, shortcut: tf.SymbolicTensor, prefix: string): tf.SymbolicTensor {
-    const sum = tf.layers.add({ name: `${prefix}_add` }).apply([residual, shortcut]) as tf.SymbolicTensor;
-    return this.relu(sum, `${prefix}_out`);
+    let y = this.unit(x, prefix, '1', width, 1, 1, { relu: true });
+    y = this.unit(y, prefix, '2', width, 3, stride, { relu: true });
+    const kernelInitializer = this.nextInitializer();
+    const shortcut = this.shortcut(x, prefix, inChannels, outChannels, stride);
+    return this.unit(y, prefix, '3', outChannels, 1, 1, {
+      relu: true,
+      shortcut,
+      zeroGamma: this.opts.zeroInitResidual,
+      kernelInitializer,
+    });
   }
 
   build(): tf.LayersModel {

@@ -95,7 +95,7 @@ describe('parameter counts', () => {
   });
 
   it('ResNet-18 ImageNet stem: 11,176,512 trainable (torchvision) + 9,600 BN statistics', () => {
-    const model = createEncoder({ arch: 'resnet18', stem: 'imagenet', inputShape: [32, 32, 3], seed: 1 });
+    const model = createEncoder({ fused: false, arch: 'resnet18', stem: 'imagenet', inputShape: [32, 32, 3], seed: 1 });
     const s = summarize(model);
     expect(s.trainableParams).toBe(11_176_512);
     // 4,800 BN channels (64 + 4*64 + 5*128 + 5*256 + 5*512), two statistics each.
@@ -106,7 +106,7 @@ describe('parameter counts', () => {
   });
 
   it('ResNet-50 ImageNet stem: 23,508,032 trainable (torchvision), 53 conv layers', () => {
-    const model = createEncoder({ arch: 'resnet50', inputShape: [32, 32, 3], seed: 1 });
+    const model = createEncoder({ fused: false, arch: 'resnet50', inputShape: [32, 32, 3], seed: 1 });
     const s = summarize(model);
     expect(s.trainableParams).toBe(23_508_032);
     expect(s.nonTrainableParams).toBe(paperCounts(PAPER.resnet50, 'imagenet', 3).bnStatistics);
@@ -115,7 +115,7 @@ describe('parameter counts', () => {
   });
 
   it('ResNet-20 CIFAR: ~0.27M, exactly the formula with option-B projections', () => {
-    const model = createEncoder({ arch: 'resnet20', inputShape: [32, 32, 3] });
+    const model = createEncoder({ fused: false, arch: 'resnet20', inputShape: [32, 32, 3] });
     const s = summarize(model);
     const expected = paperCounts(PAPER.resnet20, 'cifar', 3);
     expect(s.trainableParams).toBe(expected.trainable);
@@ -128,12 +128,12 @@ describe('parameter counts', () => {
   });
 
   it('width multiplier scales every stage (rounded) and the feature dimension', () => {
-    const half = createEncoder({ arch: 'resnet18', stem: 'cifar', widthMultiplier: 0.5, inputShape: [8, 8, 3] });
+    const half = createEncoder({ fused: false, arch: 'resnet18', stem: 'cifar', widthMultiplier: 0.5, inputShape: [8, 8, 3] });
     expect(summarize(half).trainableParams).toBe(paperCounts(PAPER.resnet18, 'cifar', 3, 0.5).trainable);
     expect(half.outputs[0].shape).toEqual([null, 256]);
     half.dispose();
     // 16*0.3 = 4.8 -> 5, 32*0.3 = 9.6 -> 10, 64*0.3 = 19.2 -> 19.
-    const odd = createEncoder({ arch: 'resnet8', widthMultiplier: 0.3, inputShape: [8, 8, 1] });
+    const odd = createEncoder({ fused: false, arch: 'resnet8', widthMultiplier: 0.3, inputShape: [8, 8, 1] });
     expect(odd.getLayer('stem_conv').getWeights()[0].shape).toEqual([3, 3, 1, 5]);
     expect(odd.getLayer('stage2_block1_conv1').getWeights()[0].shape).toEqual([3, 3, 5, 10]);
     expect(odd.outputs[0].shape).toEqual([null, 19]);
@@ -164,7 +164,7 @@ describe('every architecture', () => {
     it(`${arch}: features [2, ${expectedFeatureDim[arch]}] from 32x32x3, params and conv count match the paper layout`, () => {
       const spec = PAPER[arch];
       const stem = spec.widths.length === 3 ? 'cifar' : 'imagenet'; // the documented default
-      const model = createEncoder({ arch, inputShape: [32, 32, 3], seed: 3 });
+      const model = createEncoder({ fused: false, arch, inputShape: [32, 32, 3], seed: 3 });
       expect(encoderFeatureDim(arch)).toBe(expectedFeatureDim[arch]);
       const expected = paperCounts(spec, stem, 3);
       const s = summarize(model);
@@ -182,14 +182,14 @@ describe('every architecture', () => {
 
   it('the small nets take 28x28x1 (FashionMNIST); resnet18 takes the CIFAR stem', () => {
     for (const arch of ['resnet8', 'resnet20'] as const) {
-      const model = createEncoder({ arch, inputShape: [28, 28, 1] });
+      const model = createEncoder({ fused: false, arch, inputShape: [28, 28, 1] });
       const y = tf.tidy(() => model.predict(tf.zeros([2, 28, 28, 1])) as tf.Tensor);
       expect(y.shape).toEqual([2, 64]);
       y.dispose();
       model.dispose();
     }
     // 12 px rather than 28 keeps the 64-channel full-resolution stage cheap on the cpu backend.
-    const r18 = createEncoder({ arch: 'resnet18', stem: 'cifar', inputShape: [12, 12, 1] });
+    const r18 = createEncoder({ fused: false, arch: 'resnet18', stem: 'cifar', inputShape: [12, 12, 1] });
     expect(r18.getLayer('stem_conv').getWeights()[0].shape).toEqual([3, 3, 1, 64]);
     expect(r18.layers.some((l) => l.getClassName() === 'MaxPooling2D')).toBe(false);
     const y = tf.tidy(() => r18.predict(tf.zeros([2, 12, 12, 1])) as tf.Tensor);
@@ -206,7 +206,7 @@ describe('layout', () => {
   };
 
   it('ImageNet stem downsamples 4x, each later stage 2x (32 -> 8, 4, 2, 1)', () => {
-    const model = createEncoder({ arch: 'resnet18', inputShape: [32, 32, 3] });
+    const model = createEncoder({ fused: false, arch: 'resnet18', inputShape: [32, 32, 3] });
     expect(model.getLayer('stem_conv').getWeights()[0].shape).toEqual([7, 7, 3, 64]);
     expect(spatial(model, 'stem_conv')).toEqual([16, 16, 64]);
     expect(spatial(model, 'stem_pool')).toEqual([8, 8, 64]);
@@ -218,7 +218,7 @@ describe('layout', () => {
   });
 
   it('CIFAR stem keeps the resolution (32 -> 32, 16, 8)', () => {
-    const model = createEncoder({ arch: 'resnet20', inputShape: [32, 32, 3] });
+    const model = createEncoder({ fused: false, arch: 'resnet20', inputShape: [32, 32, 3] });
     expect(spatial(model, 'stem_relu')).toEqual([32, 32, 16]);
     expect(spatial(model, 'stage1_block3_out')).toEqual([32, 32, 16]);
     expect(spatial(model, 'stage2_block3_out')).toEqual([16, 16, 32]);
@@ -227,12 +227,12 @@ describe('layout', () => {
   });
 
   it('projection shortcuts exactly where the shape changes; bottleneck stride on the 3x3 (v1.5)', () => {
-    const r18 = createEncoder({ arch: 'resnet18', inputShape: [32, 32, 3] });
+    const r18 = createEncoder({ fused: false, arch: 'resnet18', inputShape: [32, 32, 3] });
     const shortcuts18 = r18.layers.filter((l) => l.name.endsWith('_shortcut_conv')).map((l) => l.name);
     expect(shortcuts18).toEqual(['stage2_block1_shortcut_conv', 'stage3_block1_shortcut_conv', 'stage4_block1_shortcut_conv']);
     r18.dispose();
 
-    const r50 = createEncoder({ arch: 'resnet50', inputShape: [32, 32, 3] });
+    const r50 = createEncoder({ fused: false, arch: 'resnet50', inputShape: [32, 32, 3] });
     const shortcuts50 = r50.layers.filter((l) => l.name.endsWith('_shortcut_conv')).map((l) => l.name);
     expect(shortcuts50).toEqual([1, 2, 3, 4].map((s) => `stage${s}_block1_shortcut_conv`));
     expect(r50.getLayer('stage1_block1_shortcut_conv').getWeights()[0].shape).toEqual([1, 1, 64, 256]);
@@ -244,8 +244,8 @@ describe('layout', () => {
 
   it('layer names are deterministic and readable', () => {
     const names = (m: tf.LayersModel) => m.layers.map((l) => l.name);
-    const a = createEncoder({ arch: 'resnet20', inputShape: [8, 8, 3] });
-    const b = createEncoder({ arch: 'resnet20', inputShape: [8, 8, 3] });
+    const a = createEncoder({ fused: false, arch: 'resnet20', inputShape: [8, 8, 3] });
+    const b = createEncoder({ fused: false, arch: 'resnet20', inputShape: [8, 8, 3] });
     expect(names(a)).toEqual(names(b));
     const pattern =
       /^(image|stem_(conv|bn|relu|pool)|stage[1-4]_block\d+_(conv[1-3]|bn[1-3]|relu[12]|shortcut_conv|shortcut_bn|add|out)|global_pool)$/;
@@ -260,7 +260,7 @@ describe('layout', () => {
 
 describe('initialization', () => {
   it('convs have no bias and He-normal weights with variance 2 / fan_out', () => {
-    const model = createEncoder({ arch: 'resnet8', widthMultiplier: 4, inputShape: [8, 8, 3], seed: 5 });
+    const model = createEncoder({ fused: false, arch: 'resnet8', widthMultiplier: 4, inputShape: [8, 8, 3], seed: 5 });
     const conv = model.getLayer('stage3_block1_conv2'); // 3x3, 256 -> 256: 589,824 samples
     expect(conv.getWeights()).toHaveLength(1);
     expect(conv.getConfig().useBias).toBe(false);
@@ -285,7 +285,7 @@ describe('initialization', () => {
   });
 
   it('BN: momentum 0.9 (moving = 0.9 moving + 0.1 batch), epsilon 1e-5, gamma 1, beta 0', () => {
-    const model = createEncoder({ arch: 'resnet8', inputShape: [6, 6, 1], seed: 6 });
+    const model = createEncoder({ fused: false, arch: 'resnet8', inputShape: [6, 6, 1], seed: 6 });
     const bn = model.getLayer('stem_bn');
     expect(bn.getConfig().momentum).toBe(0.9);
     expect(bn.getConfig().epsilon).toBe(1e-5);
@@ -308,8 +308,8 @@ describe('initialization', () => {
 
   it('zeroInitResidual zeroes exactly the last BN gamma of every block', () => {
     const gammaOf = (m: tf.LayersModel, name: string) => Array.from(m.getLayer(name).getWeights()[0].dataSync());
-    const on = createEncoder({ arch: 'resnet50', widthMultiplier: 0.125, inputShape: [8, 8, 3], zeroInitResidual: true });
-    const off = createEncoder({ arch: 'resnet50', widthMultiplier: 0.125, inputShape: [8, 8, 3] });
+    const on = createEncoder({ fused: false, arch: 'resnet50', widthMultiplier: 0.125, inputShape: [8, 8, 3], zeroInitResidual: true });
+    const off = createEncoder({ fused: false, arch: 'resnet50', widthMultiplier: 0.125, inputShape: [8, 8, 3] });
     const bnNames = on.layers.filter((l) => l.getClassName() === 'BatchNormalization').map((l) => l.name);
     const zeroed = bnNames.filter((n) => gammaOf(on, n).every((v) => v === 0));
     expect(zeroed).toHaveLength(3 + 4 + 6 + 3);
@@ -333,7 +333,7 @@ describe('initialization', () => {
 
   it('same seed gives identical weights; different seeds and different layers differ', () => {
     const weightsOf = (seed?: number) => {
-      const model = createEncoder({ arch: 'resnet8', inputShape: [8, 8, 1], ...(seed === undefined ? {} : { seed }) });
+      const model = createEncoder({ fused: false, arch: 'resnet8', inputShape: [8, 8, 1], ...(seed === undefined ? {} : { seed }) });
       const weights = weightsByName(model);
       model.dispose();
       return weights;

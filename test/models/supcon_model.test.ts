@@ -51,8 +51,8 @@ describe('createSupConModel', () => {
     expect(encoder.weights.every((w) => model.weights.includes(w))).toBe(true);
     const x = seededTensor([2, 8, 8, 1], 5);
     const before = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync());
-    const beta = encoder.getLayer('stage3_block1_bn2').getWeights();
-    encoder.getLayer('stage3_block1_bn2').setWeights([beta[0], tf.onesLike(beta[1]), beta[2], beta[3]]);
+    const beta = encoder.weights.find((w) => w.originalName === 'stage3_block1_bn2/beta')!;
+    beta.write(tf.tidy(() => tf.onesLike(beta.read())));
     const after = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync());
     expect(Array.from(after)).not.toEqual(Array.from(before));
     tf.dispose(x);
@@ -152,7 +152,7 @@ describe('setTrainable', () => {
     model.dispose();
     expectInvalid(() => setTrainable({} as tf.LayersModel, false), 'model');
     expectInvalid(() => setTrainable(encoder, 'no' as never), 'trainable');
-    expectInvalid(() => summarize(encoder.getLayer('stem_conv') as never), 'model');
+    expectInvalid(() => summarize(encoder.layers[1] as never), 'model');
   });
 });
 
@@ -187,7 +187,7 @@ describe('training-mode gradients', () => {
       expect(r.maxAbs, r.name).toBeGreaterThan(1e-8);
     }
     // Training mode really was used: the BN moving statistics moved off their initial values.
-    const movingMean = encoder.getLayer('stage3_block1_bn2').getWeights()[2].dataSync();
+    const movingMean = encoder.weights.find((w) => w.originalName === 'stage3_block1_bn2/moving_mean')!.read().dataSync();
     expect(movingMean.some((v) => v !== 0)).toBe(true);
     tf.dispose([x, probe]);
     encoder.dispose();

@@ -79,6 +79,99 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
 // dfilter = d(sum y * dy)/dfilter: x and dy -> dfilter [fH, fW, inC, outC] (overwritten).
 Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter);
 
+// ---------------------------------------------------------------------------------------------
+// Convolution + batch normalization (+ residual) (+ ReLU): the unit of a ResNet, one forward
+// and one backward call (docs/kernels.md derives the gradient).
+//
+//   z = conv2d(x, filter)                                  [batch, outH, outW, C], C = outChannels
+//   training:  mean_c, var_c = mean and biased variance of z over (batch, outH, outW)
+//   inference: mean_c, var_c = movingMean_c, movingVariance_c
+//   y = act(gamma_c (z - mean_c) / sqrt(var_c + epsilon) + beta_c (+ residual)),  act = ReLU or identity
+//
+// Training also returns the moving averages as tfjs's BatchNormalization layer updates them:
+//   moving' = moving - (moving - batch) * (1 - momentum)     (batch variance biased, as tfjs)
+struct ConvBatchNormForwardArgs {
+  Conv2DGeometry conv;
+  const float* x = nullptr;              // [batch, inH, inW, inC]
+  const float* filter = nullptr;         // [fH, fW, inC, C]
+  const float* gamma = nullptr;          // [C]
+  const float* beta = nullptr;           // [C]
+  const float* movingMean = nullptr;     // [C]
+  const float* movingVariance = nullptr; // [C]
+  const float* residual = nullptr;       // [outputSize] or null
+  bool relu = false;
+  bool training = false;
+  float epsilon = 1e-3f;
+  float momentum = 0.99f;                // training only
+  // Outputs.
+  float* y = nullptr;                    // [outputSize]
+  float* z = nullptr;                    // [outputSize], the conv output the backward needs; may be null
+  float* mean = nullptr;                 // [C] the statistics used (training: batch; inference: moving)
+  float* variance = nullptr;             // [C]
+  float* newMovingMean = nullptr;        // [C] training only (ignored in inference)
+  float* newMovingVariance = nullptr;    // [C]
+};
+Status convBatchNormForward(const ConvBatchNormForwardArgs& a);
+
+// Gradients of convBatchNormForward's y with respect to x, filter, gamma, beta and the residual,
+// given dy. z, y, mean and variance are what the forward wrote (with the same training flag).
+// dz, the gradient at the convolution's output, is written to `dz` when given (so a caller can
+// take the convolution's gradients later, or only the ones it needs); dx and dfilter are
+// skipped when null.
+struct ConvBatchNormBackwardArgs {
+  Conv2DGeometry conv;
+  const float* x = nullptr;
+  const float* filter = nullptr;
+  const float* gamma = nullptr;
+  const float* z = nullptr;
+  const float* y = nullptr;
+  const float* mean = nullptr;
+  const float* variance = nullptr;
+  const float* dy = nullptr;             // [outputSize]
+  bool relu = false;
+  bool training = false;
+  float epsilon = 1e-3f;
+  // Outputs (all overwritten).
+  float* dx = nullptr;                   // [inputSize], or null to skip the input gradient
+  float* dfilter = nullptr;              // [filterSize], or null to skip the filter gradient
+  float* dgamma = nullptr;               // [C]
+  float* dbeta = nullptr;                // [C]
+  float* dresidual = nullptr;            // [outputSize] (dy through the ReLU), or null
+  float* dz = nullptr;                   // [outputSize], or null (internal scratch)
+};
+Status convBatchNormBackward(const ConvBatchNormBackwardArgs& a);
+
+// ---------------------------------------------------------------------------------------------
+// Momentum optimizers over many variables in one call (src/train/optimizers.ts documents the
+// rules). Each variable's new value and momentum buffer go to separate outputs.
+//
+//   SGD (PyTorch's rule, dampening 0):  d = g + wd w;  b' = m b + d;  w' = w - lr (nesterov ? d + m b' : b')
+//   LARS (You et al. 2017):             trust = eta ||w|| / (||g|| + wd ||w||) (1 if a norm is 0)
+//                                       b' = m b + lr trust (g + wd w);  w' = w - b'
+// A variable with decay = false gets no weight decay (and, for LARS, b' = m b + lr g).
+enum class OptimizerKind { kSgd = 0, kLars = 1 };
+
+struct OptimizerVariable {
+  const float* value = nullptr;
+  const float* grad = nullptr;
+  const float* buffer = nullptr;  // momentum; null reads as zeros (the first step)
+  float* newValue = nullptr;
+  float* newBuffer = nullptr;
+  int64_t size = 0;
+  bool decay = true;
+};
+
+struct OptimizerStep {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  float learningRate = 0.0f;
+  float momentum = 0.9f;
+  float weightDecay = 0.0f;
+  bool nesterov = false;          // SGD only
+  float trustCoefficient = 1e-3f;  // LARS only
+};
+
+Status optimizerUpdate(const OptimizerStep& step, const OptimizerVariable* variables, int64_t count);
+
 // Batched C[b] = epilogue(op(A[b % batchA]) op(B[b % batchB])), b in [0, max(batchA, batchB)).
 // op(A) is M x K (A stored K x M when transposeA), op(B) is K x N (B stored N x K when
 // transposeB); C is [batch, M, N]. batchA and batchB must be equal or one of them 1.
