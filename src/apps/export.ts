@@ -4,9 +4,9 @@
  * of this package registered), plus `metadata.json` (input size, channels, preprocessing and
  * normalization, outputs, class names).
  *
- * The export never reuses the training model's layer objects (they may be this package's own
- * fused layers). It builds a new encoder of the run's architecture from standard tfjs layers
- * (`createEncoder`), reads the checkpoint's weights by their names (`stem_conv/kernel`,
+ * The export never reuses the training model's layer objects (they are this package's fused
+ * ConvBatchNorm layers). It builds a new encoder of the run's architecture from standard tfjs
+ * layers (`createEncoder({ fused: false })`), reads the checkpoint's weights by their names (`stem_conv/kernel`,
  * `stage1_block1_bn1/gamma`, ...) and writes them into it; the same for the projection head
  * (without its final L2Normalize layer, which is this package's class: the metadata says to
  * normalize) and the linear classifier. Every exported weight must be found with its shape.
@@ -151,10 +151,13 @@ function plainEncoder(config: TrainConfig, data: RunDatasetInfo, buildEncoder?: 
     }
     return buildEncoder(config, inputShape, 0);
   }
+  // fused: false: separate Conv2D / BatchNormalization / Add / ReLU layers, whose weights carry
+  // the names the fused ConvBatchNorm layers of training save (`stem_conv/kernel`, `stem_bn/gamma`, ...).
   return createEncoder({
     arch: config.arch as EncoderArch,
     widthMultiplier: config.width,
     inputShape,
+    fused: false,
     ...(config.stem === undefined ? {} : { stem: config.stem }),
   });
 }
@@ -218,6 +221,7 @@ export async function exportCheckpoint(checkpointDir: string, outDir: string, op
       const l2 = head.layers.find((l) => l instanceof L2Normalize);
       if (l2 === undefined) throw new SupConError('The projection head has no L2Normalize layer to leave out', 'ERR_SUPCON_EXPORT');
       const body = tf.model({ inputs: head.inputs, outputs: l2.input as tf.SymbolicTensor, name: 'projection' });
+      built.push(body);
       outputs.push(body.apply(features) as tf.SymbolicTensor);
       described.push({
         name: 'projection',
@@ -247,6 +251,7 @@ export async function exportCheckpoint(checkpointDir: string, outDir: string, op
       });
     }
     const exported = tf.model({ inputs: image, outputs: outputs.length === 1 ? outputs[0] : outputs, name: 'supcon_export' });
+    built.push(exported);
 
     let topology: unknown;
     await exported.save({
@@ -307,7 +312,9 @@ export async function exportCheckpoint(checkpointDir: string, outDir: string, op
     };
   } finally {
     tf.dispose(Object.values(named));
-    for (const m of built) m.dispose();
+    // The models share layers (and the outer ones nest the inner ones): dispose every weight once.
+    const weights = new Set(built.flatMap((m) => m.weights));
+    for (const w of weights) w.dispose();
   }
 }
 
