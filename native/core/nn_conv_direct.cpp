@@ -104,8 +104,8 @@ bool directFilterGradFits(const G& g) {
   return unitDilationNonNegativePads(g) && g.outChannels <= 64 && g.inChannels <= 64;
 }
 
-ConvForwardRows::ConvForwardRows(const G& g, const float* x, const float* filter)
-    : g_(g), x_(x), filter_(filter), direct_(directForwardFits(g)) {
+ConvForwardRows::ConvForwardRows(const G& g, const float* x, const float* filter, bool direct)
+    : g_(g), x_(x), filter_(filter), direct_(direct) {
   if (!direct_) return;
   const DirectInput in = prepareInput(g, x, false);
   src_ = in.data;
