@@ -69,6 +69,11 @@ void gemmForwardRows(const Conv2DGeometry& g, const float* x, const float* filte
                      float* y);
 
 
+// The input gradient of a strided convolution by the direct kernel, phase by phase
+// (directStridedInputGradFits(g): unit dilation, inC <= 4 SIMD vectors).
+bool directStridedInputGradFits(const Conv2DGeometry& g);
+void directStridedInputGradient(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx);
+
 // dW [fH, fW, inC, outC] = P(x)^T dY by the direct kernel (directFilterGradFits(g) must hold).
 void directFilterGradient(const Conv2DGeometry& g, const float* x, const float* dy, float* dw);
 
