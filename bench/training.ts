@@ -13,8 +13,10 @@
  * Also measured: the main job's SupCon step as `npm start` trains it (two augmented views of a
  * batch, ResNet-8, projection head, fused loss), through the trainer itself.
  *
- *   npx tsx bench/training.ts [--models resnet8,resnet20,resnet18] [--steps 10] [--no-torch]
- *                             [--json bench/results/training.json]
+ *   npx tsx bench/training.ts [--models resnet8,resnet20,resnet18] [--steps 10] [--rounds 3]
+ *                             [--no-torch] [--json bench/results/training.json]
+ * Each round runs fused, PyTorch and plain one after the other; medians are over every round's
+ * steps (a shared host's load varies from second to second).
  * SUPCON_NUM_THREADS sets this side's threads; PyTorch gets the same count.
  */
 import { spawnSync } from 'node:child_process';
@@ -68,8 +70,8 @@ function stats(times: number[], batch: number): StepTimes {
   return { medianMs: m, minMs: Math.min(...times), imagesPerSecond: (batch * 1000) / m };
 }
 
-/** Median of `steps` timed training steps after 3 untimed ones. */
-function timeTfjs(net: Network, fused: boolean, steps: number): StepTimes {
+/** `steps` timed training steps (ms) after 3 untimed ones. */
+function timeTfjs(net: Network, fused: boolean, steps: number): number[] {
   const encoder = createEncoder({ arch: net.arch, inputShape: net.inputShape, stem: 'cifar', fused, seed: 1 });
   const head = tf.layers.dense({ units: 10, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) });
   const images = tf.randomNormal([net.batch, ...net.inputShape], 0, 1, 'float32', 3);
@@ -94,11 +96,11 @@ function timeTfjs(net: Network, fused: boolean, steps: number): StepTimes {
   optimizer.dispose();
   encoder.dispose();
   head.dispose();
-  return stats(times, net.batch);
+  return times;
 }
 
-/** The PyTorch step of the same network, or null when torch is not importable. */
-function timeTorch(net: Network, steps: number, threads: number): TrainingBenchRow['pytorch'] {
+/** Timed steps (ms) of the same network in PyTorch, or null when torch is not importable. */
+function timeTorch(net: Network, steps: number, threads: number): { ms: number[]; version: string; threads: number } | null {
   const r = spawnSync(
     'python3',
     ['bench/torch/resnet_step.py', '--model', net.arch, '--batch', String(net.batch), '--threads', String(threads), '--steps', String(steps)],
@@ -106,7 +108,7 @@ function timeTorch(net: Network, steps: number, threads: number): TrainingBenchR
   );
   if (r.status !== 0) return null;
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; threads: number; ms: number[] };
-  return { ...stats(out.ms, net.batch), version: out.torch, threads: out.threads };
+  return { ms: out.ms, version: out.torch, threads: out.threads };
 }
 
 /** Whether PyTorch is importable here (a benchmark comparison only). */
@@ -145,11 +147,14 @@ export interface TrainingBenchResult {
   mainJob: MainJobRow;
 }
 
-export async function runTrainingBench(options: { models?: string[]; steps?: number; torch?: boolean } = {}): Promise<TrainingBenchResult> {
+export async function runTrainingBench(
+  options: { models?: string[]; steps?: number; rounds?: number; torch?: boolean } = {},
+): Promise<TrainingBenchResult> {
   await tf.setBackend('cpu');
   requireNative();
   useNativeKernels();
   const steps = options.steps ?? 10;
+  const rounds = options.rounds ?? 3;
   const threads = requireNative().info().cpu.threads;
   const withTorch = (options.torch ?? true) && torchAvailable();
   const rows: TrainingBenchRow[] = [];
@@ -157,10 +162,22 @@ export async function runTrainingBench(options: { models?: string[]; steps?: num
     const net = NETWORKS[key];
     if (!net) throw new Error(`unknown model '${key}' (one of ${Object.keys(NETWORKS).join(', ')})`);
     const n = net.arch === 'resnet18' ? Math.max(3, Math.ceil(steps / 2)) : steps;
-    // Interleaved so that a change in machine load hits every row alike.
-    const fused = timeTfjs(net, true, n);
-    const pytorch = withTorch ? timeTorch(net, n, threads) : null;
-    const plain = timeTfjs(net, false, n);
+    // Rounds of the three, interleaved, so that a change in the machine's load (other tenants of
+    // a shared host) hits every column alike; medians over all rounds' steps.
+    const times = { fused: [] as number[], plain: [] as number[], torch: [] as number[] };
+    let torchInfo: { version: string; threads: number } | null = null;
+    for (let round = 0; round < rounds; round++) {
+      times.fused.push(...timeTfjs(net, true, n));
+      const t = withTorch ? timeTorch(net, n, threads) : null;
+      if (t) {
+        times.torch.push(...t.ms);
+        torchInfo = { version: t.version, threads: t.threads };
+      }
+      times.plain.push(...timeTfjs(net, false, n));
+    }
+    const fused = stats(times.fused, net.batch);
+    const plain = stats(times.plain, net.batch);
+    const pytorch = torchInfo ? { ...stats(times.torch, net.batch), ...torchInfo } : null;
     rows.push({
       network: net.name,
       arch: net.arch,
@@ -205,6 +222,7 @@ async function main(): Promise<void> {
   const result = await runTrainingBench({
     ...(arg('models') ? { models: arg('models')!.split(',') } : {}),
     ...(arg('steps') ? { steps: Number(arg('steps')) } : {}),
+    ...(arg('rounds') ? { rounds: Number(arg('rounds')) } : {}),
     torch: !argv.includes('--no-torch'),
   });
   printTrainingTable(result);
