@@ -85,10 +85,15 @@ export interface NativeEpilogueArgs {
 
 // Every nn call writes its output array in full and never reads its old contents.
 
+/** How a convolution is computed: 0 auto, 1 implicit-im2col GEMM, 2 direct (narrow layers). */
+export type NativeConvAlgorithm = 0 | 1 | 2;
+
 export interface NativeConv2DForwardArgs extends NativeConv2DGeometry, NativeEpilogueArgs {
   x: Float32Array;
   filter: Float32Array;
   y: Float32Array;
+  /** Default 0 (auto). */
+  algorithm?: NativeConvAlgorithm;
 }
 
 export interface NativeConv2DBackpropInputArgs extends NativeConv2DGeometry {
@@ -103,6 +108,8 @@ export interface NativeConv2DBackpropFilterArgs extends NativeConv2DGeometry {
   x: Float32Array;
   dy: Float32Array;
   dfilter: Float32Array;
+  /** Default 0 (auto). */
+  algorithm?: NativeConvAlgorithm;
 }
 
 /** c[i] = epilogue(op(a[i % batchA]) op(b[i % batchB])); batchA and batchB equal or one of them 1. */

@@ -173,9 +173,9 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
 }
 
 // y = epilogue(P(x) W), pieces of output rows in parallel. g may have negative pads.
-void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y) {
+void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y, bool direct) {
   const int64_t M = patchRows(g), N = g.outChannels;
-  const detail::ConvForwardRows rows(g, x, filter);
+  const detail::ConvForwardRows rows(g, x, filter, direct);
   detail::forEachRowPiece(M, gemmBlocking().mr, g.flops(), [&](int64_t begin, int64_t end) {
     rows(begin, end, y);
     if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
@@ -214,7 +214,8 @@ void backpropInputDirect(const G& g, const float* dy, const float* filter, float
   };
   if (g.filterSize() >= (int64_t(1) << 16)) parallelFor(fh * fw, 1, flipTaps);
   else flipTaps(0, fh * fw);
-  forwardImpl(flippedGeometry(g), dy, flipped, Epilogue{}, dx);
+  const G t = flippedGeometry(g);
+  forwardImpl(t, dy, flipped, Epilogue{}, dx, detail::directForwardFits(t));
 }
 
 // dx += scatter of dcol rows [row0, row0 + rows) (global pixel rows (n, oh, ow)) into their taps.
@@ -280,8 +281,8 @@ void backpropInputCol2Im(const G& g, const float* dy, const float* filter, float
 
 // dW [K, Cout] = P(x)^T dY: pixels split into one range per thread, each range's product
 // computed by the GEMM (the first into dw, the others into scratch), then summed.
-void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) {
-  if (detail::directFilterGradFits(g)) {
+void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw, bool direct) {
+  if (direct) {
     detail::directFilterGradient(g, x, dy, dw);
     return;
   }
@@ -363,11 +364,25 @@ Status validate(const Conv2DGeometry& g) {
   return Status::ok();
 }
 
+namespace {
+// Whether to run the direct kernel: kAuto's choice, or an explicit one (false and an error
+// Status when kDirect does not fit).
+Status chooseDirect(ConvAlgorithm algorithm, bool fits, const char* fn, bool* direct) {
+  *direct = algorithm == ConvAlgorithm::kDirect || (algorithm == ConvAlgorithm::kAuto && fits);
+  if (*direct && !fits)
+    return Status::invalid(std::string("Expected a geometry the direct kernel takes (unit dilation, few channels) for ") +
+                           fn + " algorithm kDirect but received one it does not");
+  return Status::ok();
+}
+}  // namespace
+
 Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filter, const Epilogue& epilogue,
-                     float* y) {
+                     float* y, ConvAlgorithm algorithm) {
   SUPCON_RETURN_IF_ERROR(validate(g));
   if (!x || !filter || !y) return Status::invalid("conv2dForward: null tensor pointer");
-  return guarded("conv2dForward", [&] { forwardImpl(g, x, filter, epilogue, y); });
+  bool direct = false;
+  SUPCON_RETURN_IF_ERROR(chooseDirect(algorithm, detail::directForwardFits(g), "conv2dForward", &direct));
+  return guarded("conv2dForward", [&] { forwardImpl(g, x, filter, epilogue, y, direct); });
 }
 
 Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx,
@@ -375,25 +390,34 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
   SUPCON_RETURN_IF_ERROR(validate(g));
   if (!dy || !filter || !dx) return Status::invalid("conv2dBackpropInput: null tensor pointer");
   const bool unitStride = g.strideHeight == 1 && g.strideWidth == 1;
-  if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride)
-    return Status::invalid("conv2dBackpropInput: the direct algorithm needs stride 1");
+  const bool phasesFit = !unitStride && detail::directStridedInputGradFits(g);
+  if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride && !phasesFit)
+    return Status::invalid(
+        "Expected stride 1, or a strided geometry the direct kernel takes (unit dilation, few input channels), for "
+        "conv2dBackpropInput algorithm kDirect but received one it does not");
   // Measured (bench/kernels.ts): col2im is faster than the flipped convolution through the
   // GEMM up to ~128 input channels (that GEMM is then only inChannels wide); the flipped form
   // wins from ~256, where col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk
-  // of rows, and for narrow layers whose flipped convolution runs the direct kernel.
+  // of rows, and for narrow layers whose flipped convolution runs the direct kernel. Strided
+  // narrow layers take the direct kernel phase by phase.
   const bool direct = algorithm == BackpropInputAlgorithm::kDirect ||
-                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride &&
-                       (g.inChannels >= 192 || detail::directForwardFits(flippedGeometry(g))));
+                      (algorithm == BackpropInputAlgorithm::kAuto &&
+                       (phasesFit || (unitStride && (g.inChannels >= 192 ||
+                                                     detail::directForwardFits(flippedGeometry(g))))));
   return guarded("conv2dBackpropInput", [&] {
-    if (direct) backpropInputDirect(g, dy, filter, dx);
+    if (direct && unitStride) backpropInputDirect(g, dy, filter, dx);
+    else if (direct) detail::directStridedInputGradient(g, dy, filter, dx);
     else backpropInputCol2Im(g, dy, filter, dx);
   });
 }
 
-Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter) {
+Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter,
+                            ConvAlgorithm algorithm) {
   SUPCON_RETURN_IF_ERROR(validate(g));
   if (!x || !dy || !dfilter) return Status::invalid("conv2dBackpropFilter: null tensor pointer");
-  return guarded("conv2dBackpropFilter", [&] { backpropFilterImpl(g, x, dy, dfilter); });
+  bool direct = false;
+  SUPCON_RETURN_IF_ERROR(chooseDirect(algorithm, detail::directFilterGradFits(g), "conv2dBackpropFilter", &direct));
+  return guarded("conv2dBackpropFilter", [&] { backpropFilterImpl(g, x, dy, dfilter, direct); });
 }
 
 }  // namespace nn

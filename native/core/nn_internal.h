@@ -32,13 +32,21 @@ enum ScratchSlot {
   kScratchPadded = 4,
 };
 
+// Whether the direct kernels take this geometry (unit dilation, non-negative pads, outC within
+// the kernels' register block for the forward; channels up to 64 for the filter gradient).
+bool directForwardFits(const Conv2DGeometry& g);
+bool directFilterGradFits(const Conv2DGeometry& g);
+
 // The forward convolution y = P(x) W [pixels, outC], prepared once per call and then computed
 // in pieces of rows on any thread: the direct kernel for narrow outputs (nn_conv_direct.cpp),
 // else the implicit-im2col GEMM (nn_conv.cpp). g may have negative pads (the direct input
 // gradient shifts by them) only on the GEMM path.
 class ConvForwardRows {
  public:
-  ConvForwardRows(const Conv2DGeometry& g, const float* x, const float* filter);
+  // direct: use the direct kernel (the caller checked directForwardFits), else the GEMM.
+  ConvForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, bool direct);
+  ConvForwardRows(const Conv2DGeometry& g, const float* x, const float* filter)
+      : ConvForwardRows(g, x, filter, directForwardFits(g)) {}
   // Rows [begin, end) of y.
   void operator()(int64_t begin, int64_t end, float* y) const;
   bool direct() const { return direct_; }
@@ -60,10 +68,11 @@ class ConvForwardRows {
 void gemmForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
                      float* y);
 
-// Whether the direct kernels take this geometry (unit dilation, non-negative pads, outC within
-// the kernels' register block for the forward).
-bool directForwardFits(const Conv2DGeometry& g);
-bool directFilterGradFits(const Conv2DGeometry& g);
+
+// The input gradient of a strided convolution by the direct kernel, phase by phase
+// (directStridedInputGradFits(g): unit dilation, inC <= 4 SIMD vectors).
+bool directStridedInputGradFits(const Conv2DGeometry& g);
+void directStridedInputGradient(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx);
 
 // dW [fH, fW, inC, outC] = P(x)^T dY by the direct kernel (directFilterGradFits(g) must hold).
 void directFilterGradient(const Conv2DGeometry& g, const float* x, const float* dy, float* dw);

@@ -60,7 +60,15 @@ Epilogue readEpilogue(const Napi::Object& o, int64_t channels) {
   return e;
 }
 
-// conv2dForward({x, filter, bias?, y, ...geometry, activation, leakyReluAlpha})
+// The optional `algorithm` of conv2dForward / conv2dBackpropFilter: 0 auto (absent), 1 GEMM,
+// 2 direct (supcon::nn::ConvAlgorithm's explicit numbers).
+supcon::nn::ConvAlgorithm readConvAlgorithm(const Napi::Object& o) {
+  Napi::Value v = o.Get("algorithm");
+  if (v.IsUndefined()) return supcon::nn::ConvAlgorithm::kAuto;
+  return static_cast<supcon::nn::ConvAlgorithm>(intField(o, "algorithm", 0, 2));
+}
+
+// conv2dForward({x, filter, bias?, y, ...geometry, activation, leakyReluAlpha, algorithm?})
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   Napi::Object o = argsObject(info);
   const Conv2DGeometry g = readGeometry(o);
@@ -68,7 +76,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const float* filter = floatArray(o, "filter", g.filterSize());
   float* y = floatArray(o, "y", g.outputSize());
   const Epilogue e = readEpilogue(o, g.outChannels);
-  supcon::Status st = supcon::nn::conv2dForward(g, x, filter, e, y);
+  supcon::Status st = supcon::nn::conv2dForward(g, x, filter, e, y, readConvAlgorithm(o));
   if (!st.isOk()) throwStatus(info.Env(), st);
   return info.Env().Undefined();
 }
@@ -86,14 +94,14 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// conv2dBackpropFilter({x, dy, dfilter, ...geometry})
+// conv2dBackpropFilter({x, dy, dfilter, ...geometry, algorithm?})
 Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
   Napi::Object o = argsObject(info);
   const Conv2DGeometry g = readGeometry(o);
   const float* x = floatArray(o, "x", g.inputSize());
   const float* dy = floatArray(o, "dy", g.outputSize());
   float* dfilter = floatArray(o, "dfilter", g.filterSize());
-  supcon::Status st = supcon::nn::conv2dBackpropFilter(g, x, dy, dfilter);
+  supcon::Status st = supcon::nn::conv2dBackpropFilter(g, x, dy, dfilter, readConvAlgorithm(o));
   if (!st.isOk()) throwStatus(info.Env(), st);
   return info.Env().Undefined();
 }

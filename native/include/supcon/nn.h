@@ -60,14 +60,25 @@ struct Epilogue {
   bool active() const { return bias != nullptr || activation != Activation::kLinear; }
 };
 
+// How conv2dForward and conv2dBackpropFilter compute.
+enum class ConvAlgorithm {
+  kAuto = 0,    // kDirect where it fits (unit dilation; forward: outC <= 4 SIMD vectors; filter
+                // gradient: inC and outC <= 64), else kGemm
+  kGemm = 1,    // implicit-im2col packing into the GEMM (any geometry)
+  kDirect = 2,  // the direct kernels of nn_conv_direct.cpp (refused where they do not fit)
+};
+
 // y = epilogue(conv2d(x, filter)). x, filter, y as in Conv2DGeometry; y is overwritten.
 Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filter, const Epilogue& epilogue,
-                     float* y);
+                     float* y, ConvAlgorithm algorithm = ConvAlgorithm::kAuto);
 
 // How conv2dBackpropInput computes dx.
 enum class BackpropInputAlgorithm {
-  kAuto = 0,       // kDirect for stride 1 and >= 192 input channels, kGemmCol2Im otherwise
-  kDirect = 1,     // stride 1 only: a forward convolution of dy with the flipped, transposed filter
+  kAuto = 0,       // kDirect for narrow layers, and for stride 1 with >= 192 input channels;
+                   // kGemmCol2Im otherwise
+  kDirect = 1,     // stride 1: a forward convolution of dy with the flipped, transposed filter;
+                   // stride > 1 (unit dilation, inC <= 4 SIMD vectors): the direct kernel phase by
+                   // phase (nn_conv_direct.cpp)
   kGemmCol2Im = 2, // dcol = dy filter^T by the GEMM, then scatter-added into dx (any stride)
 };
 
@@ -77,7 +88,8 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
                            BackpropInputAlgorithm algorithm = BackpropInputAlgorithm::kAuto);
 
 // dfilter = d(sum y * dy)/dfilter: x and dy -> dfilter [fH, fW, inC, outC] (overwritten).
-Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter);
+Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter,
+                            ConvAlgorithm algorithm = ConvAlgorithm::kAuto);
 
 // ---------------------------------------------------------------------------------------------
 // Convolution + batch normalization (+ residual) (+ ReLU): the unit of a ResNet, one forward
