@@ -5,7 +5,7 @@
  */
 import * as validate from '../validate';
 import { InvalidArgumentError } from '../errors';
-import { DATASET_NAMES, type DatasetName } from '../data';
+import { DATASET_NAMES, DEFAULT_IMAGE_SIZE, type DatasetName } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS, type EncoderStem, type ProjectionHeadKind } from '../models';
 import { OPTIMIZER_NAMES, type OptimizerName } from './optimizers';
 
@@ -29,6 +29,14 @@ export interface TrainConfig {
   limitTrain?: number;
   /** Use only the first N test images (default: all). */
   limitTest?: number;
+  /** Dataset 'image-folder' only: side of the square images in pixels (default 32). */
+  imageSize?: number;
+  /** Dataset 'image-folder' only: 1 (grayscale) or 3 (RGB) channels (default 3). */
+  channels?: 1 | 3;
+  /** Dataset 'image-folder' only: fraction of each class held out as the test split (folders without test/). */
+  valSplit?: number;
+  /** Dataset 'image-folder' only: an unreadable image is an error, not a skipped file (default false). */
+  strict?: boolean;
   /** Encoder architecture. */
   arch: Arch;
   /** Channel width multiplier of the encoder. */
@@ -111,6 +119,10 @@ export const TRAIN_CONFIG_KEYS = [
   'dataDir',
   'limitTrain',
   'limitTest',
+  'imageSize',
+  'channels',
+  'valSplit',
+  'strict',
   'arch',
   'width',
   'stem',
@@ -175,6 +187,21 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
   if (c.limitTrain !== undefined) resolved.limitTrain = validate.integer(name('limitTrain'), c.limitTrain, 2);
   if (c.limitTest !== undefined) resolved.limitTest = validate.integer(name('limitTest'), c.limitTest, 1);
   if (c.stem !== undefined) resolved.stem = validate.oneOf(name('stem'), c.stem, ENCODER_STEMS);
+  if (resolved.dataset === 'image-folder') {
+    if (resolved.dataDir === undefined) {
+      throw new InvalidArgumentError(name('dataDir'), "the image folder (--data-dir) for dataset 'image-folder'", 'none');
+    }
+    resolved.imageSize = c.imageSize === undefined ? DEFAULT_IMAGE_SIZE : validate.integer(name('imageSize'), c.imageSize, 8, 4096);
+    const channels = c.channels === undefined ? 3 : validate.integer(name('channels'), c.channels, 1, 3);
+    if (channels === 2) validate.fail(name('channels'), '1 or 3', channels);
+    resolved.channels = channels as 1 | 3;
+    if (c.valSplit !== undefined) resolved.valSplit = validate.number(name('valSplit'), c.valSplit, { gt: 0, lt: 1 });
+    if (c.strict !== undefined) resolved.strict = validate.boolean(name('strict'), c.strict);
+  } else {
+    for (const key of ['imageSize', 'channels', 'valSplit', 'strict'] as const) {
+      if (c[key] !== undefined) validate.fail(name(key), `no value (only dataset 'image-folder' has ${key})`, c[key]);
+    }
+  }
   if (resolved.warmupEpochs > resolved.epochs) {
     throw new InvalidArgumentError(
       name('warmupEpochs'),
