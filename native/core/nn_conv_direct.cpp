@@ -220,7 +220,10 @@ void directStridedInputGradient(const G& g, const float* dy, const float* filter
 }
 
 void directFilterGradient(const G& g, const float* x, const float* dy, float* dw) {
-  const DirectInput in = prepareInput(g, x, true);
+  // The kernel reads whole vectors: past a run's end only when the run is not a whole number of
+  // them (the 1- and 3-channel stems), and only then does an unpadded input need a copy.
+  const bool ragged = (g.filterWidth * g.inChannels) % kernels().nrNarrow != 0;
+  const DirectInput in = prepareInput(g, x, ragged);
   const std::vector<int64_t> runOff = runOffsets(g, in);
   const int64_t runLen = g.filterWidth * g.inChannels, K = g.filterHeight * runLen, N = g.outChannels;
   const int64_t M = g.batch * g.outHeight * g.outWidth;

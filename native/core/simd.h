@@ -66,8 +66,8 @@ struct KernelTable {
   void (*directConvRows)(const float* x, const int64_t* base, int64_t rows, int64_t runs, const int64_t* runOff,
                          int64_t runLen, const float* w, int64_t ldw, float* y, int64_t ldy, int n);
   // dwT [N][K] += sum_p dy[p ldy + i] * run_k(p)[j] for K = runs * runLen columns (i, k runLen + j).
-  // Reads up to 3 vectors past a run's end (x needs that much slack); `shifted` holds `pixels`
-  // offsets of scratch.
+  // Reads whole vectors: up to one vector past a run's end when runLen is not a multiple of the
+  // vector width (x needs that much slack then); `shifted` holds `pixels` offsets of scratch.
   void (*directFilterGrad)(const float* x, const int64_t* base, int64_t pixels, int64_t runs, const int64_t* runOff,
                            int64_t runLen, const float* dy, int64_t ldy, int64_t N, float* dwT, int64_t K,
                            int64_t* shifted);
