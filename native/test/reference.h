@@ -25,14 +25,17 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
   using supcon::Reduction;
   using supcon::Variant;
   const int64_t B = in.batch, V = in.views, D = in.dim, N = B * V, M = in.contrastRows, C = N + M;
-  const double tau = spec.temperature, scale = double(spec.temperature) / spec.baseTemperature;
+  const double tau = spec.temperature, scale = double(spec.temperature) / spec.effectiveBaseTemperature();
 
   // Contrast rows: features (memory order) then extra rows; optionally normalized.
+  // z = x / max(||x||, 1e-12); a row whose norm is clamped is merely scaled (clamped[r]).
   std::vector<double> z(static_cast<size_t>(C * D)), norm(static_cast<size_t>(C), 1.0);
+  std::vector<bool> clamped(static_cast<size_t>(C), false);
   for (int64_t r = 0; r < C; ++r) {
     const float* src = r < N ? in.features + r * D : in.contrastFeatures + (r - N) * D;
     double ss = 0;
     for (int64_t k = 0; k < D; ++k) ss += double(src[k]) * src[k];
+    clamped[r] = spec.normalize && std::sqrt(ss) < 1e-12;
     norm[r] = spec.normalize ? std::max(std::sqrt(ss), 1e-12) : 1.0;
     for (int64_t k = 0; k < D; ++k) z[r * D + k] = src[k] / norm[r];
   }
@@ -122,7 +125,7 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
     for (int64_t k = 0; k < D; ++k) dot += z[r * D + k] * dz[r * D + k];
     for (int64_t k = 0; k < D; ++k) {
       double g = dz[r * D + k];
-      if (spec.normalize) g = (g - z[r * D + k] * dot) / norm[r];
+      if (spec.normalize) g = clamped[r] ? g / norm[r] : (g - z[r * D + k] * dot) / norm[r];
       res.grad[r * D + k] = g;
     }
   }

@@ -282,7 +282,7 @@ int main(int argc, char** argv) {
       if (st.isOk()) st = cx.arena.alloc(&posMean, p.anchors, "positive means");
       if (st.isOk()) st = cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "dz");
       if (st.isOk()) {
-        const std::vector<float> weights = detail::anchorWeights(pr.spec, p, one.data(), 1);
+        const detail::CallVector<float> weights = detail::anchorWeights(pr.spec, p, one.data(), cx.host);
         st = impl::upload(cx.arena, &w, weights.data(), p.anchors, cx.dp.stream, "weights");
       }
       if (st.isOk()) st = impl::runForward(cx.dp, cx.arena, lse, lseP, posMean);

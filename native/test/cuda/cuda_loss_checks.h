@@ -91,7 +91,7 @@ inline std::string describe(const Problem& p) {
   const LossSpec& s = p.spec;
   std::snprintf(buf, sizeof buf, "B=%lld V=%lld D=%lld M=%lld labeled=%d tau=%g base=%g %s %s norm=%d %s",
                 (long long)p.batch, (long long)p.views, (long long)p.dim, (long long)p.extra, int(p.labeled),
-                s.temperature, s.baseTemperature, s.variant == Variant::kIn ? "in" : "out",
+                s.temperature, s.effectiveBaseTemperature(), s.variant == Variant::kIn ? "in" : "out",
                 s.contrastMode == ContrastMode::kOne ? "one" : "all", int(s.normalize),
                 s.reduction == Reduction::kMean ? "mean" : s.reduction == Reduction::kSum ? "sum" : "none");
   return buf;
@@ -192,7 +192,7 @@ inline Errors expectMatchesReference(const Run& r, const Problem& p, const Toler
   // Floor for gradients that vanish exactly: float rounding of cancelling terms (as test_loss).
   double xmax = 1;
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
-  const double floor = 1e-5 * xmax / p.spec.baseTemperature;
+  const double floor = 1e-5 * xmax / p.spec.effectiveBaseTemperature();
   e.grad = worst / std::max(e.gradScale, 1e-30);
   CHECK(worst <= tol.gradRel * e.gradScale + floor) << what << ": grad max err " << worst << " vs max|grad| "
                                                     << e.gradScale;
@@ -218,7 +218,7 @@ inline void expectMatchesCpu(const Run& gpu, const Run& cpu, const Problem& p, c
   }
   double xmax = 1;  // floor for exactly vanishing gradients, as in expectMatchesReference
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
-  CHECK(err <= 1e-4 * gmax + 1e-5 * xmax / p.spec.baseTemperature)
+  CHECK(err <= 1e-4 * gmax + 1e-5 * xmax / p.spec.effectiveBaseTemperature())
       << what << ": grad differs from the CPU's by " << err << " (max " << gmax << ")";
 }
 
@@ -372,12 +372,12 @@ inline void edgeCases(const Backend& b, uint32_t seed) {
     for (int64_t k = 0; k < 16; ++k) dup.features[16 + k] = dup.features[k];
     expectMatchesReference(runLoss(&b, dup, cudaRun()), dup, Tolerance{}, std::string(b.name) + " duplicate rows");
     Problem hot = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    hot.spec.temperature = hot.spec.baseTemperature = 100.0f;
+    hot.spec.temperature = 100.0f;
     expectMatchesReference(runLoss(&b, hot, cudaRun()), hot, Tolerance{}, std::string(b.name) + " tau=100");
   }
   {  // cold temperature and unnormalized large rows stay finite and match
     Problem cold = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    cold.spec.temperature = cold.spec.baseTemperature = 0.01f;
+    cold.spec.temperature = 0.01f;
     const Run rc = runLoss(&b, cold, cudaRun());
     CHECK(rc.status.isOk() && std::isfinite(rc.fwd.loss)) << rc.status.message();
     bool finite = true;

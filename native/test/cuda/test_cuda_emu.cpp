@@ -24,8 +24,10 @@ Backend emulatorBackend() {
   b.backward = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
                   const float* up, int64_t n, float* grad, BackwardResult* r) {
     SUPCON_RETURN_IF_ERROR(validate(s, in));
+    const int64_t want = s.reduction == Reduction::kNone ? numAnchors(s, in) : 1;
+    if (n != want) return Status::invalidArgument("upstream", std::to_string(want) + " values", std::to_string(n));
     BackwardResult local;
-    return cuda_emu::backward(s, in, run, stats, up, n, grad, r ? r : &local);
+    return cuda_emu::backward(s, in, run, stats, up, grad, r ? r : &local);
   };
   return b;
 }
