@@ -1,17 +1,21 @@
 // Argument reading for the binding. The TypeScript layer (src/validate.ts) validates every
-// argument first with user-facing messages; these checks are the safety net that keeps the
-// process alive when the addon is called directly with garbage.
+// argument first with user-facing messages, and the core checks its own rules (a Status); the
+// binding only reads types: what a value is, and the lengths of the arrays it hands to C++ (so
+// that garbage from a direct call cannot make native code read or write out of bounds).
 #pragma once
 #include <napi.h>
 
 #include <cstdint>
 #include <string>
 
+#include "supcon/loss.h"
 #include "supcon/status.h"
 
 namespace supcon_napi {
 
-// Throws a JS error for a non-OK Status; err.code is ERR_SUPCON_<KIND>.
+// Throws a JS error for a non-OK Status; err.code is ERR_SUPCON_<KIND>. A Status made by
+// Status::invalidArgument also carries err.argument, err.expected and err.received, from which
+// the TypeScript layer rebuilds its InvalidArgumentError.
 inline void throwStatus(Napi::Env env, const supcon::Status& st) {
   const char* code = "ERR_SUPCON_INTERNAL";
   switch (st.code()) {
@@ -23,6 +27,11 @@ inline void throwStatus(Napi::Env env, const supcon::Status& st) {
   Napi::Error err = st.code() == supcon::StatusCode::kInvalidArgument ? Napi::RangeError::New(env, st.message())
                                                                        : Napi::Error::New(env, st.message());
   err.Set("code", Napi::String::New(env, code));
+  if (!st.argument().empty()) {
+    err.Set("argument", Napi::String::New(env, st.argument()));
+    err.Set("expected", Napi::String::New(env, st.expected()));
+    err.Set("received", Napi::String::New(env, st.received()));
+  }
   throw err;
 }
 
@@ -31,8 +40,6 @@ inline void throwStatus(Napi::Env env, const supcon::Status& st) {
   err.Set("code", Napi::String::New(env, "ERR_SUPCON_INVALID_ARGUMENT"));
   throw err;
 }
-
-inline Napi::Value field(const Napi::Object& o, const char* name) { return o.Get(name); }
 
 inline double numberField(const Napi::Object& o, const char* name) {
   Napi::Value v = o.Get(name);
@@ -45,6 +52,16 @@ inline int64_t intField(const Napi::Object& o, const char* name, int64_t min, in
   if (!(d >= double(min) && d <= double(max)) || d != static_cast<double>(static_cast<int64_t>(d)))
     typeError(o.Env(), std::string("expected integer in range for ") + name);
   return static_cast<int64_t>(d);
+}
+
+// The enum value named by a string field (names: the core's tables, supcon/loss.h).
+template <typename E, size_t N>
+E enumField(const Napi::Object& o, const char* name, const supcon::EnumName<E> (&names)[N]) {
+  Napi::Value v = o.Get(name);
+  E out{};
+  if (!v.IsString() || !supcon::enumFromName(names, v.As<Napi::String>().Utf8Value().c_str(), &out))
+    typeError(o.Env(), std::string("expected one of the names of ") + name);
+  return out;
 }
 
 inline bool boolField(const Napi::Object& o, const char* name) {

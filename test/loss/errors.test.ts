@@ -139,8 +139,8 @@ describe('the addon itself never crashes on garbage', () => {
     const addon = requireNative();
     const good = {
       features, batch: 4, views: 2, dim: 4, labels: null, contrastFeatures: null, contrastLabels: null, contrastRows: 0,
-      temperature: 0.1, baseTemperature: 0.1, variant: 0, contrastMode: 0, normalize: false, reduction: 0, device: 0,
-      precision: 0, cudaDevice: 0, wantGrad: true,
+      temperature: 0.1, baseTemperature: 0.1, variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean',
+      device: 'cpu', precision: 'fp32', wantGrad: true,
     };
     const bad: Array<Record<string, unknown>> = [
       { batch: 100 }, // longer than the array
@@ -151,6 +151,8 @@ describe('the addon itself never crashes on garbage', () => {
       { dim: 1.5 },
       { temperature: 'a' },
       { reduction: 7 },
+      { reduction: 'avg' },
+      { variant: 1 },
       { contrastRows: 5, contrastFeatures: new Float32Array(3) },
       { batch: 2 ** 40 },
       { temperature: -1 },

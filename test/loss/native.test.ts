@@ -82,7 +82,8 @@ function sweep(): Case[] {
         const rank3 = shape.length === 3;
         const contrastMode = rank3 && i % 2 === 0 ? 'one' : 'all';
         const normalize = i % 3 === 0;
-        const classes = [2, 1000, 0, 5][i % 4];
+        // SimCLR (0 classes) needs views: rank-2 features get labels instead (docs/loss.md).
+        const classes = rank3 || i % 4 !== 2 ? [2, 1000, 0, 5][i % 4] : 7;
         const extra = i % 5 === 1 ? 1 + Math.floor(rng() * 140) : 0;
         const temperature = [0.05, 0.1, 0.5, 1][i % 4];
         cases.push({
@@ -135,8 +136,8 @@ describe('supcon.forwardBackward (native) vs float64 reference', () => {
     const addon = requireNative();
     const args = {
       features: p.features, batch: 20, views: 3, dim: 16, labels: p.labels, contrastFeatures: null, contrastLabels: null,
-      contrastRows: 0, temperature: 0.1, baseTemperature: 0.1, variant: 1 as const, contrastMode: 0 as const,
-      normalize: false, reduction: 2 as const, device: 0 as const, precision: 0 as const, cudaDevice: 0, wantGrad: false,
+      contrastRows: 0, temperature: 0.1, baseTemperature: 0.1, variant: 'in' as const, contrastMode: 'all' as const,
+      normalize: false, reduction: 'none' as const, device: 'cpu' as const, precision: 'fp32' as const, wantGrad: false,
     };
     const fwd = addon.lossForward(args);
     const rng = testRng(3);
