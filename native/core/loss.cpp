@@ -116,6 +116,12 @@ Status checkShapes(const LossSpec& spec, const LossInputs& in) {
   if (rows + in.contrastRows < 2)
     return Status::invalidArgument("features", "at least 2 rows to contrast",
                                    std::to_string(rows + in.contrastRows) + " row");
+  if (!in.labels && in.views < 2)
+    return Status::invalidArgument(
+        "labels",
+        "class labels, or features [B, V, D] with V >= 2 views (without labels the only positives of a row are the "
+        "other views of its sample)",
+        "no labels with one view");
   return Status::ok();
 }
 
@@ -223,6 +229,15 @@ int64_t statsSize(const LossSpec& spec, const LossInputs& in) { return 2 * numAn
 
 Status validate(const LossSpec& spec, const LossInputs& in) {
   return guarded("supcon loss", [&] { return validateCall(spec, in, Pass::kForward); });
+}
+
+Status validateBackward(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
+                        int64_t upstreamLength) {
+  return guarded("supcon loss", [&] {
+    if (!stats) return Status::invalidArgument("stats", "the statistics a forward call wrote", "nullptr");
+    if (!upstream) return Status::invalidArgument("upstream", "the upstream gradient", "nullptr");
+    return validateCall(spec, in, Pass::kBackward, upstream, upstreamLength, stats);
+  });
 }
 
 namespace detail {
@@ -402,10 +417,8 @@ Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& ru
                 const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result) {
   return guarded("supcon loss", [&] {
     SUPCON_RETURN_IF_ERROR(checkRun(run));
-    if (!stats) return Status::invalidArgument("stats", "the statistics a forward call wrote", "nullptr");
-    if (!upstream) return Status::invalidArgument("upstream", "the upstream gradient", "nullptr");
     if (!grad) return Status::invalidArgument("grad", "an output array", "nullptr");
-    SUPCON_RETURN_IF_ERROR(validateCall(spec, in, Pass::kBackward, upstream, upstreamLength, stats));
+    SUPCON_RETURN_IF_ERROR(validateBackward(spec, in, stats, upstream, upstreamLength));
     BackwardResult local;
     BackwardResult* out = result ? result : &local;
     if (resolveDevice(run, in) == Device::kCuda) {

@@ -113,6 +113,10 @@ int64_t statsSize(const LossSpec& spec, const LossInputs& in);
 // (docs/loss.md, "Valid input"): finite features whose similarity scores, loss and gradient
 // (for upstream 1) are finite in float32. One pass over the features.
 Status validate(const LossSpec& spec, const LossInputs& in);
+// The checks of a backward call: validate()'s, plus the upstream gradient (upstreamLength values,
+// finite), the statistics (finite), and that the gradient stays inside float32's range.
+Status validateBackward(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
+                        int64_t upstreamLength);
 
 // Forward. perAnchor: [numAnchors] per-anchor losses l_i scaled by temperature/baseTemperature
 // (0 for anchors without positives). stats: [statsSize] per-anchor log-sum-exp values for

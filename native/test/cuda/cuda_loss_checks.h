@@ -239,7 +239,7 @@ inline int sweepAgainstReference(const Backend& b, const std::vector<SweepSize>&
             for (int extraCase = 0; extraCase < 2; ++extraCase) {
               if (mode == 1 && sz.views == 1) continue;
               const int classes = cases % 3 == 0 ? 2 : (cases % 3 == 1 ? 1000 : 5);
-              const bool labeled = cases % 4 != 3;
+              const bool labeled = cases % 4 != 3 || sz.views == 1;  // SimCLR needs views
               const int64_t extra = extraCase ? 1 + (cases * 37) % 150 : 0;
               Problem p = makeProblem(rng, sz.batch, sz.views, sz.dim, classes, extra, labeled, norm);
               const float temps[] = {0.05f, 0.1f, 0.5f, 1.0f};
@@ -391,8 +391,9 @@ inline void edgeCases(const Backend& b, uint32_t seed) {
     CHECK(std::fabs(rb.fwd.loss - ref.loss) <= 1e-5 * std::max(1.0, std::fabs(ref.loss))) << rb.fwd.loss << " vs "
                                                                                            << ref.loss;
   }
-  {  // SimCLR with one view: no positives anywhere
-    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, false, false);
+  {  // distinct labels with one view: no positives anywhere
+    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, true, false);
+    for (int32_t k = 0; k < 10; ++k) p.labels[k] = 3 * k;
     const Run r = runLoss(&b, p, cudaRun());
     CHECK(r.status.isOk() && r.fwd.loss == 0.0 && r.fwd.validAnchors == 0);
     for (float g : r.grad) CHECK(g == 0.0f);

@@ -6,6 +6,7 @@
 #include "loss_cuda_impl.h"
 
 #include "cuda_loss_checks.h"
+#include "edge_cases.h"
 
 using namespace supcon;
 using namespace supcon_cuda_test;
@@ -23,9 +24,7 @@ Backend emulatorBackend() {
   };
   b.backward = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
                   const float* up, int64_t n, float* grad, BackwardResult* r) {
-    SUPCON_RETURN_IF_ERROR(validate(s, in));
-    const int64_t want = s.reduction == Reduction::kNone ? numAnchors(s, in) : 1;
-    if (n != want) return Status::invalidArgument("upstream", std::to_string(want) + " values", std::to_string(n));
+    SUPCON_RETURN_IF_ERROR(validateBackward(s, in, stats, up, n));
     BackwardResult local;
     return cuda_emu::backward(s, in, run, stats, up, grad, r ? r : &local);
   };
@@ -81,6 +80,12 @@ TEST(emu_splits_agree) {
 }
 
 TEST(emu_edge_cases) { edgeCases(emu(), 11); }
+
+TEST(emu_edge_case_table) {
+  supcon_test::EdgeBackend b{"emulator", cudaRun(), emu().forward, emu().backward};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
+  expectNoDeviceMemoryLeft("the edge-case table");
+}
 
 TEST(emu_workspace_is_linear) { workspaceIsLinear(emu(), 300, 64, 3); }
 

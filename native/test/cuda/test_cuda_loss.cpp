@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cuda_loss_checks.h"
+#include "edge_cases.h"
 #include "loss_cuda.h"
 #include "supcon/device.h"
 
@@ -60,6 +61,11 @@ int noDeviceChecks(const std::string& reason) {
 }
 
 }  // namespace
+
+TEST(cuda_edge_case_table) {
+  supcon_test::EdgeBackend b{"cuda", cudaRun(), gpu().forward, gpu().backward};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
+}
 
 TEST(cuda_sweep_matches_reference_and_cpu) {
   const std::vector<SweepSize> sizes = {{2, 1, 3}, {7, 2, 1}, {33, 2, 64}, {130, 1, 128}, {64, 4, 257},
