@@ -345,31 +345,37 @@ void forwardTile(const float* s, int64_t ld, int rows, int cols, const ForwardSi
   }
 }
 
-// g = w (exp(x - lse) - match * exp(x - lseP)); lseP/classes only for L_in.
+// g = w (exp((x - m) - log l) - match * exp((x - mP) - log lP)): the reference m is subtracted
+// first, so that log l survives however large the scores are. mP, log lP, classes: L_in only.
 template <bool kIn, bool kSym>
 void gradTileT(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
   const int32_t* __restrict colClasses = kIn ? col->classes : nullptr;
   const float* __restrict colWeight = kSym ? col->weight : nullptr;
-  const float* __restrict colLse = kSym ? col->lse : nullptr;
-  const float* __restrict colLseP = kSym && kIn ? col->lsePositive : nullptr;
+  // The columns' statistics, transposed into vectors once per tile (strided in the stats array).
+  alignas(64) float cm[kLossMaxTile], cl[kLossMaxTile], cmP[kLossMaxTile], clP[kLossMaxTile];
+  if (kSym)
+    for (int j = 0; j < cols; ++j) {
+      const float* st = col->stats + 4 * j;
+      cm[j] = st[0], cl[j] = st[1], cmP[j] = st[2], clP[j] = st[3];
+    }
   for (int i = 0; i < rows; ++i) {
     float* __restrict r = s + i * ld;
-    const vf lseI = splat(row.lse[i]);
+    const float* st = row.stats + 4 * i;
+    const vf mI = splat(st[0]), lI = splat(st[1]), mPI = splat(kIn ? st[2] : 0.0f), lPI = splat(kIn ? st[3] : 0.0f);
     const vf wI = splat(row.weight[i]);
-    const vf lsePI = splat(kIn ? row.lsePositive[i] : 0.0f);
     const int32_t ci = kIn ? row.classes[i] : 0;
     for (int j = 0; j < cols; j += W) {
       const vf x = load(r + j);
-      vf g = wI * vexp(x - lseI);
+      vf g = wI * vexp((x - mI) - lI);
       vi match{};
       if (kIn) {
         match = loadi(colClasses + j) == ci;
-        g -= match ? wI * vexp(x - lsePI) : vf{};
+        g -= match ? wI * vexp((x - mPI) - lPI) : vf{};
       }
       if (kSym) {
         const vf wJ = load(colWeight + j);
-        g += wJ * vexp(x - load(colLse + j));
-        if (kIn) g -= match ? wJ * vexp(x - load(colLseP + j)) : vf{};
+        g += wJ * vexp((x - load(cm + j)) - load(cl + j));
+        if (kIn) g -= match ? wJ * vexp((x - load(cmP + j)) - load(clP + j)) : vf{};
       }
       store(r + j, g);
     }
@@ -377,7 +383,7 @@ void gradTileT(float* s, int64_t ld, int rows, int cols, const TileSide& row, co
 }
 
 void gradTile(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
-  const bool in = row.lsePositive != nullptr;
+  const bool in = row.variantIn;
   const bool sym = col != nullptr && col->weight != nullptr;
   if (in) {
     if (sym) gradTileT<true, true>(s, ld, rows, cols, row, col);

@@ -225,7 +225,7 @@ int64_t numAnchors(const LossSpec& spec, const LossInputs& in) {
   return spec.contrastMode == ContrastMode::kOne ? in.batch : in.batch * in.views;
 }
 
-int64_t statsSize(const LossSpec& spec, const LossInputs& in) { return 2 * numAnchors(spec, in); }
+int64_t statsSize(const LossSpec& spec, const LossInputs& in) { return detail::kStatsPerAnchor * numAnchors(spec, in); }
 
 Status validate(const LossSpec& spec, const LossInputs& in) {
   return guarded("supcon loss", [&] { return validateCall(spec, in, Pass::kForward); });
@@ -318,14 +318,17 @@ CallVector<float> anchorWeights(const LossSpec& spec, const PreparedLoss& p, con
   return w;
 }
 
-double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* lse, const double* positiveMean,
-                  const float* lseP, float* perAnchor) {
+double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* stats, const double* positiveMean,
+                  float* perAnchor) {
   double total = 0;
   for (int64_t s = 0; s < p.anchors; ++s) {
     double l = 0;
     if (p.positives[s] > 0) {
-      if (p.variantIn) l = double(lse[s]) - double(lseP[s]) + std::log(double(p.positives[s]));
-      else l = double(lse[s]) - positiveMean[s];
+      const float* st = stats + kStatsPerAnchor * s;
+      if (p.variantIn)
+        l = (double(st[0]) - double(st[2])) + (double(st[1]) - double(st[3])) + std::log(double(p.positives[s]));
+      else
+        l = (double(st[0]) - positiveMean[s]) + double(st[1]);
       l *= p.lossScale;
     }
     if (perAnchor) perAnchor[p.outputIndex(s)] = static_cast<float>(l);

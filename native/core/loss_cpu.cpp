@@ -332,21 +332,25 @@ Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, 
     if (failed) throw std::bad_alloc();
   }
 
-  // Per-anchor statistics: log-sum-exps, and for L_out the mean score of the positives (from
-  // the same float32 scores as the log-sum-exp, so that the two cancel exactly where they should).
+  // Per-anchor statistics (m, log l, mP, log lP), and for L_out the mean score of the positives
+  // (from the same float32 scores as the log-sum-exp, so that the two cancel exactly where they
+  // should).
   const size_t A = static_cast<size_t>(p.anchors);
-  CallVector<float> lse(A, 0.0f, WorkspaceAllocator<float>(ws)), lseP(p.variantIn ? A : 0, 0.0f, WorkspaceAllocator<float>(ws));
+  CallVector<float> saved(stats ? 0 : A * kStatsPerAnchor, 0.0f, WorkspaceAllocator<float>(ws));
+  float* out = stats ? stats : saved.data();
   CallVector<double> positiveMean(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(ws));
   for (size_t s = 0; s < A; ++s) {
-    lse[s] = st.ref[s] + std::log(st.sum[s]);
-    if (p.variantIn) lseP[s] = st.sumP[s] > 0 ? st.refP[s] + std::log(st.sumP[s]) : 0.0f;
-    else if (p.positives[s] > 0) positiveMean[s] = st.scoreSumP[s] / p.positives[s];
-    if (stats) {
-      stats[2 * s] = lse[s];
-      stats[2 * s + 1] = p.variantIn ? lseP[s] : 0.0f;
+    float* o4 = out + kStatsPerAnchor * s;
+    o4[0] = st.ref[s];
+    o4[1] = std::log(st.sum[s]);
+    o4[2] = o4[3] = 0.0f;
+    if (p.variantIn && st.sumP[s] > 0) {
+      o4[2] = st.refP[s];
+      o4[3] = std::log(st.sumP[s]);
     }
+    if (!p.variantIn && p.positives[s] > 0) positiveMean[s] = st.scoreSumP[s] / p.positives[s];
   }
-  result->loss = reduceLoss(spec, p, lse.data(), positiveMean.data(), p.variantIn ? lseP.data() : nullptr, perAnchor);
+  result->loss = reduceLoss(spec, p, out, positiveMean.data(), perAnchor);
   result->validAnchors = p.validAnchors;
   result->workspaceBytes = ws.peakBytes();
   return Status::ok();
@@ -364,24 +368,19 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
 
   // Per-anchor statistics and weights, padded to whole tiles (the epilogues read whole vectors).
   const int64_t anchorsPadded = roundUp(p.anchors, kTile);
-  Buffer<float> lse(static_cast<size_t>(anchorsPadded), ws, true), lseP(ws), w(static_cast<size_t>(anchorsPadded), ws, true);
-  if (p.variantIn) lseP.reset(static_cast<size_t>(anchorsPadded), true);
+  Buffer<float> st(static_cast<size_t>(anchorsPadded * kStatsPerAnchor), ws, true);
+  Buffer<float> w(static_cast<size_t>(anchorsPadded), ws, true);
+  std::copy(stats, stats + p.anchors * kStatsPerAnchor, st.data());
   {
     const CallVector<float> weights = anchorWeights(spec, p, upstream, ws);
-    for (int64_t s = 0; s < p.anchors; ++s) {
-      lse[s] = stats[2 * s];
-      if (p.variantIn) lseP[s] = stats[2 * s + 1];
-      w[s] = weights[s];
-    }
+    std::copy(weights.begin(), weights.end(), w.data());
   }
   auto anchorSide = [&](int64_t a0) {
     TileSide t;
-    t.lse = lse.data() + a0;
+    t.stats = st.data() + a0 * kStatsPerAnchor;
     t.weight = w.data() + a0;
-    if (p.variantIn) {
-      t.lsePositive = lseP.data() + a0;
-      t.classes = o.anchorClass.data() + a0;
-    }
+    t.variantIn = p.variantIn;
+    t.classes = o.anchorClass.data() + a0;
     return t;
   };
 
@@ -427,6 +426,7 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
       }
       const int colsPadded = padColumns(s, rows, cols);
       TileSide columns;
+      columns.variantIn = p.variantIn;
       columns.classes = o.contrastClass.data() + c0;
       kt.gradTile(s, kTile, rows, colsPadded, anchorSide(a0), &columns);
     };

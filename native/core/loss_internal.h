@@ -57,11 +57,16 @@ PreparedLoss prepare(const LossSpec& spec, const LossInputs& in, Workspace& work
 CallVector<float> anchorWeights(const LossSpec& spec, const PreparedLoss& p, const float* upstream,
                                 Workspace& workspace);
 
-// Final per-anchor losses and the reduced loss from per-anchor statistics:
-//  lse[slot]: log-sum-exp over A(i); positiveMean[slot] (L_out): mean of s_ip over P(i);
-//  lseP[slot] (L_in): log-sum-exp over P(i). Writes perAnchor (view-major) when non-null.
-double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* lse, const double* positiveMean,
-                  const float* lseP, float* perAnchor);
+// Per-anchor statistics, 4 floats per anchor slot (the stats array of loss.h): the log-sum-exp
+// over A(i) as (m, log l), then over P(i) as (mP, log lP) for L_in ((0, 0) otherwise).
+constexpr int kStatsPerAnchor = 4;
+
+// Final per-anchor losses and the reduced loss from per-anchor statistics (stats as above;
+// positiveMean[slot] for L_out: the mean of s_ip over P(i)). The differences of large terms are
+// taken first: l = (m - meanP) + log l, or (m - mP) + (log l - log lP) + log |P|. Writes
+// perAnchor (view-major) when non-null.
+double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* stats, const double* positiveMean,
+                  float* perAnchor);
 
 // Row normalization z = x / max(||x||, eps), eps = kNormalizeEpsilon (as
 // torch.nn.functional.normalize). Norms are computed in double, so any finite row works;

@@ -29,14 +29,14 @@ struct ForwardSide {
   const int32_t* classes = nullptr;
 };
 
-// One side (rows or columns) of a similarity tile in the loss backward: per-row log-sum-exps,
-// anchor weights w (0 for anchors without positives), and for L_in the positive log-sum-exps
-// and class ids.
+// One side (rows or columns) of a similarity tile in the loss backward: the rows' saved
+// statistics (loss_internal.h: 4 floats per row, (m, log l, mP, log lP)), anchor weights w (0 for
+// anchors without positives), and the class ids (L_in).
 struct TileSide {
-  const float* lse = nullptr;
+  const float* stats = nullptr;
   const float* weight = nullptr;
-  const float* lsePositive = nullptr;  // null for L_out
-  const int32_t* classes = nullptr;    // required with lsePositive
+  bool variantIn = false;
+  const int32_t* classes = nullptr;    // required for L_in
 };
 
 struct KernelTable {
@@ -72,7 +72,7 @@ struct KernelTable {
   void (*forwardTile)(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row,
                       const int32_t* colClasses, const ForwardSide* col);
   // Overwrites a rows x cols tile of scores with dL/ds (before the 1/tau of the chain rule):
-  //   g_ij = w_i (exp(s_ij - lse_i) - [L_in, c_i == c_j] exp(s_ij - lseP_i))  (row side)
+  //   g_ij = w_i (exp((s_ij - m_i) - log l_i) - [L_in, c_i == c_j] exp((s_ij - mP_i) - log lP_i))
   //        + the same with i and j swapped when col->weight is given (symmetric tiles).
   // Absent entries (-inf) give 0. cols is a multiple of kLossColumnPad, as for forwardTile;
   // col->classes are the columns' class ids (L_in).

@@ -395,8 +395,9 @@ inline kern::TileProblem tileOperands(const DeviceProblem& dp, bool rowsAreAncho
   return t;
 }
 
-// Forward: lse/lseP [anchors] (device) and, for L_out, positiveMean [anchors] (device).
-inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float* lse, float* lseP, double* positiveMean) {
+// Forward: the statistics [anchors] (device, (m, log l, mP, log lP) each) and, for L_out,
+// positiveMean [anchors] (device).
+inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float4* stats, double* positiveMean) {
   using T = kern::ForwardTile;
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
@@ -427,7 +428,7 @@ inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float* lse
   // L_out's positive means come from the same float32 scores as the log-sum-exps (their
   // per-split sums), so the two cancel exactly where they should (docs/loss.md, "Numerics").
   auto combine = &kern::combineStatsKernel;
-  SUPCON_LAUNCH(combine, dim3(unsigned(ceilDiv(p.anchors, kern::kThreads))), dim3(kern::kThreads), 0, s, lse, lseP,
+  SUPCON_LAUNCH(combine, dim3(unsigned(ceilDiv(p.anchors, kern::kThreads))), dim3(kern::kThreads), 0, s, stats,
                 positiveMean, t.partialStats, t.partialScoreP, dp.positives, plan.splits, t.rowsPadded, p.anchors);
   SUPCON_CUDA_CHECK(cudaGetLastError(), "combine kernel launch");
   return Status::ok();
@@ -468,16 +469,15 @@ Status runGradPass(const DeviceProblem& dp, DeviceArena& arena, kern::TileProble
 
 // dz [rows, ldz] (device) = dLoss/dz of the feature rows (before the normalization backward).
 template <typename T>
-Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
-                     const float* weight, float* dz) {
+Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+                     float* dz) {
   const PreparedLoss& p = dp.p;
   if (p.symmetric) {
     kern::TileProblem t = tileOperands(dp, true, true);
     t.rows = t.cols = p.rows;
     t.rowClass = t.colClass = dp.contrastClass;
-    t.rowLse = t.colLse = lse;
+    t.rowStats = t.colStats = stats;
     t.rowWeight = t.colWeight = weight;
-    t.rowLseP = t.colLseP = lseP;
     return runGradPass<T>(dp, arena, t, dz, nullptr, false);
   }
   // Contrast pass: rows = feature rows, columns = anchors (G^T Z_A). Extra rows get no gradient.
@@ -487,9 +487,8 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float* l
   c.colKey = dp.anchorRow;
   c.rowClass = dp.contrastClass;
   c.colClass = dp.anchorClass;
-  c.colLse = lse;
+  c.colStats = stats;
   c.colWeight = weight;
-  c.colLseP = lseP;
   SUPCON_RETURN_IF_ERROR(runGradPass<T>(dp, arena, c, dz, nullptr, false));
   // Anchor pass: rows = anchors, columns = every contrast row (G Z_C), added at the anchors' rows.
   kern::TileProblem a = tileOperands(dp, true, false);
@@ -498,9 +497,8 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float* l
   a.rowKey = dp.anchorRow;
   a.rowClass = dp.anchorClass;
   a.colClass = dp.contrastClass;
-  a.rowLse = lse;
+  a.rowStats = stats;
   a.rowWeight = weight;
-  a.rowLseP = lseP;
   return runGradPass<T>(dp, arena, a, dz, dp.anchorRow, true);
 }
 
@@ -537,12 +535,12 @@ inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const
   return Status::ok();
 }
 
-inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
-                          const float* weight, float* dz) {
+inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+                          float* dz) {
   const int D = int(dp.p.dim);
-  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, lse, lseP, weight, dz));
-  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, lse, lseP, weight, dz));
-  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, lse, lseP, weight, dz));
+  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, stats, weight, dz));
+  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, stats, weight, dz));
+  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, stats, weight, dz));
   return runBackwardTail(dp, arena, weight, dz);
 }
 
@@ -575,27 +573,20 @@ inline Status finish(CallContext& cx) {
 }
 
 // The loss from device statistics: downloads them, fills stats/perAnchor, reduces on the host.
-inline Status finishForward(const LossSpec& spec, CallContext& cx, const float* lseDev, const float* lsePDev,
-                            const double* posMeanDev, float* perAnchor, float* stats, ForwardResult* result) {
+inline Status finishForward(const LossSpec& spec, CallContext& cx, const float4* statsDev, const double* posMeanDev,
+                            float* perAnchor, float* stats, ForwardResult* result) {
   const PreparedLoss& p = cx.dp.p;
   const size_t A = size_t(p.anchors);
-  detail::CallVector<float> lse(A, 0.0f, WorkspaceAllocator<float>(cx.host));
-  detail::CallVector<float> lseP(A, 0.0f, WorkspaceAllocator<float>(cx.host));
+  detail::CallVector<float> host(A * detail::kStatsPerAnchor, 0.0f, WorkspaceAllocator<float>(cx.host));
   detail::CallVector<double> positiveMean(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(cx.host));
   const cudaStream_t s = cx.dp.stream;
-  SUPCON_CUDA_CHECK(cudaMemcpyAsync(lse.data(), lseDev, A * sizeof(float), cudaMemcpyDeviceToHost, s), "download");
-  SUPCON_CUDA_CHECK(cudaMemcpyAsync(lseP.data(), lsePDev, A * sizeof(float), cudaMemcpyDeviceToHost, s), "download");
+  SUPCON_CUDA_CHECK(cudaMemcpyAsync(host.data(), statsDev, A * sizeof(float4), cudaMemcpyDeviceToHost, s), "download");
   if (!p.variantIn)
     SUPCON_CUDA_CHECK(
         cudaMemcpyAsync(positiveMean.data(), posMeanDev, A * sizeof(double), cudaMemcpyDeviceToHost, s), "download");
   SUPCON_RETURN_IF_ERROR(finish(cx));
-  if (stats)
-    for (size_t a = 0; a < A; ++a) {
-      stats[2 * a] = lse[a];
-      stats[2 * a + 1] = p.variantIn ? lseP[a] : 0.0f;
-    }
-  result->loss = detail::reduceLoss(spec, p, lse.data(), positiveMean.data(), p.variantIn ? lseP.data() : nullptr,
-                                    perAnchor);
+  if (stats) std::copy(host.begin(), host.end(), stats);
+  result->loss = detail::reduceLoss(spec, p, host.data(), positiveMean.data(), perAnchor);
   result->validAnchors = p.validAnchors;
   return Status::ok();
 }
@@ -615,13 +606,12 @@ inline Status forward(const LossSpec& spec, const LossInputs& in, const RunOptio
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const int64_t A = cx.dp.p.anchors;
-  float *lse = nullptr, *lseP = nullptr;
+  float4* st = nullptr;
   double* posMean = nullptr;
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lse, A, "log-sum-exp"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lseP, A, "positive log-sum-exp"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "log-sum-exp statistics"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&posMean, A, "positive means"));
-  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, lse, lseP, posMean));
-  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, lse, lseP, posMean, perAnchor, stats, result));
+  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, posMean));
+  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, st, posMean, perAnchor, stats, result));
   result->workspaceBytes = cx.workspaceBytes();
   return Status::ok();
 }
@@ -634,20 +624,15 @@ inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOpti
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const size_t A = size_t(p.anchors);
   const detail::CallVector<float> w = detail::anchorWeights(spec, p, upstream, cx.host);
-  detail::CallVector<float> lseHost(A, 0.0f, WorkspaceAllocator<float>(cx.host));
-  detail::CallVector<float> lsePHost(A, 0.0f, WorkspaceAllocator<float>(cx.host));
-  for (size_t a = 0; a < A; ++a) {
-    lseHost[a] = stats[2 * a];
-    lsePHost[a] = stats[2 * a + 1];
-  }
-  float *lse = nullptr, *lseP = nullptr, *weight = nullptr, *dz = nullptr;
+  float4* st = nullptr;
+  float *weight = nullptr, *dz = nullptr;
   const cudaStream_t s = cx.dp.stream;
-  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &lse, lseHost.data(), int64_t(A), s, "log-sum-exp"));
-  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &lseP, lsePHost.data(), int64_t(A), s, "positive log-sum-exp"));
+  static_assert(detail::kStatsPerAnchor * sizeof(float) == sizeof(float4), "one float4 of statistics per anchor");
+  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &st, reinterpret_cast<const float4*>(stats), int64_t(A), s, "log-sum-exp statistics"));
   SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), int64_t(A), s, "anchor weights"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
   SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
-  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, lse, lseP, weight, dz));
+  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz));
   SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
   SUPCON_RETURN_IF_ERROR(finish(cx));
   result->workspaceBytes = cx.workspaceBytes();
@@ -669,22 +654,22 @@ inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const 
   const detail::CallVector<float> ones(size_t(spec.reduction == Reduction::kNone ? A : 1), 1.0f,
                                        WorkspaceAllocator<float>(cx.host));
   const detail::CallVector<float> w = detail::anchorWeights(spec, p, ones.data(), cx.host);
-  float *lse = nullptr, *lseP = nullptr, *weight = nullptr, *dz = nullptr;
+  float4* st = nullptr;
+  float *weight = nullptr, *dz = nullptr;
   double* posMean = nullptr;
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lse, A, "log-sum-exp"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lseP, A, "positive log-sum-exp"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "log-sum-exp statistics"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&posMean, A, "positive means"));
   SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), A, s, "anchor weights"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
   SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, lse, lseP, posMean));
+  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, posMean));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, lse, lseP, weight, dz));
+  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
   if (grad) SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, lse, lseP, posMean, perAnchor, nullptr, result));
+  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, st, posMean, perAnchor, nullptr, result));
   if (timed) {
     timing->uploadMs = cx.events.ms(0, 1);
     timing->forwardMs = cx.events.ms(1, 2);

@@ -43,12 +43,12 @@ struct TileProblem {
   const int32_t* colClass = nullptr;
   // Anchor statistics (backward) of the side that holds anchors; nullptr where the side holds
   // none. Weights are 0 for anchors without positives.
-  const float* rowLse = nullptr;
+  // Statistics (m, log l, mP, log lP) per anchor: the log-sum-exps as a reference and the log of
+  // the sum of exp(s - reference), kept apart (docs/loss.md, "Numerics").
+  const float4* rowStats = nullptr;
   const float* rowWeight = nullptr;
-  const float* rowLseP = nullptr;
-  const float* colLse = nullptr;
+  const float4* colStats = nullptr;
   const float* colWeight = nullptr;
-  const float* colLseP = nullptr;
   float invTemperature = 1.0f;
   int variantIn = 0;
   int colTiles = 0;       // ceil(cols / kCols)
@@ -64,23 +64,26 @@ template <int N>
 struct SideMeta {
   int32_t key[N];  // < 0: padding (rows -1, columns -2, so padding never matches padding)
   int32_t cls[N];
-  float lse[N];
+  float m[N], logl[N];    // log-sum-exp over A(i) = m + log l
   float weight[N];
-  float lseP[N];
+  float mP[N], loglP[N];  // over P(i) (L_in)
 };
 
 template <int N>
 __device__ __forceinline__ void loadSide(SideMeta<N>& m, int64_t base, int64_t count, const int32_t* key,
-                                         const int32_t* cls, const float* lse, const float* weight,
-                                         const float* lseP, int32_t paddingKey) {
+                                         const int32_t* cls, const float4* stats, const float* weight,
+                                         int32_t paddingKey) {
   for (int i = threadIdx.x; i < N; i += kThreads) {
     const int64_t g = base + i;
     const bool real = g < count;
     m.key[i] = real ? (key ? key[g] : static_cast<int32_t>(g)) : paddingKey;
     m.cls[i] = real ? cls[g] : -3;
-    m.lse[i] = real && lse ? lse[g] : 0.0f;
+    const float4 st = real && stats ? stats[g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    m.m[i] = st.x;
+    m.logl[i] = st.y;
+    m.mP[i] = st.z;
+    m.loglP[i] = st.w;
     m.weight[i] = real && weight ? weight[g] : 0.0f;
-    m.lseP[i] = real && lseP ? lseP[g] : 0.0f;
   }
 }
 
@@ -154,14 +157,14 @@ __device__ __forceinline__ float gradEntry(float s, int r, int c, const SideMeta
   float g = 0.0f;
   const float wr = rm.weight[r];
   if (wr != 0.0f) {
-    float t = SUPCON_FAST_EXP(s - rm.lse[r]);
-    if (match) t -= SUPCON_FAST_EXP(s - rm.lseP[r]);
+    float t = SUPCON_FAST_EXP((s - rm.m[r]) - rm.logl[r]);
+    if (match) t -= SUPCON_FAST_EXP((s - rm.mP[r]) - rm.loglP[r]);
     g += wr * t;
   }
   const float wc = cm.weight[c];
   if (wc != 0.0f) {
-    float t = SUPCON_FAST_EXP(s - cm.lse[c]);
-    if (match) t -= SUPCON_FAST_EXP(s - cm.lseP[c]);
+    float t = SUPCON_FAST_EXP((s - cm.m[c]) - cm.logl[c]);
+    if (match) t -= SUPCON_FAST_EXP((s - cm.mP[c]) - cm.loglP[c]);
     g += wc * t;
   }
   return g * invT;
@@ -548,14 +551,14 @@ __device__ void forwardBlock(const TileProblem& p) {
   const int split = blockIdx.y;
   const int t0 = split * p.tilesPerSplit;
   const int t1 = t0 + p.tilesPerSplit < p.colTiles ? t0 + p.tilesPerSplit : p.colTiles;
-  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, nullptr, nullptr, nullptr, -1);
+  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, nullptr, nullptr, -1);
   RunningStats st[E::kRowSlots];
   SUPCON_UNROLL
   for (int i = 0; i < E::kRowSlots; ++i) st[i] = RunningStats{-INFINITY, 0.0f, -INFINITY, 0.0f, 0.0};
   typename E::Scores scores;
   for (int t = t0; t < t1; ++t) {
     const int64_t colBase = int64_t(t) * T::kCols;
-    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, nullptr, nullptr, nullptr, -2);
+    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, nullptr, nullptr, -2);
     // computeScores has a barrier before its result is used, which publishes the metadata.
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     updateStats<E::kRowSlots, E::kColSlots>(st, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
@@ -572,13 +575,13 @@ __device__ void gradBlock(const TileProblem& p) {
   const int split = blockIdx.z;
   const int t0 = split * p.tilesPerSplit;
   const int t1 = t0 + p.tilesPerSplit < p.colTiles ? t0 + p.tilesPerSplit : p.colTiles;
-  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowLse, p.rowWeight, p.rowLseP, -1);
+  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowStats, p.rowWeight, -1);
   typename E::Out out;
   E::zeroOut(out);
   typename E::Scores scores;
   for (int t = t0; t < t1; ++t) {
     const int64_t colBase = int64_t(t) * T::kCols;
-    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colLse, p.colWeight, p.colLseP, -2);
+    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colStats, p.colWeight, -2);
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     float g[E::kRowSlots][E::kColSlots];
     gradTile(g, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
@@ -715,9 +718,10 @@ __global__ void __launch_bounds__(kThreads) positiveGradKernel(float* dz, const 
   }
 }
 
-// Merges the forward splits: lse = max + log(sum); lseP likewise, 0 for anchors without
-// positives; with partialScoreP (L_out) the positives' mean score, 0 without positives.
-__global__ void __launch_bounds__(kThreads) combineStatsKernel(float* lse, float* lseP, double* positiveMean,
+// Merges the forward splits into the statistics (m, log l, mP, log lP) per anchor ((0, 0) for
+// the positives of an anchor without any); with partialScoreP (L_out) the positives' mean
+// score, 0 without positives.
+__global__ void __launch_bounds__(kThreads) combineStatsKernel(float4* stats, double* positiveMean,
                                                              const float4* partial, const double* partialScoreP,
                                                              const int32_t* positives, int splits, int64_t rowsPadded,
                                                              int64_t anchors) {
@@ -731,8 +735,7 @@ __global__ void __launch_bounds__(kThreads) combineStatsKernel(float* lse, float
     mergeStats(mP, lP, v.z, v.w);
     if (partialScoreP) sP += partialScoreP[int64_t(s) * rowsPadded + a];
   }
-  lse[a] = m + logf(l);
-  lseP[a] = lP > 0.0f ? mP + logf(lP) : 0.0f;
+  stats[a] = lP > 0.0f ? make_float4(m, logf(l), mP, logf(lP)) : make_float4(m, logf(l), 0.0f, 0.0f);
   if (partialScoreP) positiveMean[a] = positives[a] > 0 ? sP / positives[a] : 0.0;
 }
 

@@ -216,7 +216,7 @@ inline void expectEdgeError(const EdgeRow& row, const Json& j, const EdgeBackend
   const Json& e = j["expect"];
   const std::string what = b.name + ": " + row.name;
   const int64_t anchors = numAnchors(row.spec, in);
-  std::vector<float> per(size_t(std::max<int64_t>(anchors, 1))), stats(size_t(std::max<int64_t>(2 * anchors, 1)));
+  std::vector<float> per(size_t(std::max<int64_t>(anchors, 1))), stats(size_t(std::max<int64_t>(statsSize(row.spec, in), 1)));
   std::vector<float> grad(std::max<size_t>(row.features.size(), 1));
   Status st = b.forward(row.spec, in, b.run, per.data(), stats.data(), nullptr);
   if (e["stage"].string == "gradient") {

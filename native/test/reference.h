@@ -82,21 +82,21 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
       sum += std::exp(s[j] - mx);
       if (label[j] == label[i]) { sumP += std::exp(s[j] - mxP); meanP += s[j]; }
     }
-    const double lse = mx + std::log(sum);
+    // Differences of large terms first: at |s| ~ 1e30, mx + log(sum) would round log(sum) away.
     p[a].assign(static_cast<size_t>(C), 0.0);
     x[a].assign(static_cast<size_t>(C), 0.0);
     if (np == 0) continue;
     valid[a] = true;
     ++res.validAnchors;
-    const double lseP = mxP + std::log(sumP);
     meanP /= double(np);
-    const double l = spec.variant == Variant::kIn ? lse - lseP + std::log(double(np)) : lse - meanP;
+    const double l = spec.variant == Variant::kIn ? (mx - mxP) + (std::log(sum) - std::log(sumP)) + std::log(double(np))
+                                                  : (mx - meanP) + std::log(sum);
     res.perAnchor[a] = scale * l;
     for (int64_t j = 0; j < C; ++j) {
       if (j == i) continue;
-      p[a][j] = std::exp(s[j] - lse);
+      p[a][j] = std::exp(s[j] - mx) / sum;
       if (label[j] == label[i])
-        x[a][j] = spec.variant == Variant::kIn ? std::exp(s[j] - lseP) : 1.0 / double(np);
+        x[a][j] = spec.variant == Variant::kIn ? std::exp(s[j] - mxP) / sumP : 1.0 / double(np);
     }
   }
   double total = 0;

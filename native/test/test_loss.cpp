@@ -300,7 +300,7 @@ TEST(loss_edge_cases) {
 TEST(loss_bad_input_returns_status) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 4, 2, 8, 2, 0, true, false);
-  std::vector<float> per(8), stats(16);
+  std::vector<float> per(8), stats(size_t(statsSize(p.spec, p.inputs())));
   auto fwd = [&](const LossSpec& s, const LossInputs& in) { return forward(s, in, RunOptions{}, per.data(), stats.data(), nullptr); };
   LossInputs in = p.inputs();
   LossSpec s = p.spec;

@@ -142,7 +142,8 @@ export function supConLossFn(options?: SupConOptions): (yTrue: tf.Tensor, yPred:
         );
       }
       v.finiteValues('yPred', yPred.dataSync());
-      return tf.tidy(() => tf.mul(tf.sum(yPred), 0)) as tf.Scalar;
+      // Exactly +0, with a (zero) gradient path to the predictions, which tfjs's fit needs.
+      return tf.tidy(() => tf.sum(tf.sub(yPred, yPred))) as tf.Scalar;
     }
     return supConLoss(yPred, labels, opts) as tf.Scalar;
   };

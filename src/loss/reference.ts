@@ -116,7 +116,13 @@ function composedLoss(
     const others = tf.logicalNot(self);
     const positive = tf.logicalAnd(tf.equal(anchorLabels.expandDims(1), contrastRowLabels.expandDims(0)), others);
     const absent = tf.fill(s.shape, -Infinity);
-    const lse = tf.logSumExp(tf.where(self, absent, s), 1);
+    // Log-sum-exps as (max, log of the sum of exp(s - max)), kept apart like the native path's, so
+    // that differences of large terms are taken before log(sum) is added.
+    const logSumExp = (x: tf.Tensor) => {
+      const m = tf.max(x, 1, true);
+      return { m: m.squeeze([1]), logSum: tf.log(tf.sum(tf.exp(tf.sub(x, m)), 1)) };
+    };
+    const all = logSumExp(tf.where(self, absent, s));
     const count = positive.cast('float32').sum(1);
     const valid = tf.greater(count, 0);
     const safeCount = tf.maximum(count, 1).expandDims(1);
@@ -124,13 +130,13 @@ function composedLoss(
     if (opts.variant === 'out') {
       // The mean of the positives' scores as a sum of s / |P| (a sum of s could overflow).
       const meanPositive = tf.sum(tf.where(positive, tf.div(s, safeCount), tf.zerosLike(s)), 1);
-      perAnchor = tf.sub(lse, meanPositive);
+      perAnchor = tf.add(tf.sub(all.m, meanPositive), all.logSum);
     } else {
       // Rows without positives take their other scores instead, so every row's maximum is finite
       // (their result is masked out below, and so is their gradient).
       const inSet = tf.logicalOr(positive, tf.logicalAnd(tf.logicalNot(valid).expandDims(1), others));
-      const lseP = tf.logSumExp(tf.where(inSet, s, absent), 1);
-      perAnchor = tf.add(tf.sub(lse, lseP), tf.log(safeCount.squeeze([1])));
+      const pos = logSumExp(tf.where(inSet, s, absent));
+      perAnchor = tf.add(tf.add(tf.sub(all.m, pos.m), tf.sub(all.logSum, pos.logSum)), tf.log(safeCount.squeeze([1])));
     }
     perAnchor = tf.mul(tf.where(valid, perAnchor, tf.zerosLike(perAnchor)), opts.temperature / opts.baseTemperature);
     if (opts.reduction === 'none') return perAnchor;

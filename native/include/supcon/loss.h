@@ -106,7 +106,10 @@ struct BackwardResult {
 
 // Number of anchors: batch*views ('all') or batch ('one').
 int64_t numAnchors(const LossSpec& spec, const LossInputs& in);
-// Floats of saved statistics per call (forward writes them, backward reads them): 2 per anchor.
+// Floats of saved statistics per call (forward writes them, backward reads them): 4 per anchor,
+// the log-sum-exp over A(i) as a reference m and log of the sum of exp(s - m), then the same over
+// P(i) for L_in (docs/loss.md, "Numerics": kept apart, p = exp((s - m) - log l) stays exact where
+// |s| is so large that m + log l would round log l away).
 int64_t statsSize(const LossSpec& spec, const LossInputs& in);
 
 // Checks shapes, pointers and options, and that the problem stays inside float32's range
@@ -119,7 +122,7 @@ Status validateBackward(const LossSpec& spec, const LossInputs& in, const float*
                         int64_t upstreamLength);
 
 // Forward. perAnchor: [numAnchors] per-anchor losses l_i scaled by temperature/baseTemperature
-// (0 for anchors without positives). stats: [statsSize] per-anchor log-sum-exp values for
+// (0 for anchors without positives). stats: [statsSize] per-anchor log-sum-exp statistics for
 // backward. Either output may be nullptr when not wanted (stats must be given to call backward).
 Status forward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
                float* stats, ForwardResult* result);

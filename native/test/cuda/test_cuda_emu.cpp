@@ -98,7 +98,7 @@ TEST(emu_no_device_is_unavailable) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 8, 2, 8, 2, 0, true, false);
   supcon_emu::config().deviceAbsent = true;
-  std::vector<float> per(16), stats(32);
+  std::vector<float> per(16), stats(size_t(statsSize(p.spec, p.inputs())));
   const Status st = emu().forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   supcon_emu::config().deviceAbsent = false;
   CHECK(st.code() == StatusCode::kUnavailable && st.message().find("no CUDA device") != std::string::npos)
@@ -123,7 +123,7 @@ TEST(emu_shared_memory_limit_is_a_status) {
   std::mt19937 rng(3);
   Problem p = makeProblem(rng, 10, 2, 8, 2, 0, true, false);
   supcon_emu::config().sharedMemPerBlockOptin = 16 * 1024;  // below every kernel's need
-  std::vector<float> per(20), stats(40);
+  std::vector<float> per(20), stats(size_t(statsSize(p.spec, p.inputs())));
   const Status st = emu().forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   supcon_emu::config().sharedMemPerBlockOptin = 99 * 1024;
   CHECK(st.code() == StatusCode::kUnavailable && st.message().find("shared memory") != std::string::npos)

@@ -39,7 +39,7 @@ bool tensorCores() {
 int noDeviceChecks(const std::string& reason) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 16, 2, 8, 3, 0, true, false);
-  std::vector<float> per(32), stats(64), grad(p.features.size());
+  std::vector<float> per(32), stats(size_t(statsSize(p.spec, p.inputs()))), grad(p.features.size());
   const Status st = forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   CHECK(st.code() == StatusCode::kUnavailable) << "forward on a machine without CUDA: " << st.message();
   CHECK(!st.message().empty());
