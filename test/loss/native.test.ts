@@ -263,6 +263,22 @@ describe('edge cases', () => {
     expect(addon.memoryStats().currentBytes).toBe(before);
   });
 
+  it('reports the workspace of its own call: every buffer, whatever runs beside it', async () => {
+    const rng = testRng(10);
+    const small = { features: unitRows(gaussian(rng, 512 * 128), 128), shape: [256, 2, 128], labels: Int32Array.from({ length: 256 }, (_, i) => i % 7) };
+    const alone = supcon.forwardBackward(small).workspaceBytes;
+    // At least the operands laid out for the tile kernel (one copy of the features), never N x N.
+    expect(alone).toBeGreaterThanOrEqual(512 * 128 * 4);
+    expect(alone).toBeLessThan(4 * 512 * 512);
+    const big = { features: unitRows(gaussian(rng, 4096 * 128), 128), shape: [2048, 2, 128] };
+    const running = supcon.forwardBackwardAsync(big); // allocates megabytes on the libuv pool meanwhile
+    const beside: number[] = [];
+    for (let i = 0; i < 5; i++) beside.push(supcon.forwardBackward(small).workspaceBytes);
+    const bigResult = await running;
+    expect(beside).toEqual([alone, alone, alone, alone, alone]);
+    expect(bigResult.workspaceBytes).toBeGreaterThanOrEqual(4096 * 128 * 4);
+  });
+
   it('reports build and machine information', () => {
     const info = supcon.info();
     expect(info.available).toBe(true);

@@ -81,6 +81,27 @@ TEST(emu_splits_agree) {
 
 TEST(emu_edge_cases) { edgeCases(emu(), 11); }
 
+TEST(emu_forward_backward_uploads_once) {
+  // forward + backward in one call uploads the features once; two calls upload them twice.
+  std::mt19937 rng(4);
+  Problem p = makeProblem(rng, 120, 2, 64, 6, 0, true, true);
+  const size_t featureBytes = p.features.size() * sizeof(float);
+  std::vector<float> per(size_t(p.anchors())), stats(size_t(statsSize(p.spec, p.inputs()))), grad(p.features.size());
+  ForwardResult fr;
+  supcon_emu::state().hostToDeviceBytes = 0;
+  Status st = cuda_emu::forwardBackward(p.spec, p.inputs(), cudaRun(), per.data(), grad.data(), &fr, nullptr);
+  const size_t once = supcon_emu::state().hostToDeviceBytes;
+  CHECK(st.isOk()) << st.message();
+  CHECK(once >= featureBytes && once < 2 * featureBytes) << once << " bytes uploaded for " << featureBytes;
+  supcon_emu::state().hostToDeviceBytes = 0;
+  const std::vector<float> up(1, 1.0f);
+  st = cuda_emu::forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), &fr);
+  BackwardResult br;
+  if (st.isOk()) st = cuda_emu::backward(p.spec, p.inputs(), cudaRun(), stats.data(), up.data(), grad.data(), &br);
+  CHECK(st.isOk() && supcon_emu::state().hostToDeviceBytes >= 2 * featureBytes);
+  expectNoDeviceMemoryLeft("the upload counts");
+}
+
 TEST(emu_edge_case_table) {
   supcon_test::EdgeBackend b{"emulator", cudaRun(), emu().forward, emu().backward};
   CHECK(supcon_test::runEdgeCaseTable(b) > 20);
