@@ -451,16 +451,7 @@ Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOpti
 #endif
     }
     if (!grad) return detail::forwardCpu(spec, in, perAnchor, nullptr, out);
-    // The statistics and the unit upstream live across both halves; each half counts its own.
-    Workspace shared;
-    Buffer<float> stats(static_cast<size_t>(statsSize(spec, in)), shared);
-    Buffer<float> ones(static_cast<size_t>(spec.reduction == Reduction::kNone ? numAnchors(spec, in) : 1), shared);
-    for (size_t i = 0; i < ones.size(); ++i) ones[i] = 1.0f;
-    SUPCON_RETURN_IF_ERROR(detail::forwardCpu(spec, in, perAnchor, stats.data(), out));
-    BackwardResult back;
-    SUPCON_RETURN_IF_ERROR(detail::backwardCpu(spec, in, stats.data(), ones.data(), grad, &back));
-    out->workspaceBytes = std::max(out->workspaceBytes, back.workspaceBytes) + shared.peakBytes();
-    return Status::ok();
+    return detail::forwardBackwardCpu(spec, in, perAnchor, grad, out);
   });
 }
 

@@ -270,16 +270,24 @@ struct ForwardStats {
   }
 };
 
-}  // namespace
+// One CPU call's problem: prepared once, shared by the forward and the backward of a
+// forwardBackward call (one preparation, one layout of the operands).
+struct CpuProblem {
+  CpuProblem(const LossSpec& spec, const LossInputs& in, Workspace& w)
+      : ws(w), p(prepare(spec, in, w)), o(makeOperands(spec, in, p, kernels().lossNr, w)) {}
+  Workspace& ws;
+  const PreparedLoss p;
+  const Operands o;
+};
 
-Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* stats,
-                  ForwardResult* result) {
-  Workspace ws;
-  const PreparedLoss p = prepare(spec, in, ws);
+// The forward: perAnchor and stats (4 floats per anchor, loss_internal.h) when non-null.
+void forwardTiles(const LossSpec& spec, const CpuProblem& call, float* perAnchor, float* stats, ForwardResult* result) {
+  Workspace& ws = call.ws;
+  const PreparedLoss& p = call.p;
+  const Operands& o = call.o;
   const KernelTable& kt = kernels();
   const int64_t D = p.dim;
   const float invT = p.invTemperature;
-  const Operands o = makeOperands(spec, in, p, kt.lossNr, ws);
   const size_t tileFloats = static_cast<size_t>(kTile * kTile);
 
   ForwardStats st(ws);
@@ -352,18 +360,17 @@ Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, 
   }
   result->loss = reduceLoss(spec, p, out, positiveMean.data(), perAnchor);
   result->validAnchors = p.validAnchors;
-  result->workspaceBytes = ws.peakBytes();
-  return Status::ok();
 }
 
-Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
-                   float* grad, BackwardResult* result) {
-  Workspace ws;
-  const PreparedLoss p = prepare(spec, in, ws);
+// The backward: grad from the saved statistics and the upstream gradient.
+void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* stats, const float* upstream,
+                   float* grad) {
+  Workspace& ws = call.ws;
+  const PreparedLoss& p = call.p;
+  const Operands& o = call.o;
   const KernelTable& kt = kernels();
   const int64_t D = p.dim;
   const float invT = p.invTemperature;
-  const Operands o = makeOperands(spec, in, p, kt.lossNr, ws);
   const int64_t ld = o.ld;
 
   // Per-anchor statistics and weights, padded to whole tiles (the epilogues read whole vectors).
@@ -523,6 +530,43 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
   if (spec.normalize) normalizeRowsBackward(o.features, o.norms.data(), p.rows, D, ld, dz);
   if (dz != grad)
     for (int64_t r = 0; r < p.rows; ++r) std::copy(dz + r * ld, dz + r * ld + D, grad + r * D);
+}
+
+}  // namespace
+
+Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* stats,
+                  ForwardResult* result) {
+  Workspace ws;
+  {
+    const CpuProblem call(spec, in, ws);
+    forwardTiles(spec, call, perAnchor, stats, result);
+  }
+  result->workspaceBytes = ws.peakBytes();
+  return Status::ok();
+}
+
+Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
+                   float* grad, BackwardResult* result) {
+  Workspace ws;
+  {
+    const CpuProblem call(spec, in, ws);
+    backwardTiles(spec, call, stats, upstream, grad);
+  }
+  result->workspaceBytes = ws.peakBytes();
+  return Status::ok();
+}
+
+Status forwardBackwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* grad,
+                          ForwardResult* result) {
+  Workspace ws;
+  {
+    const CpuProblem call(spec, in, ws);
+    Buffer<float> stats(static_cast<size_t>(statsSize(spec, in)), ws);
+    Buffer<float> ones(static_cast<size_t>(spec.reduction == Reduction::kNone ? numAnchors(spec, in) : 1), ws);
+    std::fill(ones.data(), ones.data() + ones.size(), 1.0f);
+    forwardTiles(spec, call, perAnchor, stats.data(), result);
+    backwardTiles(spec, call, stats.data(), ones.data(), grad);
+  }
   result->workspaceBytes = ws.peakBytes();
   return Status::ok();
 }

@@ -81,6 +81,9 @@ Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, 
                   ForwardResult* result);
 Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
                    float* grad, BackwardResult* result);
+// Both, sharing one preparation of the problem (upstream 1).
+Status forwardBackwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* grad,
+                          ForwardResult* result);
 
 #if defined(SUPCON_WITH_CUDA)
 Status forwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
