@@ -118,10 +118,10 @@ export interface LossInput extends SupConOptions {
 
 const INT32_MAX = 2 ** 31 - 1;
 /**
- * Every score, loss and gradient bound must stay below this: an eighth of float32's largest
- * value, the headroom for the sums and differences formed from them (native/core/loss.cpp).
+ * Every score, loss and gradient bound must stay below this, FLT_MAX / 1024 (about 3.3e35): the
+ * headroom for the float32 sums the kernels form from them (native/core/loss.cpp, kRangeLimit).
  */
-const RANGE_LIMIT = 3.4028234663852886e38 / 8;
+const RANGE_LIMIT = 3.4028234663852886e38 / 1024;
 
 /** The problem's geometry after validation. */
 export interface LossGeometry {
