@@ -48,29 +48,34 @@ struct Blocks {
 };
 
 // Rounds of block pairs (I <= J) in which no block appears twice: round 0 holds the diagonal
-// tiles, then the circle method of a round-robin tournament pairs every two blocks once.
-std::vector<std::vector<std::pair<int64_t, int64_t>>> roundRobin(int64_t nb) {
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> rounds;
-  rounds.emplace_back();
-  for (int64_t b = 0; b < nb; ++b) rounds[0].emplace_back(b, b);
-  const int64_t n = nb % 2 == 0 ? nb : nb + 1;  // with an odd count, block nb is a bye
-  for (int64_t r = 0; r + 1 < n; ++r) {
-    std::vector<std::pair<int64_t, int64_t>> round;
-    auto add = [&](int64_t a, int64_t b) {
-      if (a < nb && b < nb) round.emplace_back(std::min(a, b), std::max(a, b));
-    };
-    add(r, n - 1);
-    for (int64_t k = 1; k < n / 2; ++k) add((r + k) % (n - 1), (r - k + n - 1) % (n - 1));
-    if (!round.empty()) rounds.push_back(std::move(round));
+// tiles, then the circle method of a round-robin tournament pairs every two blocks once. Pairs
+// are computed where they are used (nothing of O(blocks^2) is stored).
+struct RoundRobin {
+  int64_t blocks = 0;
+  int64_t n = 0;  // blocks rounded up to even: with an odd count, block `blocks` is a bye
+  explicit RoundRobin(int64_t nb) : blocks(nb), n(nb % 2 == 0 ? nb : nb + 1) {}
+  int64_t rounds() const { return n; }  // the diagonal round, then n - 1 pairing rounds
+  int64_t slots(int64_t round) const { return round == 0 ? blocks : n / 2; }
+  // The pair in a slot of a round; false for the bye's slot.
+  bool pair(int64_t round, int64_t slot, int64_t* a, int64_t* b) const {
+    if (round == 0) {
+      *a = *b = slot;
+      return true;
+    }
+    const int64_t r = round - 1, m = n - 1;
+    const int64_t x = slot == 0 ? r : (r + slot) % m, y = slot == 0 ? m : (r - slot + m) % m;
+    if (x >= blocks || y >= blocks) return false;
+    *a = std::min(x, y);
+    *b = std::max(x, y);
+    return true;
   }
-  return rounds;
-}
+};
 
 // Runs the symmetric schedule: tile(I, J, scratch) for every pair, rounds separated by barriers.
 // Scratch allocation happens before the first barrier so that a failure cannot strand a thread.
 template <typename Tile>
 void runRounds(int64_t nb, size_t scratchFloats, Workspace& ws, Tile&& tile) {
-  const auto rounds = roundRobin(nb);
+  const RoundRobin schedule(nb);
   const int threads = numThreads();
   std::vector<Buffer<float>> scratch;
   for (int t = 0; t < threads; ++t) scratch.emplace_back(ws);
@@ -83,9 +88,10 @@ void runRounds(int64_t nb, size_t scratchFloats, Workspace& ws, Tile&& tile) {
     }
     barrier();
     if (failed) return;
-    for (const auto& round : rounds) {
-      for (size_t p = static_cast<size_t>(t); p < round.size(); p += static_cast<size_t>(threads))
-        tile(round[p].first, round[p].second, scratch[t].data());
+    for (int64_t round = 0; round < schedule.rounds(); ++round) {
+      int64_t a = 0, b = 0;
+      for (int64_t slot = t; slot < schedule.slots(round); slot += threads)
+        if (schedule.pair(round, slot, &a, &b)) tile(a, b, scratch[t].data());
       barrier();
     }
   });
