@@ -45,13 +45,17 @@ export function supConLoss(features: tf.Tensor, labels?: LabelsLike | null, opti
   const contrast = options?.contrast
     ? { features: options.contrast.features.dataSync() as Float32Array, labels: checked.contrastLabels }
     : undefined;
+  // Being differentiated, it checks the gradient's range for a unit upstream up front, where a
+  // refusal leaves nothing behind (tfjs cannot release its tape when a gradient function throws),
+  // and again in the backward with tfjs's dy.
+  const differentiated = tf.engine().isTapeOn();
 
   // customGrad passes the inputs followed by the save function.
   const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const x = inputs[0] as tf.Tensor;
     const save = inputs[1] as tf.GradSaveFunc;
     const { args, geometry, ranges } = prepareLossArgs(
-      { features: x.dataSync() as Float32Array, shape: x.shape, labels: checked.labels, contrast, wantGrad: false },
+      { features: x.dataSync() as Float32Array, shape: x.shape, labels: checked.labels, contrast, wantGrad: differentiated },
       opts,
       TENSOR_NAMES,
     );

@@ -257,6 +257,11 @@ export function checkGradientRange(
   }
 }
 
+/** The upstream gradient of a loss that is the result itself: 1, or one 1 per anchor ('none'). */
+export function unitUpstream(geometry: LossGeometry, opts: ResolvedSupConOptions): Float32Array {
+  return new Float32Array(opts.reduction === 'none' ? geometry.anchors : 1).fill(1);
+}
+
 /** The argument names of the typed-array API. */
 export const TYPED_ARRAY_NAMES = {
   features: 'features',
@@ -314,10 +319,7 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
   const geometry = lossGeometry(shape, labels !== null, contrastRows, opts, names);
   const wantGrad = input.wantGrad === undefined ? true : v.boolean('wantGrad', input.wantGrad);
   const ranges = checkLossValues(features, contrastFeatures, geometry, opts, names);
-  if (wantGrad) {
-    const unit = new Float32Array(opts.reduction === 'none' ? geometry.anchors : 1).fill(1);
-    checkGradientRange(ranges, geometry, opts, unit, { ...names, upstream: 'upstream' });
-  }
+  if (wantGrad) checkGradientRange(ranges, geometry, opts, unitUpstream(geometry, opts), { ...names, upstream: 'upstream' });
   const args: NativeLossArgs = {
     features,
     batch,

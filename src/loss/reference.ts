@@ -8,7 +8,14 @@
  * normalization never differentiates a norm at 0.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkGradientRange, checkLossValues, resolveOptions, type LossRanges, type ResolvedSupConOptions } from './options';
+import {
+  checkGradientRange,
+  checkLossValues,
+  resolveOptions,
+  unitUpstream,
+  type LossRanges,
+  type ResolvedSupConOptions,
+} from './options';
 import { checkTensors, TENSOR_NAMES, type CheckedTensors, type LabelsLike, type SupConLossOptions } from './tensor_inputs';
 
 const EPSILON = 1e-12;
@@ -76,6 +83,10 @@ export function referenceLoss(
     opts,
     TENSOR_NAMES,
   );
+  if (tf.engine().isTapeOn()) {
+    // Differentiated: the gradient's range for a unit upstream, up front (as supConLoss).
+    checkGradientRange(ranges, checked.geometry, opts, unitUpstream(checked.geometry, opts), TENSOR_NAMES);
+  }
   const guard = gradientRangeGuard(ranges, checked, opts);
   return tf.tidy(() => guard(composedLoss(features, checked, opts, extraFeatures)));
 }

@@ -312,6 +312,21 @@ describe('the shared edge-case table', () => {
     );
   });
 
+  it('leaves no tensor behind, computed or refused', () => {
+    const before = tf.memory().numTensors;
+    for (const row of table.rows) {
+      const p = problem(row);
+      for (const fn of [supConLoss, supConLossReference]) {
+        try {
+          runTf(fn, p);
+        } catch (e) {
+          expect(e, row.name).toBeInstanceOf(InvalidArgumentError);
+        }
+      }
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   describe.each(errorRows.map((r) => [r.name, r] as const))('error: %s', (_name, row) => {
     const p = problem(row);
     const gradientStage = (row.expect as { stage?: string }).stage === 'gradient';
@@ -324,7 +339,9 @@ describe('the shared edge-case table', () => {
           const { x, contrast } = tensorsOf(p);
           const l = fn(x, p.labels, { ...p.options, contrast }); // the forward alone is valid
           expect(Number.isFinite(l.dataSync()[0])).toBe(true);
+          const before = tf.memory().numTensors;
           expectRefusal(() => tf.grad((t: tf.Tensor) => fn(t, p.labels, { ...p.options, contrast }) as tf.Scalar)(x), row, fn.name);
+          expect(tf.memory().numTensors, 'nothing left behind').toBe(before);
           tf.dispose([x, l, contrast?.features ?? []]);
         } else {
           expectRefusal(() => runTf(fn, p), row, fn.name);
