@@ -51,7 +51,8 @@ struct LossCall {
 // name; their values are checked by the core.
 LossCall parseCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) typeError(env, "expected an arguments object");
+  if (info.Length() < 1 || !info[0].IsObject())
+    typeError(env, "args", "an arguments object", info.Length() < 1 ? "nothing" : describeType(info[0]));
   Napi::Object o = info[0].As<Napi::Object>();
   LossCall c;
   const int64_t kMax = std::numeric_limits<int32_t>::max();
@@ -60,7 +61,7 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   c.in.dim = intField(o, "dim", 1, kMax);
   c.in.contrastRows = intField(o, "contrastRows", 0, kMax);
   if (c.in.batch > kMax / c.in.views || c.in.batch * c.in.views > kMax / c.in.dim || c.in.contrastRows > kMax / c.in.dim)
-    typeError(env, "feature sizes must stay below 2^31 elements");
+    typeError(env, "features", "sizes below 2^31 elements", "batch * views * dim or contrastRows * dim past it");
   c.in.features = floatArray(o, "features", c.in.batch * c.in.views * c.in.dim);
   c.in.labels = intArray(o, "labels", c.in.batch, true);
   if (c.in.contrastRows > 0) {
@@ -105,13 +106,13 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
 Napi::Value LossBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LossCall c = parseCall(info);
-  if (info.Length() < 3 || !info[1].IsObject() || !info[2].IsObject()) typeError(env, "expected (args, stats, upstream)");
+  if (info.Length() < 3) typeError(env, "lossBackward", "(args, stats, upstream)", std::to_string(info.Length()) + " arguments");
   Napi::Object holder = Napi::Object::New(env);
   holder.Set("stats", info[1]);
   holder.Set("upstream", info[2]);
   const float* stats = floatArray(holder, "stats", supcon::statsSize(c.spec, c.in));
   if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-    typeError(env, "expected a Float32Array for upstream");
+    typeError(env, "upstream", "a Float32Array", describeType(info[2]));
   const int64_t upLen = static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength());
   const float* upstream = upLen > 0 ? floatArray(holder, "upstream", upLen) : nullptr;
   Napi::Float32Array grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));

@@ -193,6 +193,9 @@ describe('one contract across the N-API boundary', () => {
       'labels',
       /views/,
     );
+    // What the binding itself reads (types, names, lengths) answers in the same form.
+    expectArgError(() => callNative(() => addon.lossForwardBackward({ ...args, variant: 1 } as never)), 'variant', /one of 'out', 'in'.*a number/);
+    expectArgError(() => callNative(() => addon.lossForwardBackward({ ...args, batch: 100 } as never)), 'features', /length 800.*length 32/);
   });
 });
 
