@@ -128,7 +128,6 @@ export interface LossGeometry {
   batch: number;
   views: number;
   dim: number;
-  rank: 2 | 3;
   contrastRows: number;
   anchors: number;
 }
@@ -153,13 +152,12 @@ export function lossGeometry(
   opts: ResolvedSupConOptions,
   names: ArgumentNames,
 ): LossGeometry {
-  const rank = shape.length as 2 | 3;
-  const [batch, views, dim] = rank === 2 ? [shape[0], 1, shape[1]] : [shape[0], shape[1], shape[2]];
+  const [batch, views, dim] = shape.length === 2 ? [shape[0], 1, shape[1]] : [shape[0], shape[1], shape[2]];
   const rows = batch * views;
   if ((rows + contrastRows) * dim > INT32_MAX) {
     throw new InvalidArgumentError(names.features, `at most ${INT32_MAX} elements with the contrast set`, `shape [${shape.join(', ')}]`);
   }
-  if (opts.contrastMode === 'one' && rank !== 3) {
+  if (opts.contrastMode === 'one' && shape.length !== 3) {
     throw new InvalidArgumentError(
       'options.contrastMode',
       "'all' for rank-2 features ('one' needs views: shape [B, V, D])",
@@ -177,7 +175,7 @@ export function lossGeometry(
     );
   }
   const anchors = opts.contrastMode === 'one' ? batch : rows;
-  return { batch, views, dim, rank, contrastRows, anchors };
+  return { batch, views, dim, contrastRows, anchors };
 }
 
 /** What the value scan found: the inputs of the gradient's range rule. */
