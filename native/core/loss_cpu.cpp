@@ -228,19 +228,19 @@ int padColumns(float* s, int rows, int cols) {
   return padded;
 }
 
-// dst [m rows, ld] += alpha * G B for a gradient tile g (row stride kTile) and B = rows [k][ld]
-// row-major, K = kc: G itself (transposed = false, g[i][k]) or its transpose (g[k][i]). Neither
-// needs a copy: the kernel reads A row by row or k-major.
+// dst [m rows, ld] = alpha * G B + beta * dst for a gradient tile g (row stride kTile) and
+// B = rows [k][ld] row-major, K = kc: G itself (transposed = false, g[i][k]) or its transpose
+// (g[k][i]). Neither needs a copy: the kernel reads A row by row or k-major.
 void accumulateRows(const KernelTable& kt, const float* g, bool transposed, int64_t kc, int m, const float* b,
-                    int64_t ld, float alpha, float* dst) {
+                    int64_t ld, float alpha, float* dst, float beta = 1.0f) {
   const int mr = kt.lossMr, nr = kt.lossNr;
   for (int64_t d0 = 0; d0 < ld; d0 += nr)
     for (int ib = 0; ib < m; ib += mr) {
       const int rows = std::min(mr, m - ib);
       if (transposed)
-        kt.lossTileKernel(kc, g + ib, kTile, b + d0, ld, dst + ib * ld + d0, ld, alpha, 1.0f, rows, nr);
+        kt.lossTileKernel(kc, g + ib, kTile, b + d0, ld, dst + ib * ld + d0, ld, alpha, beta, rows, nr);
       else
-        kt.lossTileKernelRowsA(kc, g + ib * kTile, b + d0, ld, dst + ib * ld + d0, ld, alpha, 1.0f, rows, nr);
+        kt.lossTileKernelRowsA(kc, g + ib * kTile, b + d0, ld, dst + ib * ld + d0, ld, alpha, beta, rows, nr);
     }
 }
 
@@ -404,10 +404,11 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
     dzOwn.reset(static_cast<size_t>(p.rows * ld));
     dz = dzOwn.data();
   }
-  std::fill(dz, dz + p.rows * ld, 0.0f);
   const size_t tileFloats = static_cast<size_t>(kTile * kTile);
 
   if (p.symmetric) {
+    // Round 0 holds every block's diagonal tile, its first write: that one overwrites (beta 0)
+    // the whole [rows, ld] block, so dz needs no zeroing.
     Blocks blocks(p.rows);
     runRounds(blocks.count, tileFloats, ws, [&](int64_t I, int64_t J, float* s) {
       const int64_t i0 = blocks.begin(I), j0 = blocks.begin(J);
@@ -420,10 +421,11 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
       const TileSide rowSide = anchorSide(i0), colSide = anchorSide(j0);
       kt.gradTile(s, kTile, rows, colsPadded, rowSide, &colSide);
       // dz_I += H Z_J / tau, dz_J += H^T Z_I / tau.
-      accumulateRows(kt, s, false, cols, rows, o.features + j0 * ld, ld, invT, dz + i0 * ld);
+      accumulateRows(kt, s, false, cols, rows, o.features + j0 * ld, ld, invT, dz + i0 * ld, I == J ? 0.0f : 1.0f);
       if (I != J) accumulateRows(kt, s, true, rows, cols, o.features + i0 * ld, ld, invT, dz + j0 * ld);
     });
   } else {
+    std::fill(dz, dz + p.rows * ld, 0.0f);
     Blocks anchorBlocks(p.anchors);
     const int64_t extraEnd = o.featuresPadded + p.extraRows;
     const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
