@@ -219,6 +219,62 @@ constexpr float kSingleReferenceRange = 64.0f;
 
 inline float hmin(vf v) { float s = v[0]; for (int i = 1; i < W; ++i) s = v[i] < s ? v[i] : s; return s; }
 inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+inline vi vnot(vi a) { return ~a; }
+
+// log(1 + t) for t in [0, 1] (~1 ulp): log u for u = 1 + t by Cephes' logf reduction and
+// polynomial, corrected for the rounding of 1 + t (log1p(t) = log u - ((u - 1) - t) / u).
+inline vf vlog1p01(vf t) {
+  const vf u = t + 1.0f;
+  const vi big = u > 1.41421356237f;
+  const vf m = big ? u * 0.5f : u;
+  const vf e = big ? splat(1.0f) : vf{};
+  const vf x = m - 1.0f;
+  const vf z = x * x;
+  vf y = splat(7.0376836292e-2f);
+  y = y * x - 1.1514610310e-1f;
+  y = y * x + 1.1676998740e-1f;
+  y = y * x - 1.2420140846e-1f;
+  y = y * x + 1.4249322787e-1f;
+  y = y * x - 1.6668057665e-1f;
+  y = y * x + 2.0000714765e-1f;
+  y = y * x - 2.4999993993e-1f;
+  y = y * x + 3.3333331174e-1f;
+  y = y * x * z;
+  y += e * -2.12194440e-4f;
+  y += z * -0.5f;
+  vf logu = x + y + e * 0.693359375f;
+  return logu - ((u - 1.0f) - t) / u;
+}
+
+// softplus(d) = log(1 + exp(d)) at every d, -inf included (0).
+inline vf vsoftplus(vf d) {
+  const vf a = d > 0.0f ? d : -d;
+  return (d > 0.0f ? d : vf{}) + vlog1p01(vexp(-a));
+}
+
+// One vector of a tile row against its columns (TileRelation, simd.h): pos (a positive), w (its
+// weight; 1 with class ids), present (in A(i): not self, not padding, not dropped by the cap).
+struct Rel {
+  vi pos, present;
+  vf w;
+};
+
+// Entry (i, j..j+W) of a tile of row stride ld; rowClass is rel.rowClasses[i] (class ids only).
+template <bool kPw>
+inline Rel relate(vf x, const TileRelation& rel, int64_t ld, int i, int j, int32_t rowClass) {
+  Rel r;
+  const vi real = x > -kInf;
+  if constexpr (kPw) {
+    r.w = load(rel.pairs + i * ld + j);
+    r.pos = real & (r.w > 0.0f);
+    r.present = real & (r.w >= 0.0f);
+  } else {
+    r.w = splat(1.0f);
+    r.pos = real & (loadi(rel.colClasses + j) == rowClass);
+    r.present = real;
+  }
+  return r;
+}
 
 // Merges tile statistics (reference tref, sum tsum) into running (ref, sum), n entries; entries
 // with tsum == 0 (nothing present) keep their running values.
@@ -234,6 +290,21 @@ void mergeRunning(float* ref, float* sum, const float* tref, const float* tsum, 
   }
 }
 
+// The same for two sums sharing one reference (sum and sumU of the one-positive L_in pass).
+void mergeRunning2(float* ref, float* sum, float* sumU, const float* tref, const float* tsum, const float* tsumU, int n) {
+  for (int i = 0; i < n; i += W) {
+    const vf r = load(ref + i), l = load(sum + i), lU = load(sumU + i);
+    const vf tr = load(tref + i), tl = load(tsum + i), tlU = load(tsumU + i);
+    const vi present = tl > 0.0f;
+    const vf next = vmax(r, tr);
+    const vf safe = present ? next : vf{};
+    const vf a = vexp(r - safe), b = vexp(tr - safe);
+    store(sum + i, present ? l * a + tl * b : l);
+    store(sumU + i, present ? lU * a + tlU * b : lU);
+    store(ref + i, present ? next : r);
+  }
+}
+
 // Tile statistics of one side, before they are merged into the running ones.
 struct TileSums {
   alignas(64) float ref[kLossMaxTile];
@@ -241,6 +312,7 @@ struct TileSums {
   alignas(64) float refP[kLossMaxTile];
   alignas(64) float sumP[kLossMaxTile];
   alignas(64) float scoreP[kLossMaxTile];
+  alignas(64) float weight[kLossMaxTile];
 };
 
 void foldInto(const ForwardSide& side, const TileSums& t, int n) {
@@ -249,11 +321,17 @@ void foldInto(const ForwardSide& side, const TileSums& t, int n) {
   if (side.refP) mergeRunning(side.refP, side.sumP, t.refP, t.sumP, nv);
   if (side.scoreSumP)
     for (int i = 0; i < n; ++i) side.scoreSumP[i] += double(t.scoreP[i]);
+  if (side.weightSum)
+    for (int i = 0; i < n; ++i) side.weightSum[i] += t.weight[i];
 }
 
-template <bool kIn, bool kSym>
-void forwardTileT(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row, const int32_t* colClasses,
-                  const ForwardSide* col) {
+// Forward pass: the log-sum-exp over the denominator's rows ("members": every present entry, or
+// the negatives with negOnly), for L_in the one over the positives (of log w + s), for L_out the
+// sum of w s over the positives, and with pair weights the sum of w.
+template <bool kIn, bool kSym, bool kPw>
+void forwardTileT(const float* s, int64_t ld, int rows, int cols, const TileRelation& rel, bool negOnly,
+                  const ForwardSide& row, const ForwardSide* col) {
+  const vi negMask = vi{} + (negOnly ? -1 : 0);
   // Range of the present scores.
   vf hi = splat(-kInf), lo = splat(kInf);
   for (int i = 0; i < rows; ++i)
@@ -267,57 +345,68 @@ void forwardTileT(const float* s, int64_t ld, int rows, int cols, const ForwardS
   const bool single = tileMax - hmin(lo) <= kSingleReferenceRange;
 
   TileSums rt, ct;
-  const int colsV = cols;
   if (kSym)
-    for (int j = 0; j < colsV; j += W) {
+    for (int j = 0; j < cols; j += W) {
       store(ct.sum + j, vf{});
       store(ct.sumP + j, vf{});
       store(ct.scoreP + j, vf{});
+      store(ct.weight + j, vf{});
     }
   // Rows.
   for (int i = 0; i < rows; ++i) {
     const float* r = s + i * ld;
-    const vi ci = vi{} + row.classes[i];
+    const int32_t ci = kPw ? 0 : rel.rowClasses[i];
     float ref = tileMax;
+    float refP = tileMax;
     if (!single) {
-      vf mx = splat(-kInf);
-      for (int j = 0; j < cols; j += W) mx = vmax(mx, load(r + j));
+      vf mx = splat(-kInf), mxP = splat(-kInf);
+      for (int j = 0; j < cols; j += W) {
+        const vf x = load(r + j);
+        const Rel q = relate<kPw>(x, rel, ld, i, j, ci);
+        const vi member = q.present & vnot(q.pos & negMask);
+        mx = vmax(mx, member ? x : splat(-kInf));
+        if (kIn) mxP = vmax(mxP, q.pos ? x : splat(-kInf));
+      }
       ref = hmax(mx);
-    }
-    float refP = ref;
-    if (kIn && !single) {
-      vf mx = splat(-kInf);
-      for (int j = 0; j < cols; j += W) mx = vmax(mx, loadi(colClasses + j) == ci ? load(r + j) : splat(-kInf));
-      refP = hmax(mx);
+      refP = hmax(mxP);
     }
     const vf refV = splat(ref == -kInf ? 0.0f : ref), refPV = splat(refP == -kInf ? 0.0f : refP);
-    vf acc{}, accP{}, accS{};
+    vf acc{}, accP{}, accS{}, accW{};
     for (int j = 0; j < cols; j += W) {
       const vf x = load(r + j);
+      const Rel q = relate<kPw>(x, rel, ld, i, j, ci);
+      const vi member = q.present & vnot(q.pos & negMask);
       const vf e = vexp(x - refV);
-      const vi match = (loadi(colClasses + j) == ci) & (x > -kInf);
-      acc += e;
+      acc += member ? e : vf{};
       if (kIn) {
         const vf eP = single ? e : vexp(x - refPV);
-        accP += match ? eP : vf{};
-        if (kSym && single) store(ct.sumP + j, load(ct.sumP + j) + (match ? e : vf{}));
+        accP += q.pos ? q.w * eP : vf{};
+        if (kSym && single) store(ct.sumP + j, load(ct.sumP + j) + (q.pos ? q.w * e : vf{}));
       } else {
-        accS += match ? x : vf{};
-        if (kSym) store(ct.scoreP + j, load(ct.scoreP + j) + (match ? x : vf{}));
+        const vf ws = q.pos ? q.w * x : vf{};
+        accS += ws;
+        if (kSym) store(ct.scoreP + j, load(ct.scoreP + j) + ws);
       }
-      if (kSym && single) store(ct.sum + j, load(ct.sum + j) + e);
+      if (kPw) {
+        const vf wp = q.pos ? q.w : vf{};
+        accW += wp;
+        if (kSym) store(ct.weight + j, load(ct.weight + j) + wp);
+      }
+      if (kSym && single) store(ct.sum + j, load(ct.sum + j) + (member ? e : vf{}));
     }
     rt.ref[i] = ref;
     rt.sum[i] = hsum(acc);
     rt.refP[i] = refP;
     rt.sumP[i] = kIn ? hsum(accP) : 0.0f;
     rt.scoreP[i] = kIn ? 0.0f : hsum(accS);
+    rt.weight[i] = kPw ? hsum(accW) : 0.0f;
   }
-  for (int i = rows; i < (rows + W - 1) / W * W; ++i) rt.sum[i] = rt.sumP[i] = 0.0f, rt.ref[i] = rt.refP[i] = 0.0f;
+  for (int i = rows; i < (rows + W - 1) / W * W; ++i)
+    rt.sum[i] = rt.sumP[i] = rt.weight[i] = 0.0f, rt.ref[i] = rt.refP[i] = 0.0f;
   foldInto(row, rt, rows);
   if (!kSym) return;
 
-  // Columns of a symmetric tile (the rows of the transposed block).
+  // Columns of a symmetric tile (the rows of the transposed block; the relation is symmetric).
   if (single) {
     for (int j = 0; j < cols; j += W) {
       store(ct.ref + j, splat(tileMax));
@@ -325,19 +414,22 @@ void forwardTileT(const float* s, int64_t ld, int rows, int cols, const ForwardS
     }
   } else {
     for (int j = 0; j < cols; j += W) {
-      const vi cj = loadi(col->classes + j);
       vf mx = splat(-kInf), mxP = splat(-kInf);
       for (int i = 0; i < rows; ++i) {
         const vf x = load(s + i * ld + j);
-        mx = vmax(mx, x);
-        if (kIn) mxP = vmax(mxP, cj == row.classes[i] ? x : splat(-kInf));
+        const Rel q = relate<kPw>(x, rel, ld, i, j, kPw ? 0 : rel.rowClasses[i]);
+        const vi member = q.present & vnot(q.pos & negMask);
+        mx = vmax(mx, member ? x : splat(-kInf));
+        if (kIn) mxP = vmax(mxP, q.pos ? x : splat(-kInf));
       }
       const vf refV = mx > -kInf ? mx : vf{}, refPV = mxP > -kInf ? mxP : vf{};
       vf acc{}, accP{};
       for (int i = 0; i < rows; ++i) {
         const vf x = load(s + i * ld + j);
-        acc += vexp(x - refV);
-        if (kIn) accP += cj == row.classes[i] ? vexp(x - refPV) : vf{};
+        const Rel q = relate<kPw>(x, rel, ld, i, j, kPw ? 0 : rel.rowClasses[i]);
+        const vi member = q.present & vnot(q.pos & negMask);
+        acc += member ? vexp(x - refV) : vf{};
+        if (kIn) accP += q.pos ? q.w * vexp(x - refPV) : vf{};
       }
       store(ct.ref + j, mx);
       store(ct.sum + j, acc);
@@ -348,65 +440,222 @@ void forwardTileT(const float* s, int64_t ld, int rows, int cols, const ForwardS
   foldInto(*col, ct, cols);
 }
 
-void forwardTile(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row, const int32_t* colClasses,
-                 const ForwardSide* col) {
-  const bool in = row.refP != nullptr;
+void forwardTile(const float* s, int64_t ld, int rows, int cols, const TileRelation& rel, bool negOnly,
+                 const ForwardSide& row, const ForwardSide* col) {
+  const bool in = row.refP != nullptr, pw = rel.pairs != nullptr, sym = col != nullptr;
+#define SUPCON_FWD(a, b, c) forwardTileT<a, b, c>(s, ld, rows, cols, rel, negOnly, row, col)
   if (in) {
-    if (col) forwardTileT<true, true>(s, ld, rows, cols, row, colClasses, col);
-    else forwardTileT<true, false>(s, ld, rows, cols, row, colClasses, col);
+    if (sym) pw ? SUPCON_FWD(true, true, true) : SUPCON_FWD(true, true, false);
+    else pw ? SUPCON_FWD(true, false, true) : SUPCON_FWD(true, false, false);
   } else {
-    if (col) forwardTileT<false, true>(s, ld, rows, cols, row, colClasses, col);
-    else forwardTileT<false, false>(s, ld, rows, cols, row, colClasses, col);
+    if (sym) pw ? SUPCON_FWD(false, true, true) : SUPCON_FWD(false, true, false);
+    else pw ? SUPCON_FWD(false, false, true) : SUPCON_FWD(false, false, false);
+  }
+#undef SUPCON_FWD
+}
+
+// The one-positive pass of the forward, over the positives only, with d = LSE_N - s from the
+// first pass: L_out sums w softplus(d) and w sigma(d); L_in the log-sum-exp of
+// log w - softplus(d) (= log w + log sigma(s - LSE_N)) and, with the same reference, the sum of
+// its terms times sigma(d).
+struct PassTwoSums {
+  alignas(64) float a[kLossMaxTile];  // L_out: sum w softplus(d); L_in: reference
+  alignas(64) float b[kLossMaxTile];  // L_out: sum w sigma(d);    L_in: sum
+  alignas(64) float c[kLossMaxTile];  // L_in: sum times sigma(d)
+};
+
+void foldPassTwo(const OnePositiveSide& side, const PassTwoSums& t, int n, bool in) {
+  if (in) {
+    mergeRunning2(side.ref, side.sum, side.sumU, t.a, t.b, t.c, (n + W - 1) / W * W);
+  } else {
+    for (int i = 0; i < n; ++i) {
+      side.lossSum[i] += double(t.a[i]);
+      side.sigmaSum[i] += double(t.b[i]);
+    }
   }
 }
 
-// g = w (exp((x - m) - log l) - match * exp((x - mP) - log lP)): the reference m is subtracted
-// first, so that log l survives however large the scores are. mP, log lP, classes: L_in only.
-template <bool kIn, bool kSym>
-void gradTileT(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
-  const int32_t* __restrict colClasses = kIn ? col->classes : nullptr;
+template <bool kIn, bool kSym, bool kPw>
+void onePositiveTileT(const float* s, int64_t ld, int rows, int cols, const TileRelation& rel,
+                      const OnePositiveSide& row, const OnePositiveSide* col) {
+  PassTwoSums rt;
+  for (int i = 0; i < rows; ++i) {
+    const float* r = s + i * ld;
+    const int32_t ci = kPw ? 0 : rel.rowClasses[i];
+    const vf mV = splat(row.m[i]), lV = splat(row.logL[i]);
+    if (!kIn) {
+      vf accL{}, accT{};
+      for (int j = 0; j < cols; j += W) {
+        const vf x = load(r + j);
+        const Rel q = relate<kPw>(x, rel, ld, i, j, ci);
+        const vf d = (mV - x) + lV, sp = vsoftplus(d);
+        accL += q.pos ? q.w * sp : vf{};
+        accT += q.pos ? q.w * vexp(d - sp) : vf{};
+      }
+      rt.a[i] = hsum(accL);
+      rt.b[i] = hsum(accT);
+    } else {
+      vf mx = splat(-kInf);
+      for (int j = 0; j < cols; j += W) {
+        const vf x = load(r + j);
+        const Rel q = relate<kPw>(x, rel, ld, i, j, ci);
+        mx = vmax(mx, q.pos ? -vsoftplus((mV - x) + lV) : splat(-kInf));
+      }
+      const float ref = hmax(mx);
+      const vf refV = splat(ref == -kInf ? 0.0f : ref);
+      vf acc{}, accU{};
+      for (int j = 0; j < cols; j += W) {
+        const vf x = load(r + j);
+        const Rel q = relate<kPw>(x, rel, ld, i, j, ci);
+        const vf d = (mV - x) + lV, sp = vsoftplus(d);
+        const vf e = q.w * vexp(-sp - refV);
+        acc += q.pos ? e : vf{};
+        accU += q.pos ? e * vexp(d - sp) : vf{};
+      }
+      rt.a[i] = ref;
+      rt.b[i] = hsum(acc);
+      rt.c[i] = hsum(accU);
+    }
+  }
+  for (int i = rows; i < (rows + W - 1) / W * W; ++i) rt.a[i] = rt.b[i] = rt.c[i] = 0.0f;
+  foldPassTwo(row, rt, rows, kIn);
+  if (!kSym) return;
+
+  PassTwoSums ct;
+  for (int j = 0; j < cols; j += W) {
+    const vf mV = load(col->m + j), lV = load(col->logL + j);
+    auto entry = [&](int i, vf* d, Rel* q) {
+      const vf x = load(s + i * ld + j);
+      *q = relate<kPw>(x, rel, ld, i, j, kPw ? 0 : rel.rowClasses[i]);
+      *d = (mV - x) + lV;
+    };
+    if (!kIn) {
+      vf accL{}, accT{};
+      for (int i = 0; i < rows; ++i) {
+        vf d;
+        Rel q;
+        entry(i, &d, &q);
+        const vf sp = vsoftplus(d);
+        accL += q.pos ? q.w * sp : vf{};
+        accT += q.pos ? q.w * vexp(d - sp) : vf{};
+      }
+      store(ct.a + j, accL);
+      store(ct.b + j, accT);
+    } else {
+      vf mx = splat(-kInf);
+      for (int i = 0; i < rows; ++i) {
+        vf d;
+        Rel q;
+        entry(i, &d, &q);
+        mx = vmax(mx, q.pos ? -vsoftplus(d) : splat(-kInf));
+      }
+      const vf refV = mx > -kInf ? mx : vf{};
+      vf acc{}, accU{};
+      for (int i = 0; i < rows; ++i) {
+        vf d;
+        Rel q;
+        entry(i, &d, &q);
+        const vf sp = vsoftplus(d);
+        const vf e = q.w * vexp(-sp - refV);
+        acc += q.pos ? e : vf{};
+        accU += q.pos ? e * vexp(d - sp) : vf{};
+      }
+      store(ct.a + j, mx);
+      store(ct.b + j, acc);
+      store(ct.c + j, accU);
+    }
+  }
+  foldPassTwo(*col, ct, cols, kIn);
+}
+
+void onePositiveTile(const float* s, int64_t ld, int rows, int cols, const TileRelation& rel, bool variantIn,
+                     const OnePositiveSide& row, const OnePositiveSide* col) {
+  const bool pw = rel.pairs != nullptr, sym = col != nullptr;
+#define SUPCON_ONEP(a, b, c) onePositiveTileT<a, b, c>(s, ld, rows, cols, rel, row, col)
+  if (variantIn) {
+    if (sym) pw ? SUPCON_ONEP(true, true, true) : SUPCON_ONEP(true, true, false);
+    else pw ? SUPCON_ONEP(true, false, true) : SUPCON_ONEP(true, false, false);
+  } else {
+    if (sym) pw ? SUPCON_ONEP(false, true, true) : SUPCON_ONEP(false, true, false);
+    else pw ? SUPCON_ONEP(false, false, true) : SUPCON_ONEP(false, false, false);
+  }
+#undef SUPCON_ONEP
+}
+
+// dL/ds of one entry as seen from one anchor (its statistics m, l = log l, mP, lP, 1/W, T and
+// weight wA), docs/loss.md ("Gradient"):
+//   kAll / kOnlyNegatives: wA (p [member] - [pos] X),  X = w/W (L_out, in the tile only when
+//                          xInTile; else the class sums add it) or w exp((s - mP) - lP) (L_in)
+//   kOnePositive:          wA (T p [negative] - [pos] Y),  Y = (w/W) sigma(d) (L_out) or
+//                          w exp((-softplus(d) - mP) - lP) sigma(d) (L_in), d = LSE_N - s
+// with p = exp((s - m) - l). Every masked term is selected away, never multiplied by 0.
+template <bool kIn, bool kOneP>
+inline vf entryGrad(vf x, const Rel& q, vi member, vf m, vf l, vf mP, vf lP, vf invW, vf T, vf wA, bool xInTile) {
+  const vf p = member ? vexp((x - m) - l) : vf{};
+  vf pos;
+  if (kOneP) {
+    const vf d = (m - x) + l, sp = vsoftplus(d), sg = vexp(d - sp);
+    pos = kIn ? q.w * vexp((-sp - mP) - lP) * sg : q.w * invW * sg;
+    return wA * ((T * p) - (q.pos ? pos : vf{}));
+  }
+  if (kIn) pos = q.w * vexp((x - mP) - lP);
+  else pos = xInTile ? q.w * invW : vf{};
+  return wA * (p - (q.pos ? pos : vf{}));
+}
+
+template <bool kIn, bool kSym, bool kPw, bool kOneP>
+void gradTileT(float* s, int64_t ld, int rows, int cols, const TileRelation& rel, bool negOnly, bool xInTile,
+               const TileSide& row, const TileSide* col) {
+  const vi negMask = vi{} + (negOnly ? -1 : 0);
   const float* __restrict colWeight = kSym ? col->weight : nullptr;
   // The columns' statistics, transposed into vectors once per tile (strided in the stats array).
-  alignas(64) float cm[kLossMaxTile], cl[kLossMaxTile], cmP[kLossMaxTile], clP[kLossMaxTile];
+  alignas(64) float cm[kLossMaxTile], cl[kLossMaxTile], cmP[kLossMaxTile], clP[kLossMaxTile], cInvW[kLossMaxTile],
+      cT[kLossMaxTile];
   if (kSym)
     for (int j = 0; j < cols; ++j) {
-      const float* st = col->stats + 4 * j;
+      const float* st = col->stats + kStatsStride * j;
       cm[j] = st[0], cl[j] = st[1], cmP[j] = st[2], clP[j] = st[3];
+      cInvW[j] = st[4] > 0.0f ? 1.0f / st[4] : 0.0f;
+      cT[j] = st[5];
     }
   for (int i = 0; i < rows; ++i) {
     float* __restrict r = s + i * ld;
-    const float* st = row.stats + 4 * i;
-    const vf mI = splat(st[0]), lI = splat(st[1]), mPI = splat(kIn ? st[2] : 0.0f), lPI = splat(kIn ? st[3] : 0.0f);
+    const int32_t ci = kPw ? 0 : rel.rowClasses[i];
+    const float* st = row.stats + kStatsStride * i;
+    const vf mI = splat(st[0]), lI = splat(st[1]), mPI = splat(st[2]), lPI = splat(st[3]);
+    const vf invWI = splat(st[4] > 0.0f ? 1.0f / st[4] : 0.0f), TI = splat(st[5]);
     const vf wI = splat(row.weight[i]);
-    const int32_t ci = kIn ? row.classes[i] : 0;
     for (int j = 0; j < cols; j += W) {
       const vf x = load(r + j);
-      vf g = wI * vexp((x - mI) - lI);
-      vi match{};
-      if (kIn) {
-        match = loadi(colClasses + j) == ci;
-        g -= match ? wI * vexp((x - mPI) - lPI) : vf{};
-      }
-      if (kSym) {
-        const vf wJ = load(colWeight + j);
-        g += wJ * vexp((x - load(cm + j)) - load(cl + j));
-        if (kIn) g -= match ? wJ * vexp((x - load(cmP + j)) - load(clP + j)) : vf{};
-      }
+      const Rel q = relate<kPw>(x, rel, ld, i, j, ci);
+      const vi member = q.present & vnot(q.pos & negMask);
+      vf g = entryGrad<kIn, kOneP>(x, q, member, mI, lI, mPI, lPI, invWI, TI, wI, xInTile);
+      if (kSym)
+        g += entryGrad<kIn, kOneP>(x, q, member, load(cm + j), load(cl + j), load(cmP + j), load(clP + j),
+                                   load(cInvW + j), load(cT + j), load(colWeight + j), xInTile);
       store(r + j, g);
     }
   }
 }
 
-void gradTile(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
-  const bool in = row.variantIn;
-  const bool sym = col != nullptr && col->weight != nullptr;
-  if (in) {
-    if (sym) gradTileT<true, true>(s, ld, rows, cols, row, col);
-    else gradTileT<true, false>(s, ld, rows, cols, row, col);
+void gradTile(float* s, int64_t ld, int rows, int cols, const TileRelation& rel, int denominator, bool variantIn,
+              bool xInTile, const TileSide& row, const TileSide* col) {
+  const bool sym = col != nullptr, pw = rel.pairs != nullptr, oneP = denominator == 1, negOnly = denominator != 0;
+#define SUPCON_GRAD(a, b, c, d) gradTileT<a, b, c, d>(s, ld, rows, cols, rel, negOnly, xInTile, row, col)
+#define SUPCON_GRAD2(a, b)                                                                    \
+  do {                                                                                        \
+    if (pw) oneP ? SUPCON_GRAD(a, b, true, true) : SUPCON_GRAD(a, b, true, false);           \
+    else oneP ? SUPCON_GRAD(a, b, false, true) : SUPCON_GRAD(a, b, false, false);            \
+  } while (0)
+  if (variantIn) {
+    if (sym) SUPCON_GRAD2(true, true);
+    else SUPCON_GRAD2(true, false);
   } else {
-    if (sym) gradTileT<false, true>(s, ld, rows, cols, row, col);
-    else gradTileT<false, false>(s, ld, rows, cols, row, col);
+    if (sym) SUPCON_GRAD2(false, true);
+    else SUPCON_GRAD2(false, false);
   }
+#undef SUPCON_GRAD2
+#undef SUPCON_GRAD
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -708,6 +957,7 @@ const KernelTable& table() {
       &lossTileKernelT<SUPCON_LOSS_MR, SUPCON_LOSS_NV>,
       &lossTileKernelRowsAT<SUPCON_LOSS_MR, SUPCON_LOSS_NV>,
       &forwardTile,
+      &onePositiveTile,
       &gradTile,
   };
   return t;

@@ -90,6 +90,10 @@ Status checkOptions(const LossSpec& spec) {
     return Status::invalidArgument("contrastMode", "a ContrastMode", "another value");
   if (!known(spec.reduction, kReductionNames))
     return Status::invalidArgument("reduction", "a Reduction", "another value");
+  if (!known(spec.denominator, kDenominatorNames))
+    return Status::invalidArgument("denominator", "a Denominator", "another value");
+  if (!known(spec.positiveWeighting, kPositiveWeightingNames))
+    return Status::invalidArgument("positiveWeighting", "a PositiveWeighting", "another value");
   return Status::ok();
 }
 
@@ -103,8 +107,17 @@ Status checkShapes(const LossSpec& spec, const LossInputs& in) {
     return Status::invalidArgument("contrastRows", "a count >= 0", std::to_string(in.contrastRows));
   if (in.contrastRows > 0 && !in.contrastFeatures)
     return Status::invalidArgument("contrastFeatures", "a pointer (contrastRows > 0)", "nullptr");
+  if (in.labels && in.labelSets)
+    return Status::invalidArgument("labelSets", "nullptr when class ids are given (one kind of labels)", "label sets");
   if (in.contrastRows > 0 && in.labels && !in.contrastLabels)
     return Status::invalidArgument("contrastLabels", "class ids (labels were given)", "nullptr");
+  if (in.labelSets) {
+    if (in.numLabels < 1)
+      return Status::invalidArgument("numLabels", "a count >= 1 (the width of the label sets)", std::to_string(in.numLabels));
+    if (in.contrastRows > 0 && !in.contrastLabelSets)
+      return Status::invalidArgument("contrastLabelSets", "label sets of the contrast rows (the features have label sets)",
+                                     "nullptr");
+  }
   const int64_t limit = std::numeric_limits<int32_t>::max();
   if (in.batch > limit / in.views || in.batch * in.views > limit / in.dim ||
       in.contrastRows > limit / in.dim || in.batch * in.views + in.contrastRows > limit / in.dim)
@@ -112,11 +125,20 @@ Status checkShapes(const LossSpec& spec, const LossInputs& in) {
                                    "[" + std::to_string(in.batch) + ", " + std::to_string(in.views) + ", " +
                                        std::to_string(in.dim) + "] and " + std::to_string(in.contrastRows) +
                                        " contrast rows");
+  if (in.labelSets && (in.numLabels > limit || in.batch + in.contrastRows > limit / in.numLabels))
+    return Status::invalidArgument("labelSets", "(batch + contrast rows) * numLabels < 2^31",
+                                   std::to_string(in.batch + in.contrastRows) + " rows of " + std::to_string(in.numLabels) +
+                                       " labels");
+  if (spec.positivesCap >= 0 && spec.positivesCap % in.views != 0)
+    return Status::invalidArgument("positivesCap",
+                                   "a multiple of the " + std::to_string(in.views) +
+                                       " views (whole samples, as the paper's code requires)",
+                                   std::to_string(spec.positivesCap));
   const int64_t rows = in.batch * in.views;
   if (rows + in.contrastRows < 2)
     return Status::invalidArgument("features", "at least 2 rows to contrast",
                                    std::to_string(rows + in.contrastRows) + " row");
-  if (!in.labels && in.views < 2)
+  if (!in.labels && !in.labelSets && in.views < 2)
     return Status::invalidArgument(
         "labels",
         "class labels, or features [B, V, D] with V >= 2 views (without labels the only positives of a row are the "
@@ -131,9 +153,23 @@ struct RangeFacts {
   double minFeatureNorm = 0;     // over the feature rows (the ones that get a gradient)
 };
 
+// Label sets hold 0 or 1 only.
+Status checkLabelSets(const char* argument, const uint8_t* sets, int64_t count) {
+  for (int64_t i = 0; i < count; ++i)
+    if (sets[i] > 1)
+      return Status::invalidArgument(argument, "multi-hot values, 0 or 1", std::to_string(int(sets[i])) + " at index " +
+                                                                              std::to_string(i));
+  return Status::ok();
+}
+
 // The one pass over the features: finite values, and the score and loss bounds.
 Status checkValues(const LossSpec& spec, const LossInputs& in, RangeFacts* facts) {
   const int64_t rows = in.batch * in.views;
+  if (in.labelSets) {
+    SUPCON_RETURN_IF_ERROR(checkLabelSets("labelSets", in.labelSets, in.batch * in.numLabels));
+    if (in.contrastRows > 0)
+      SUPCON_RETURN_IF_ERROR(checkLabelSets("contrastLabelSets", in.contrastLabelSets, in.contrastRows * in.numLabels));
+  }
   const RowScan f = scanRows(in.features, rows, in.dim);
   if (f.firstBad >= 0)
     return Status::invalidArgument("features", "finite values",
@@ -211,10 +247,16 @@ Status validateCall(const LossSpec& spec, const LossInputs& in, Pass pass, const
       mass += std::fabs(double(upstream[i]));
     }
     const int64_t n = statsSize(spec, in);
-    for (int64_t i = 0; i < n; ++i)
-      if (!std::isfinite(stats[i]))
+    for (int64_t i = 0; i < n; ++i) {
+      // log l is -inf where the denominator's set is empty (docs/loss.md, "Numerics").
+      const bool emptySet = i % detail::kStatsPerAnchor == detail::kStatLogL && stats[i] == -INFINITY;
+      if (!std::isfinite(stats[i]) && !emptySet)
         return Status::invalidArgument("stats", "finite values (the statistics a forward call wrote)",
                                        nonFinite(stats[i]) + " at index " + std::to_string(i));
+      if (i % detail::kStatsPerAnchor == detail::kStatW && stats[i] < 0.0f)
+        return Status::invalidArgument("stats", "positive weights >= 0 (the statistics a forward call wrote)",
+                                       std::to_string(stats[i]) + " at index " + std::to_string(i));
+    }
   }
   return checkGradientRange(spec, in, facts, mass);
 }
@@ -242,6 +284,108 @@ Status validateBackward(const LossSpec& spec, const LossInputs& in, const float*
 
 namespace detail {
 
+namespace {
+
+// The cap's seeded order of the units (samples of the batch, then extra rows): unit u sorts by
+// (capOrderHash(seed, u), u). The same 32-bit mixing as the edge-case table's generator; the
+// TypeScript references compute it identically (src/loss/positives.ts).
+uint32_t capOrderHash(uint32_t seed, uint32_t u) {
+  uint32_t h = seed * 0x9E3779B1u + u * 0x85EBCA77u;
+  h ^= h >> 16;
+  h *= 0x7FEB352Du;
+  h ^= h >> 15;
+  h *= 0x846CA68Bu;
+  h ^= h >> 16;
+  return h;
+}
+
+// The cap's keys and thresholds (docs/loss.md, "Positives"): key[r] is row r's place in the
+// seeded order (units in order, a sample's views in view order); threshold[i] of an anchor row
+// is the key of the K-th positive candidate of i (a row sharing a label with i that is not a view
+// of i's own sample), -1 for K = 0, INT32_MAX when i has at most K candidates.
+void prepareCap(const LossSpec& spec, PreparedLoss& p, Workspace& ws) {
+  const int64_t units = p.batch + p.extraRows;
+  CallVector<std::pair<uint32_t, int64_t>> order{WorkspaceAllocator<std::pair<uint32_t, int64_t>>(ws)};
+  order.reserve(static_cast<size_t>(units));
+  for (int64_t u = 0; u < units; ++u) order.emplace_back(capOrderHash(spec.positivesCapSeed, uint32_t(u)), u);
+  std::sort(order.begin(), order.end());
+  p.capKey.assign(static_cast<size_t>(p.contrastRows), 0);
+  CallVector<int64_t> rowAt{static_cast<size_t>(p.contrastRows), 0, WorkspaceAllocator<int64_t>(ws)};  // key -> row
+  int32_t next = 0;
+  for (const auto& [hash, u] : order) {
+    (void)hash;
+    if (u < p.batch) {
+      for (int64_t v = 0; v < p.views; ++v) {
+        p.capKey[u * p.views + v] = next;
+        rowAt[next++] = u * p.views + v;
+      }
+    } else {
+      p.capKey[p.rows + (u - p.batch)] = next;
+      rowAt[next++] = p.rows + (u - p.batch);
+    }
+  }
+  const int64_t K = spec.positivesCap;
+  p.capThreshold.assign(static_cast<size_t>(p.contrastRows), std::numeric_limits<int32_t>::max());
+  const PairRelation rel = [&] {
+    PairRelation r = p.relation();
+    r.capped = 0;  // the uncapped relation: which rows are candidates
+    r.jaccard = 0;
+    return r;
+  }();
+  if (p.words == 0) {
+    // Class ids: the rows of each class in key order, so a threshold costs O(K + views).
+    CallVector<int64_t> start{static_cast<size_t>(p.numClasses) + 1, 0, WorkspaceAllocator<int64_t>(ws)};
+    for (int32_t c : p.contrastClass)
+      if (c >= 0) ++start[size_t(c) + 1];
+    for (size_t c = 0; c < size_t(p.numClasses); ++c) start[c + 1] += start[c];
+    CallVector<int64_t> fill(start.begin(), start.end() - 1, WorkspaceAllocator<int64_t>(ws));
+    CallVector<int64_t> byClass{static_cast<size_t>(start.back()), 0, WorkspaceAllocator<int64_t>(ws)};
+    for (int64_t k = 0; k < p.contrastRows; ++k) {
+      const int32_t c = p.contrastClass[rowAt[k]];
+      if (c >= 0) byClass[fill[c]++] = rowAt[k];
+    }
+    parallelFor(p.anchors, 64, [&](int64_t b, int64_t e) {
+      for (int64_t s = b; s < e; ++s) {
+        const int64_t i = p.anchorRow[s];
+        if (K == 0) {
+          p.capThreshold[i] = -1;
+          continue;
+        }
+        const int32_t c = p.contrastClass[i];
+        int64_t found = 0;
+        for (int64_t k = start[c]; k < start[c + 1]; ++k) {
+          const int64_t j = byClass[k];
+          if (p.sample[j] != p.sample[i] && ++found == K) {
+            p.capThreshold[i] = p.capKey[j];
+            break;
+          }
+        }
+      }
+    });
+  } else {
+    // Label sets: walk the order until the K-th candidate.
+    parallelFor(p.anchors, 16, [&](int64_t b, int64_t e) {
+      for (int64_t s = b; s < e; ++s) {
+        const int64_t i = p.anchorRow[s];
+        if (K == 0) {
+          p.capThreshold[i] = -1;
+          continue;
+        }
+        int64_t found = 0;
+        for (int64_t k = 0; k < p.contrastRows; ++k) {
+          const int64_t j = rowAt[k];
+          if (p.sample[j] != p.sample[i] && pairWeight(rel, i, j) > 0.0f && ++found == K) {
+            p.capThreshold[i] = p.capKey[j];
+            break;
+          }
+        }
+      }
+    });
+  }
+}
+
+}  // namespace
+
 PreparedLoss prepare(const LossSpec& spec, const LossInputs& in, Workspace& workspace) {
   PreparedLoss p(workspace);
   p.batch = in.batch;
@@ -252,10 +396,15 @@ PreparedLoss prepare(const LossSpec& spec, const LossInputs& in, Workspace& work
   p.contrastRows = p.rows + p.extraRows;
   p.oneMode = spec.contrastMode == ContrastMode::kOne;
   p.anchors = p.oneMode ? p.batch : p.rows;
-  p.symmetric = !p.oneMode && p.extraRows == 0;
   p.variantIn = spec.variant == Variant::kIn;
+  p.denominator = spec.denominator;
   p.invTemperature = 1.0f / spec.temperature;
   p.lossScale = spec.temperature / spec.effectiveBaseTemperature();
+  p.capped = spec.positivesCap >= 0;
+  p.jaccard = spec.positiveWeighting == PositiveWeighting::kJaccard;
+  p.general = in.labelSets != nullptr || p.capped;
+  // The pair tiles of a capped relation are not symmetric (i may keep j while j drops i).
+  p.symmetric = !p.oneMode && p.extraRows == 0 && !p.capped;
 
   p.contrastClass.resize(static_cast<size_t>(p.contrastRows));
   if (in.labels) {
@@ -280,6 +429,26 @@ PreparedLoss prepare(const LossSpec& spec, const LossInputs& in, Workspace& work
       for (int64_t v = 0; v < p.views; ++v) p.contrastClass[b * p.views + v] = id[b];
     for (int64_t r = 0; r < p.extraRows; ++r) p.contrastClass[p.rows + r] = id[p.batch + r];
     p.numClasses = next;
+  } else if (in.labelSets) {
+    // Label sets as bitsets, one row of words per contrast row; no class ids.
+    p.words = static_cast<int32_t>((in.numLabels + 63) / 64);
+    p.bits.assign(static_cast<size_t>(p.contrastRows * p.words), 0);
+    p.setSize.assign(static_cast<size_t>(p.contrastRows), 0);
+    auto pack = [&](const uint8_t* set, int64_t row) {
+      uint64_t* w = p.bits.data() + row * p.words;
+      int32_t size = 0;
+      for (int64_t c = 0; c < in.numLabels; ++c)
+        if (set[c]) {
+          w[c / 64] |= uint64_t(1) << (c % 64);
+          ++size;
+        }
+      p.setSize[row] = size;
+    };
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t v = 0; v < p.views; ++v) pack(in.labelSets + b * in.numLabels, b * p.views + v);
+    for (int64_t r = 0; r < p.extraRows; ++r) pack(in.contrastLabelSets + r * in.numLabels, p.rows + r);
+    std::fill(p.contrastClass.begin(), p.contrastClass.end(), -1);
+    p.numClasses = 0;
   } else {
     // Self-supervised: each sample is its own class; extra rows are everyone's negatives.
     for (int64_t r = 0; r < p.rows; ++r) p.contrastClass[r] = static_cast<int32_t>(r / p.views);
@@ -292,49 +461,69 @@ PreparedLoss prepare(const LossSpec& spec, const LossInputs& in, Workspace& work
 
   p.anchorRow.resize(static_cast<size_t>(p.anchors));
   p.anchorClass.resize(static_cast<size_t>(p.anchors));
-  p.positives.resize(static_cast<size_t>(p.anchors));
-  p.validAnchors = 0;
+  p.positives.assign(static_cast<size_t>(p.anchors), 0);
   for (int64_t s = 0; s < p.anchors; ++s) {
     int64_t row = p.oneMode ? s * p.views : s;
     int32_t c = p.contrastClass[row];
     p.anchorRow[s] = row;
     p.anchorClass[s] = c;
-    p.positives[s] = static_cast<int32_t>(classCount[c] - 1);  // minus the anchor itself
-    if (p.positives[s] > 0) ++p.validAnchors;
+    if (!p.general) p.positives[s] = static_cast<int32_t>(classCount[c] - 1);  // minus the anchor itself
+  }
+  if (p.capped) {
+    p.sample.resize(static_cast<size_t>(p.contrastRows));
+    for (int64_t r = 0; r < p.rows; ++r) p.sample[r] = static_cast<int32_t>(r / p.views);
+    for (int64_t r = 0; r < p.extraRows; ++r) p.sample[p.rows + r] = static_cast<int32_t>(p.batch + r);
+    prepareCap(spec, p, workspace);
   }
   return p;
 }
 
-CallVector<float> anchorWeights(const LossSpec& spec, const PreparedLoss& p, const float* upstream,
-                                Workspace& workspace) {
+CallVector<float> anchorWeights(const LossSpec& spec, const PreparedLoss& p, const float* stats,
+                                const float* upstream, Workspace& workspace) {
   CallVector<float> w(static_cast<size_t>(p.anchors), 0.0f, WorkspaceAllocator<float>(workspace));
   double base = p.lossScale;
-  if (spec.reduction == Reduction::kMean) base /= static_cast<double>(std::max<int64_t>(1, p.validAnchors));
+  if (spec.reduction == Reduction::kMean) base /= static_cast<double>(std::max<int64_t>(1, countValid(p, stats)));
   for (int64_t s = 0; s < p.anchors; ++s) {
-    if (p.positives[s] == 0) continue;
+    if (!(stats[kStatsPerAnchor * s + kStatW] > 0.0f)) continue;
     double up = spec.reduction == Reduction::kNone ? upstream[p.outputIndex(s)] : upstream[0];
     w[s] = static_cast<float>(base * up);
   }
   return w;
 }
 
-double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* stats, const double* positiveMean,
+int64_t countValid(const PreparedLoss& p, const float* stats) {
+  int64_t n = 0;
+  for (int64_t s = 0; s < p.anchors; ++s)
+    if (stats[kStatsPerAnchor * s + kStatW] > 0.0f) ++n;
+  return n;
+}
+
+double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* stats, const double* positiveTerm,
                   float* perAnchor) {
   double total = 0;
+  const bool onePositive = p.denominator == Denominator::kOnePositive;
   for (int64_t s = 0; s < p.anchors; ++s) {
+    const float* st = stats + kStatsPerAnchor * s;
     double l = 0;
-    if (p.positives[s] > 0) {
-      const float* st = stats + kStatsPerAnchor * s;
-      if (p.variantIn)
-        l = (double(st[0]) - double(st[2])) + (double(st[1]) - double(st[3])) + std::log(double(p.positives[s]));
+    if (st[kStatW] > 0.0f) {
+      const double logW = std::log(double(st[kStatW]));
+      if (p.variantIn && onePositive)
+        l = logW - (double(st[kStatMP]) + double(st[kStatLogLP]));
+      else if (p.variantIn)
+        l = (double(st[kStatM]) - double(st[kStatMP])) + (double(st[kStatLogL]) - double(st[kStatLogLP])) + logW;
+      else if (onePositive)
+        l = positiveTerm[s];
       else
-        l = (double(st[0]) - positiveMean[s]) + double(st[1]);
+        l = (double(st[kStatM]) - positiveTerm[s]) + double(st[kStatLogL]);
       l *= p.lossScale;
     }
     if (perAnchor) perAnchor[p.outputIndex(s)] = static_cast<float>(l);
     total += l;
   }
-  if (spec.reduction == Reduction::kMean) return p.validAnchors > 0 ? total / double(p.validAnchors) : 0.0;
+  if (spec.reduction == Reduction::kMean) {
+    const int64_t valid = countValid(p, stats);
+    return valid > 0 ? total / double(valid) : 0.0;
+  }
   return total;
 }
 

@@ -8,15 +8,20 @@
 // by panel), the right-hand sides of the gradient products row-major, and the gradient tile is
 // written with its transpose, so both G Z and G^T Z read a k-major A.
 //
+// Positives come from class ids compared in the epilogues, or, for label sets and the positives
+// cap (the "general" relation), from a tile of pair weights (loss_pairs.h) built beside each
+// score tile. kOnePositive runs a second score pass in the forward (its loss needs LSE_N first).
+//
 // Two schedules:
-//  - symmetric ('all', no extra contrast set): S is symmetric, so each tile pair I <= J is
+//  - symmetric ('all', no extra contrast set, no cap): S is symmetric, so each tile pair I <= J is
 //    computed once and serves both blocks' rows. Pairs are processed in round-robin rounds in
 //    which every block appears at most once, so threads never touch the same rows and the
 //    accumulation order does not depend on the thread count.
 //  - general (anchors x contrast set): forward and gradient w.r.t. anchors are parallel over
 //    anchor blocks; the gradient w.r.t. contrast rows is a second pass parallel over contrast
 //    blocks.
-// The positive terms of the L_out gradient cost O(N D) through per-class sums of rows.
+// The positive terms of the L_out gradient cost O(N D) through per-class sums of rows (class ids
+// with kAll / kOnlyNegatives); otherwise they are formed in the gradient tiles.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -244,35 +249,92 @@ void accumulateRows(const KernelTable& kt, const float* g, bool transposed, int6
     }
 }
 
+// Pair weights of a tile (loss_pairs.h) for the anchor slots [a0, a0 + rows) against the padded
+// contrast rows [c0, c0 + cols), row stride kTile; the padding columns up to colsPadded are 0.
+void pairTile(const PreparedLoss& p, const Operands& o, int64_t a0, int rows, int64_t c0, int cols, int colsPadded,
+              float* pw) {
+  const PairRelation rel = p.relation();
+  const int64_t j0 = c0 < o.featuresPadded ? c0 : c0 - o.featuresPadded + p.rows;  // real contrast row
+  for (int i = 0; i < rows; ++i) {
+    const int64_t ai = p.anchorRow[a0 + i];
+    float* out = pw + i * kTile;
+    for (int j = 0; j < cols; ++j) out[j] = ai == j0 + j ? 0.0f : pairWeight(rel, ai, j0 + j);
+    std::fill(out + cols, out + colsPadded, 0.0f);
+  }
+}
+
 // Running forward statistics of the anchors (padded to whole tiles).
 struct ForwardStats {
-  explicit ForwardStats(Workspace& w) : ref(w), sum(w), refP(w), sumP(w), scoreSumP(w) {}
+  explicit ForwardStats(Workspace& w)
+      : ref(w), sum(w), refP(w), sumP(w), scoreSumP(w), weightSum(w), m(w), logL(w), lossSum(w), sigmaSum(w), ref2(w),
+        sum2(w), sumU(w) {}
   Buffer<float> ref, sum, refP, sumP;
   Buffer<double> scoreSumP;
-  void init(int64_t n, bool variantIn) {
+  Buffer<float> weightSum;
+  // The one-positive pass: LSE_N of the first pass, and its own sums.
+  Buffer<float> m, logL;
+  Buffer<double> lossSum, sigmaSum;
+  Buffer<float> ref2, sum2, sumU;
+  void init(int64_t n, const PreparedLoss& p) {
     ref.reset(static_cast<size_t>(n));
     sum.reset(static_cast<size_t>(n), true);
     std::fill(ref.data(), ref.data() + n, kAbsent);
-    if (variantIn) {
+    const bool onePositive = p.denominator == Denominator::kOnePositive;
+    if (p.variantIn && !onePositive) {
       refP.reset(static_cast<size_t>(n));
       sumP.reset(static_cast<size_t>(n), true);
       std::fill(refP.data(), refP.data() + n, kAbsent);
-    } else {
+    } else if (!p.variantIn && !onePositive) {
       scoreSumP.reset(static_cast<size_t>(n), true);
     }
+    if (p.general) weightSum.reset(static_cast<size_t>(n), true);
+    if (onePositive) {
+      m.reset(static_cast<size_t>(n), true);
+      logL.reset(static_cast<size_t>(n), true);
+      if (p.variantIn) {
+        ref2.reset(static_cast<size_t>(n));
+        sum2.reset(static_cast<size_t>(n), true);
+        sumU.reset(static_cast<size_t>(n), true);
+        std::fill(ref2.data(), ref2.data() + n, kAbsent);
+      } else {
+        lossSum.reset(static_cast<size_t>(n), true);
+        sigmaSum.reset(static_cast<size_t>(n), true);
+      }
+    }
   }
-  ForwardSide side(int64_t a0, const int32_t* classes) {
+  ForwardSide side(int64_t a0) {
     ForwardSide f;
     f.ref = ref.data() + a0;
     f.sum = sum.data() + a0;
     if (refP.data()) {
       f.refP = refP.data() + a0;
       f.sumP = sumP.data() + a0;
-    } else {
-      f.scoreSumP = scoreSumP.data() + a0;
     }
-    f.classes = classes + a0;
+    if (scoreSumP.data()) f.scoreSumP = scoreSumP.data() + a0;
+    if (weightSum.data()) f.weightSum = weightSum.data() + a0;
     return f;
+  }
+  OnePositiveSide passTwo(int64_t a0) {
+    OnePositiveSide f;
+    f.m = m.data() + a0;
+    f.logL = logL.data() + a0;
+    if (lossSum.data()) {
+      f.lossSum = lossSum.data() + a0;
+      f.sigmaSum = sigmaSum.data() + a0;
+    } else {
+      f.ref = ref2.data() + a0;
+      f.sum = sum2.data() + a0;
+      f.sumU = sumU.data() + a0;
+    }
+    return f;
+  }
+  // LSE_N of the first pass as the one-positive pass reads it: (m, log l), log l = -inf when
+  // the anchor has no negative.
+  void finishFirstPass(int64_t n) {
+    for (int64_t s = 0; s < n; ++s) {
+      m[s] = sum[s] > 0.0f ? ref[s] : 0.0f;
+      logL[s] = sum[s] > 0.0f ? std::log(sum[s]) : -std::numeric_limits<float>::infinity();
+    }
   }
 };
 
@@ -286,86 +348,153 @@ struct CpuProblem {
   const Operands o;
 };
 
-// The forward: perAnchor and stats (4 floats per anchor, loss_internal.h) when non-null.
-void forwardTiles(const LossSpec& spec, const CpuProblem& call, float* perAnchor, float* stats, ForwardResult* result) {
-  Workspace& ws = call.ws;
+// A scratch tile pair per thread: scores, then the pair weights of the same tile (general
+// relation only).
+size_t scratchFloats(const PreparedLoss& p) { return static_cast<size_t>(kTile * kTile) * (p.general ? 2 : 1); }
+
+// The relation of a tile of anchor slots [a0, ...) against padded contrast rows [c0, ...).
+TileRelation tileRelation(const PreparedLoss& p, const Operands& o, int64_t a0, int64_t c0, const float* pairs) {
+  TileRelation rel;
+  if (p.general) {
+    rel.pairs = pairs;
+  } else {
+    rel.rowClasses = o.anchorClass.data() + a0;
+    rel.colClasses = o.contrastClass.data() + c0;
+  }
+  return rel;
+}
+
+// Visits every tile of the problem once with its scores (self-contrast and padding -inf, columns
+// padded to kLossColumnPad) and, for the general relation, its pair weights. Symmetric
+// problems: visit(I, J, s, pw, rows, cols, colsPadded) for block pairs I <= J in round-robin
+// rounds (no two threads on the same rows). General problems: visit(a0, c0, ...) for each anchor
+// block against every contrast block, parallel over anchor blocks.
+template <typename Visit>
+void forEachTile(const CpuProblem& call, Visit&& visit) {
   const PreparedLoss& p = call.p;
   const Operands& o = call.o;
   const KernelTable& kt = kernels();
   const int64_t D = p.dim;
   const float invT = p.invTemperature;
-  const size_t tileFloats = static_cast<size_t>(kTile * kTile);
-
-  ForwardStats st(ws);
-  st.init(roundUp(p.anchors, kTile), p.variantIn);
-
   if (p.symmetric) {
     Blocks blocks(p.rows);
-    runRounds(blocks.count, tileFloats, ws, [&](int64_t I, int64_t J, float* s) {
+    runRounds(blocks.count, scratchFloats(p), call.ws, [&](int64_t I, int64_t J, float* scratch) {
+      float* s = scratch;
+      float* pw = p.general ? scratch + kTile * kTile : nullptr;
       const int64_t i0 = blocks.begin(I), j0 = blocks.begin(J);
       const int rows = blocks.len(I), cols = blocks.len(J);
       scoreTile(kt, o.contrastPanels.data(), i0, rows, o.contrastPanels.data(), j0, cols, D, invT, s);
       if (I == J)
         for (int i = 0; i < rows; ++i) s[i * kTile + i] = kAbsent;
       const int colsPadded = padColumns(s, rows, cols);
-      ForwardSide rowSide = st.side(i0, o.contrastClass.data());
-      ForwardSide colSide = st.side(j0, o.contrastClass.data());
-      kt.forwardTile(s, kTile, rows, colsPadded, rowSide, o.contrastClass.data() + j0, I != J ? &colSide : nullptr);
+      if (pw) pairTile(p, o, i0, rows, j0, cols, colsPadded, pw);
+      visit(i0, j0, s, pw, rows, cols, colsPadded, I != J);
     });
-  } else {
-    Blocks anchorBlocks(p.anchors);
-    const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
-    std::atomic<bool> failed{false};
-    parallelFor(anchorBlocks.count, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> s(ws);
-      try {
-        s.reset(tileFloats);
-      } catch (...) {
-        failed = true;
-        return;
-      }
-      for (int64_t I = b; I < e; ++I) {
-        const int64_t a0 = anchorBlocks.begin(I);
-        const int rows = anchorBlocks.len(I);
-        ForwardSide rowSide = st.side(a0, o.anchorClass.data());
-        for (int64_t C = 0; C < contrastBlocks; ++C) {
-          const int64_t c0 = C * kTile;
-          const int cols = static_cast<int>(
-              c0 < o.featuresPadded ? std::min(kTile, p.rows - c0) : std::min(kTile, o.featuresPadded + p.extraRows - c0));
-          if (cols <= 0) continue;
-          scoreTile(kt, o.anchorPanel, a0, rows, o.contrastPanels.data(), c0, cols, D, invT, s.data());
-          for (int i = 0; i < rows; ++i) {  // self-contrast: the anchor's own row
-            const int64_t col = p.anchorRow[a0 + i] - c0;
-            if (col >= 0 && col < cols) s[i * kTile + col] = kAbsent;
-          }
-          const int colsPadded = padColumns(s.data(), rows, cols);
-          kt.forwardTile(s.data(), kTile, rows, colsPadded, rowSide, o.contrastClass.data() + c0, nullptr);
+    return;
+  }
+  Blocks anchorBlocks(p.anchors);
+  const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
+  std::atomic<bool> failed{false};
+  parallelFor(anchorBlocks.count, 1, [&](int64_t b, int64_t e) {
+    Buffer<float> scratch(call.ws);
+    try {
+      scratch.reset(scratchFloats(p));
+    } catch (...) {
+      failed = true;
+      return;
+    }
+    float* s = scratch.data();
+    float* pw = p.general ? s + kTile * kTile : nullptr;
+    for (int64_t I = b; I < e; ++I) {
+      const int64_t a0 = anchorBlocks.begin(I);
+      const int rows = anchorBlocks.len(I);
+      for (int64_t C = 0; C < contrastBlocks; ++C) {
+        const int64_t c0 = C * kTile;
+        const int cols = static_cast<int>(
+            c0 < o.featuresPadded ? std::min(kTile, p.rows - c0) : std::min(kTile, o.featuresPadded + p.extraRows - c0));
+        if (cols <= 0) continue;
+        scoreTile(kt, o.anchorPanel, a0, rows, o.contrastPanels.data(), c0, cols, D, invT, s);
+        for (int i = 0; i < rows; ++i) {  // self-contrast: the anchor's own row
+          const int64_t col = p.anchorRow[a0 + i] - c0;
+          if (col >= 0 && col < cols) s[i * kTile + col] = kAbsent;
         }
+        const int colsPadded = padColumns(s, rows, cols);
+        if (pw) pairTile(p, o, a0, rows, c0, cols, colsPadded, pw);
+        visit(a0, c0, s, pw, rows, cols, colsPadded, false);
       }
+    }
+  });
+  if (failed) throw std::bad_alloc();
+}
+
+// The forward: perAnchor and stats (kStatsPerAnchor floats per anchor, loss_internal.h) when
+// non-null.
+void forwardTiles(const LossSpec& spec, const CpuProblem& call, float* perAnchor, float* stats, ForwardResult* result) {
+  Workspace& ws = call.ws;
+  const PreparedLoss& p = call.p;
+  const Operands& o = call.o;
+  const KernelTable& kt = kernels();
+  const bool onePositive = p.denominator == Denominator::kOnePositive;
+  const bool negOnly = p.denominator != Denominator::kAll;
+
+  ForwardStats st(ws);
+  st.init(roundUp(p.anchors, kTile), p);
+  forEachTile(call, [&](int64_t a0, int64_t c0, const float* s, const float* pw, int rows, int, int colsPadded,
+                        bool twoSided) {
+    const ForwardSide rowSide = st.side(a0);
+    const ForwardSide colSide = twoSided ? st.side(c0) : ForwardSide{};
+    kt.forwardTile(s, kTile, rows, colsPadded, tileRelation(p, o, a0, c0, pw), negOnly, rowSide,
+                   twoSided ? &colSide : nullptr);
+  });
+  if (onePositive) {
+    // The second pass needs every anchor's LSE_N, complete.
+    st.finishFirstPass(p.anchors);
+    forEachTile(call, [&](int64_t a0, int64_t c0, const float* s, const float* pw, int rows, int, int colsPadded,
+                          bool twoSided) {
+      const OnePositiveSide rowSide = st.passTwo(a0);
+      const OnePositiveSide colSide = twoSided ? st.passTwo(c0) : OnePositiveSide{};
+      kt.onePositiveTile(s, kTile, rows, colsPadded, tileRelation(p, o, a0, c0, pw), p.variantIn, rowSide,
+                         twoSided ? &colSide : nullptr);
     });
-    if (failed) throw std::bad_alloc();
   }
 
-  // Per-anchor statistics (m, log l, mP, log lP), and for L_out the mean score of the positives
-  // (from the same float32 scores as the log-sum-exp, so that the two cancel exactly where they
-  // should).
+  // Per-anchor statistics (loss_internal.h) and the positive term of L_out: the mean of w s over
+  // the positives (from the same float32 scores as the log-sum-exp, so that the two cancel
+  // exactly where they should), or with kOnePositive the anchor's loss.
   const size_t A = static_cast<size_t>(p.anchors);
   CallVector<float> saved(stats ? 0 : A * kStatsPerAnchor, 0.0f, WorkspaceAllocator<float>(ws));
   float* out = stats ? stats : saved.data();
-  CallVector<double> positiveMean(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(ws));
+  CallVector<double> positiveTerm(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(ws));
   for (size_t s = 0; s < A; ++s) {
-    float* o4 = out + kStatsPerAnchor * s;
-    o4[0] = st.ref[s];
-    o4[1] = std::log(st.sum[s]);
-    o4[2] = o4[3] = 0.0f;
-    if (p.variantIn && st.sumP[s] > 0) {
-      o4[2] = st.refP[s];
-      o4[3] = std::log(st.sumP[s]);
+    float* o8 = out + kStatsPerAnchor * s;
+    std::fill(o8, o8 + kStatsPerAnchor, 0.0f);
+    const bool hasSet = st.sum[s] > 0.0f;
+    o8[kStatM] = hasSet ? st.ref[s] : 0.0f;
+    o8[kStatLogL] = hasSet ? std::log(st.sum[s]) : -std::numeric_limits<float>::infinity();
+    const float weight = p.general ? st.weightSum[s] : float(p.positives[s]);
+    // An anchor has a loss with a positive, and with kOnlyNegatives a negative (its
+    // denominator's set is then the negatives).
+    const bool valid = weight > 0.0f && (p.denominator != Denominator::kOnlyNegatives || hasSet);
+    if (!valid) continue;
+    o8[kStatW] = weight;
+    if (onePositive) {
+      if (p.variantIn) {
+        o8[kStatMP] = st.ref2[s];
+        o8[kStatLogLP] = std::log(st.sum2[s]);
+        o8[kStatT] = st.sumU[s] / st.sum2[s];
+      } else {
+        positiveTerm[s] = st.lossSum[s] / weight;
+        o8[kStatT] = static_cast<float>(st.sigmaSum[s] / weight);
+      }
+    } else if (p.variantIn) {
+      o8[kStatMP] = st.refP[s];
+      o8[kStatLogLP] = std::log(st.sumP[s]);
+    } else {
+      positiveTerm[s] = st.scoreSumP[s] / weight;
     }
-    if (!p.variantIn && p.positives[s] > 0) positiveMean[s] = st.scoreSumP[s] / p.positives[s];
   }
-  result->loss = reduceLoss(spec, p, out, positiveMean.data(), perAnchor);
-  result->validAnchors = p.validAnchors;
+  result->loss = reduceLoss(spec, p, out, positiveTerm.data(), perAnchor);
+  result->validAnchors = countValid(p, out);
 }
 
 // The backward: grad from the saved statistics and the upstream gradient.
@@ -378,6 +507,10 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
   const int64_t D = p.dim;
   const float invT = p.invTemperature;
   const int64_t ld = o.ld;
+  const int denominator = p.denominator == Denominator::kAll ? 0 : p.denominator == Denominator::kOnePositive ? 1 : 2;
+  // The L_out positive term goes through class sums for the class relation with kAll and
+  // kOnlyNegatives (O(N D), in float64); otherwise it is formed in the tiles.
+  const bool classSums = !p.variantIn && !p.general && p.denominator != Denominator::kOnePositive;
 
   // Per-anchor statistics and weights, padded to whole tiles (the epilogues read whole vectors).
   const int64_t anchorsPadded = roundUp(p.anchors, kTile);
@@ -385,15 +518,13 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
   Buffer<float> w(static_cast<size_t>(anchorsPadded), ws, true);
   std::copy(stats, stats + p.anchors * kStatsPerAnchor, st.data());
   {
-    const CallVector<float> weights = anchorWeights(spec, p, upstream, ws);
+    const CallVector<float> weights = anchorWeights(spec, p, stats, upstream, ws);
     std::copy(weights.begin(), weights.end(), w.data());
   }
   auto anchorSide = [&](int64_t a0) {
     TileSide t;
     t.stats = st.data() + a0 * kStatsPerAnchor;
     t.weight = w.data() + a0;
-    t.variantIn = p.variantIn;
-    t.classes = o.anchorClass.data() + a0;
     return t;
   };
 
@@ -404,89 +535,67 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
     dzOwn.reset(static_cast<size_t>(p.rows * ld));
     dz = dzOwn.data();
   }
-  const size_t tileFloats = static_cast<size_t>(kTile * kTile);
 
   if (p.symmetric) {
     // Round 0 holds every block's diagonal tile, its first write: that one overwrites (beta 0)
     // the whole [rows, ld] block, so dz needs no zeroing.
-    Blocks blocks(p.rows);
-    runRounds(blocks.count, tileFloats, ws, [&](int64_t I, int64_t J, float* s) {
-      const int64_t i0 = blocks.begin(I), j0 = blocks.begin(J);
-      const int rows = blocks.len(I), cols = blocks.len(J);
-      scoreTile(kt, o.contrastPanels.data(), i0, rows, o.contrastPanels.data(), j0, cols, D, invT, s);
-      if (I == J)
-        for (int i = 0; i < rows; ++i) s[i * kTile + i] = kAbsent;
-      const int colsPadded = padColumns(s, rows, cols);
+    forEachTile(call, [&](int64_t i0, int64_t j0, float* s, const float* pw, int rows, int cols, int colsPadded,
+                          bool offDiagonal) {
       // H = G_IJ + G_JI^T: the row term and, since S_JI = S_IJ^T, the column term.
-      const TileSide rowSide = anchorSide(i0), colSide = anchorSide(j0);
-      kt.gradTile(s, kTile, rows, colsPadded, rowSide, &colSide);
+      const TileSide rowSide = anchorSide(i0), colSide = anchorSide(j0);  // j0 is an anchor too (symmetric)
+      kt.gradTile(s, kTile, rows, colsPadded, tileRelation(p, o, i0, j0, pw), denominator, p.variantIn, !classSums,
+                  rowSide, &colSide);
       // dz_I += H Z_J / tau, dz_J += H^T Z_I / tau.
-      accumulateRows(kt, s, false, cols, rows, o.features + j0 * ld, ld, invT, dz + i0 * ld, I == J ? 0.0f : 1.0f);
-      if (I != J) accumulateRows(kt, s, true, rows, cols, o.features + i0 * ld, ld, invT, dz + j0 * ld);
+      accumulateRows(kt, s, false, cols, rows, o.features + j0 * ld, ld, invT, dz + i0 * ld, offDiagonal ? 1.0f : 0.0f);
+      if (offDiagonal) accumulateRows(kt, s, true, rows, cols, o.features + i0 * ld, ld, invT, dz + j0 * ld);
     });
   } else {
     std::fill(dz, dz + p.rows * ld, 0.0f);
     Blocks anchorBlocks(p.anchors);
     const int64_t extraEnd = o.featuresPadded + p.extraRows;
-    const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
     auto blockCols = [&](int64_t c0) {
       return static_cast<int>(c0 < o.featuresPadded ? std::min(kTile, p.rows - c0) : std::min(kTile, extraEnd - c0));
     };
-    // G for anchors [a0, a0+rows) x contrast rows [c0, c0+cols), in s.
-    auto gradientTile = [&](int64_t a0, int rows, int64_t c0, int cols, float* s) {
+    // G for anchors [a0, a0+rows) x contrast rows [c0, c0+cols), in s (pair weights in pw).
+    auto gradientTile = [&](int64_t a0, int rows, int64_t c0, int cols, float* s, float* pw) {
       scoreTile(kt, o.anchorPanel, a0, rows, o.contrastPanels.data(), c0, cols, D, invT, s);
       for (int i = 0; i < rows; ++i) {
         const int64_t col = p.anchorRow[a0 + i] - c0;
         if (col >= 0 && col < cols) s[i * kTile + col] = kAbsent;
       }
       const int colsPadded = padColumns(s, rows, cols);
-      TileSide columns;
-      columns.variantIn = p.variantIn;
-      columns.classes = o.contrastClass.data() + c0;
-      kt.gradTile(s, kTile, rows, colsPadded, anchorSide(a0), &columns);
+      if (pw) pairTile(p, o, a0, rows, c0, cols, colsPadded, pw);
+      kt.gradTile(s, kTile, rows, colsPadded, tileRelation(p, o, a0, c0, pw), denominator, p.variantIn, !classSums,
+                  anchorSide(a0), nullptr);
     };
     std::atomic<bool> failed{false};
-    // dZ_A: anchors x all contrast blocks, parallel over anchor blocks.
+    // dZ_A: anchors x all contrast blocks, parallel over anchor blocks (forEachTile's order).
     Buffer<float> dzAnchors(static_cast<size_t>(p.anchors * ld), ws, true);
-    parallelFor(anchorBlocks.count, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> s(ws);
-      try {
-        s.reset(tileFloats, true);
-      } catch (...) {
-        failed = true;
-        return;
-      }
-      for (int64_t I = b; I < e; ++I) {
-        const int64_t a0 = anchorBlocks.begin(I);
-        const int rows = anchorBlocks.len(I);
-        for (int64_t C = 0; C < contrastBlocks; ++C) {
-          const int64_t c0 = C * kTile;
-          const int cols = blockCols(c0);
-          if (cols <= 0) continue;
-          gradientTile(a0, rows, c0, cols, s.data());
-          accumulateRows(kt, s.data(), false, cols, rows, o.contrastRows(c0), ld, invT, dzAnchors.data() + a0 * ld);
-        }
-      }
+    forEachTile(call, [&](int64_t a0, int64_t c0, float* s, const float* pw, int rows, int cols, int colsPadded, bool) {
+      kt.gradTile(s, kTile, rows, colsPadded, tileRelation(p, o, a0, c0, pw), denominator, p.variantIn, !classSums,
+                  anchorSide(a0), nullptr);
+      accumulateRows(kt, s, false, cols, rows, o.contrastRows(c0), ld, invT, dzAnchors.data() + a0 * ld);
     });
-    if (failed) throw std::bad_alloc();
     // dZ_C for the feature rows (extra rows get no gradient): parallel over contrast blocks.
     const int64_t featureBlocks = o.featuresPadded / kTile;
     parallelFor(featureBlocks, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> s(ws);
+      Buffer<float> scratch(ws);
       try {
-        s.reset(tileFloats, true);
+        scratch.reset(scratchFloats(p), true);
       } catch (...) {
         failed = true;
         return;
       }
+      float* s = scratch.data();
+      float* pw = p.general ? s + kTile * kTile : nullptr;
       for (int64_t J = b; J < e; ++J) {
         const int64_t c0 = J * kTile;
         const int cols = blockCols(c0);
         for (int64_t I = 0; I < anchorBlocks.count; ++I) {
           const int64_t a0 = anchorBlocks.begin(I);
           const int rows = anchorBlocks.len(I);
-          gradientTile(a0, rows, c0, cols, s.data());
-          accumulateRows(kt, s.data(), true, rows, cols, o.anchors + a0 * ld, ld, invT, dz + c0 * ld);
+          gradientTile(a0, rows, c0, cols, s, pw);
+          accumulateRows(kt, s, true, rows, cols, o.anchors + a0 * ld, ld, invT, dz + c0 * ld);
         }
       }
     });
@@ -500,7 +609,7 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
 
   // L_out positive terms through class sums: -w_i/|P_i| sum_{p in P(i)} (z_p as anchor side,
   // z_i as contrast side), both O(N D).
-  if (!p.variantIn) {
+  if (classSums) {
     const int64_t C = p.numClasses;
     CallVector<double> sums(static_cast<size_t>(C * D), 0.0, WorkspaceAllocator<double>(ws));
     for (int64_t r = 0; r < p.contrastRows; ++r) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "loss_pairs.h"
 #include "memory.h"
 #include "supcon/loss.h"
 
@@ -21,7 +22,12 @@ struct PreparedLoss {
       : contrastClass(WorkspaceAllocator<int32_t>(w)),
         anchorClass(WorkspaceAllocator<int32_t>(w)),
         anchorRow(WorkspaceAllocator<int64_t>(w)),
-        positives(WorkspaceAllocator<int32_t>(w)) {}
+        positives(WorkspaceAllocator<int32_t>(w)),
+        bits(WorkspaceAllocator<uint64_t>(w)),
+        setSize(WorkspaceAllocator<int32_t>(w)),
+        sample(WorkspaceAllocator<int32_t>(w)),
+        capKey(WorkspaceAllocator<int32_t>(w)),
+        capThreshold(WorkspaceAllocator<int32_t>(w)) {}
 
   int64_t batch = 0, views = 1, dim = 0;
   int64_t rows = 0;          // N = batch * views feature rows (memory order r = b*views + v)
@@ -29,8 +35,13 @@ struct PreparedLoss {
   int64_t contrastRows = 0;  // N + M
   int64_t anchors = 0;       // anchor slots: slot = row ('all') or slot = b, row = b*views ('one')
   bool oneMode = false;
-  bool symmetric = false;    // 'all' with no extra contrast set: anchors == contrast rows
+  bool symmetric = false;    // 'all', no extra contrast set, no cap: anchors == contrast rows, symmetric pairs
   bool variantIn = false;
+  Denominator denominator = Denominator::kAll;
+  // The relation needs pairWeight (label sets, or a cap): positive weights are summed by the
+  // forward's tile passes instead of counted here, and the L_out positive term of the gradient
+  // is formed in the tiles instead of through class sums.
+  bool general = false;
   float invTemperature = 10.0f;  // float32 1/temperature, as every product uses it
   float lossScale = 1.0f;        // float32 temperature / baseTemperature
   // Dense class id of each contrast row (features first, then extra rows); extra rows without
@@ -38,9 +49,30 @@ struct PreparedLoss {
   CallVector<int32_t> contrastClass;
   CallVector<int32_t> anchorClass;    // [anchors]
   CallVector<int64_t> anchorRow;      // [anchors]: the anchor's own row (its self-contrast column)
-  CallVector<int32_t> positives;      // [anchors]: |P(i)|
+  CallVector<int32_t> positives;      // [anchors]: |P(i)| (class relation only; 0 when general)
   int32_t numClasses = 0;
-  int64_t validAnchors = 0;
+  // The relation's arrays (loss_pairs.h), by contrast row: label sets as bitsets, the sample of
+  // each row and the cap's order keys and per-anchor-row thresholds (empty when unused).
+  int32_t words = 0;
+  bool jaccard = false;
+  bool capped = false;
+  CallVector<uint64_t> bits;
+  CallVector<int32_t> setSize, sample, capKey, capThreshold;
+
+  // The relation over host memory.
+  PairRelation relation() const {
+    PairRelation r;
+    r.classes = contrastClass.data();
+    r.bits = bits.data();
+    r.setSize = setSize.data();
+    r.words = words;
+    r.jaccard = jaccard ? 1 : 0;
+    r.capped = capped ? 1 : 0;
+    r.sample = sample.data();
+    r.key = capKey.data();
+    r.threshold = capThreshold.data();
+    return r;
+  }
 
   // View-major output index of an anchor slot (perAnchor and upstream use it).
   int64_t outputIndex(int64_t slot) const {
@@ -52,20 +84,37 @@ struct PreparedLoss {
 
 PreparedLoss prepare(const LossSpec& spec, const LossInputs& in, Workspace& workspace);
 
+// Per-anchor statistics, 8 floats per anchor slot (the stats array of loss.h), docs/loss.md
+// ("Numerics"):
+//   [0] m, [1] log l   the log-sum-exp over the denominator's rows D(i) (A(i) for kAll, the
+//                      negatives otherwise); (0, -inf) when D(i) is empty
+//   [2] mP, [3] log lP L_in: the log-sum-exp of log w + s over P(i) (kAll, kOnlyNegatives), or of
+//                      log w + log sigma(s - LSE_N) (kOnePositive); (0, 0) otherwise
+//   [4] W              the total positive weight sum_{p in P(i)} w_ip, 0 for an anchor without a
+//                      loss (no positive; no negative with kOnlyNegatives)
+//   [5] T              kOnePositive: the coefficient of the negatives' gradient, L_out
+//                      (1/W) sum_p w_ip sigma(LSE_N - s_ip), L_in the sigma-weighted mean of the
+//                      same; 0 otherwise
+//   [6], [7]           0 (two float4 per anchor on CUDA)
+constexpr int kStatsPerAnchor = 8;
+enum StatSlot { kStatM = 0, kStatLogL = 1, kStatMP = 2, kStatLogLP = 3, kStatW = 4, kStatT = 5 };
+
 // Per-anchor weights w_i of the gradient (semantics note): upstream x reduction weight x scale,
-// 0 for anchors without positives. upstream: 1 value, or [anchors] in view-major order.
-CallVector<float> anchorWeights(const LossSpec& spec, const PreparedLoss& p, const float* upstream,
-                                Workspace& workspace);
+// 0 for anchors without a loss (W = 0 in their statistics). upstream: 1 value, or [anchors] in
+// view-major order.
+CallVector<float> anchorWeights(const LossSpec& spec, const PreparedLoss& p, const float* stats,
+                                const float* upstream, Workspace& workspace);
 
-// Per-anchor statistics, 4 floats per anchor slot (the stats array of loss.h): the log-sum-exp
-// over A(i) as (m, log l), then over P(i) as (mP, log lP) for L_in ((0, 0) otherwise).
-constexpr int kStatsPerAnchor = 4;
+// Anchors with a loss (W > 0 in their statistics).
+int64_t countValid(const PreparedLoss& p, const float* stats);
 
-// Final per-anchor losses and the reduced loss from per-anchor statistics (stats as above;
-// positiveMean[slot] for L_out: the mean of s_ip over P(i)). The differences of large terms are
-// taken first: l = (m - meanP) + log l, or (m - mP) + (log l - log lP) + log |P|. Writes
-// perAnchor (view-major) when non-null.
-double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* stats, const double* positiveMean,
+// Final per-anchor losses and the reduced loss from per-anchor statistics (stats as above) and
+// positiveTerm[slot] (double): for L_out with kAll / kOnlyNegatives the weighted mean of s over
+// P(i), for L_out with kOnePositive the anchor's loss itself, (1/W) sum_p w softplus(LSE_N - s);
+// unused for L_in. The differences of large terms are taken first: l = (m - meanP) + log l, or
+// (m - mP) + (log l - log lP) + log W, or log W - (mP + log lP). Writes perAnchor (view-major)
+// when non-null.
+double reduceLoss(const LossSpec& spec, const PreparedLoss& p, const float* stats, const double* positiveTerm,
                   float* perAnchor);
 
 // Row normalization z = x / max(||x||, eps), eps = kNormalizeEpsilon (as

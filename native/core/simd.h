@@ -15,28 +15,55 @@ constexpr int kLossMaxTile = 128;
 // with -infinity, never with a finite stand-in: exp(-inf - m) is exactly 0 for any finite m,
 // and no finite score, however negative, can be mistaken for a masked one.
 
+// Floats of saved statistics per row of the loss (loss_internal.h, kStatsPerAnchor): the
+// epilogues read (m, log l, mP, log lP, W, T) from the first six.
+constexpr int kStatsStride = 8;
+
+// Which entries of a tile are positives (docs/loss.md, "Positives"): by class id (pairs ==
+// nullptr: entry (i, j) is a positive of weight 1 when rowClasses[i] == colClasses[j]) or by a
+// tile of pair weights beside the scores (pairs[i * ld + j], loss_pairs.h: > 0 a positive of
+// that weight, 0 a negative, < 0 neither, a positive dropped by the cap).
+struct TileRelation {
+  const int32_t* rowClasses = nullptr;
+  const int32_t* colClasses = nullptr;
+  const float* pairs = nullptr;
+};
+
 // One side (rows, or columns of a symmetric tile) of a forward tile: running log-sum-exp
 // statistics per row, updated in place. `ref` is a running reference (>= every score folded
-// in so far, -inf before the first) and `sum` the sum of exp(s - ref), over A(i); refP/sumP the
-// same over the positives P(i) (L_in, else null); scoreSumP the running sum of the positives'
-// scores s (L_out, else null). classes: the rows' class ids.
+// in so far, -inf before the first) and `sum` the sum of exp(s - ref), over the denominator's
+// rows D(i); refP/sumP the same over the positives P(i) of log w + s (L_in, else null);
+// scoreSumP the running sum of w s over the positives (L_out, else null); weightSum the running
+// sum of the positives' weights w (pair-weight tiles, else null: the host counts positives).
 struct ForwardSide {
   float* ref = nullptr;
   float* sum = nullptr;
   float* refP = nullptr;
   float* sumP = nullptr;
   double* scoreSumP = nullptr;
-  const int32_t* classes = nullptr;
+  float* weightSum = nullptr;
+};
+
+// One side of a tile in the one-positive pass of the forward: the rows' LSE_N = m + logL from
+// the first pass (logL -inf without negatives), and running sums over the positives: L_out
+// lossSum += w softplus(LSE_N - s) and sigmaSum += w sigma(LSE_N - s); L_in the log-sum-exp
+// (ref, sum) of log w - softplus(LSE_N - s) with sumU, the same terms times sigma(LSE_N - s).
+struct OnePositiveSide {
+  const float* m = nullptr;
+  const float* logL = nullptr;
+  double* lossSum = nullptr;
+  double* sigmaSum = nullptr;
+  float* ref = nullptr;
+  float* sum = nullptr;
+  float* sumU = nullptr;
 };
 
 // One side (rows or columns) of a similarity tile in the loss backward: the rows' saved
-// statistics (loss_internal.h: 4 floats per row, (m, log l, mP, log lP)), anchor weights w (0 for
-// anchors without positives), and the class ids (L_in).
+// statistics (kStatsStride floats per row, loss_internal.h) and anchor weights (0 for anchors
+// without a loss).
 struct TileSide {
   const float* stats = nullptr;
   const float* weight = nullptr;
-  bool variantIn = false;
-  const int32_t* classes = nullptr;    // required for L_in
 };
 
 struct KernelTable {
@@ -92,18 +119,22 @@ struct KernelTable {
   void (*lossTileKernelRowsA)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
                               float alpha, float beta, int m, int n);
   // Folds a rows x cols tile of scores (row stride ld; -inf = absent) into the running
-  // statistics of its rows and, when col is given (symmetric tiles), of its columns.
-  // colClasses: the columns' class ids (positives are present entries of the row's class).
+  // statistics of its rows and, when col is given (symmetric tiles, symmetric relation), of its
+  // columns. negOnly: the denominator's rows are the negatives (kOnePositive, kOnlyNegatives).
   // cols is a multiple of kLossColumnPad; the caller fills padding columns with -inf and keeps
-  // the column arrays valid up to cols.
-  void (*forwardTile)(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row,
-                      const int32_t* colClasses, const ForwardSide* col);
-  // Overwrites a rows x cols tile of scores with dL/ds (before the 1/tau of the chain rule):
-  //   g_ij = w_i (exp((s_ij - m_i) - log l_i) - [L_in, c_i == c_j] exp((s_ij - mP_i) - log lP_i))
-  //        + the same with i and j swapped when col->weight is given (symmetric tiles).
-  // Absent entries (-inf) give 0. cols is a multiple of kLossColumnPad, as for forwardTile;
-  // col->classes are the columns' class ids (L_in).
-  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
+  // the column arrays (classes, pairs, col side) valid up to cols.
+  void (*forwardTile)(const float* s, int64_t ld, int rows, int cols, const TileRelation& rel, bool negOnly,
+                      const ForwardSide& row, const ForwardSide* col);
+  // The one-positive pass over the same tile (after the first pass is complete for every row).
+  void (*onePositiveTile)(const float* s, int64_t ld, int rows, int cols, const TileRelation& rel, bool variantIn,
+                          const OnePositiveSide& row, const OnePositiveSide* col);
+  // Overwrites a rows x cols tile of scores with dL/ds (before the 1/tau of the chain rule), the
+  // row side's term plus, when col is given (symmetric tiles), the column side's (docs/loss.md,
+  // "Gradient"). denominator: 0 kAll, 1 kOnePositive, 2 kOnlyNegatives. xInTile: the L_out
+  // positive term -w w_ij / W is formed here (else the caller adds it through class sums).
+  // Absent entries (-inf) give 0. cols is a multiple of kLossColumnPad, as for forwardTile.
+  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileRelation& rel, int denominator, bool variantIn,
+                   bool xInTile, const TileSide& row, const TileSide* col);
 };
 
 const KernelTable& kernels();

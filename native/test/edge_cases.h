@@ -89,21 +89,44 @@ struct EdgeRow {
   supcon::LossSpec spec;
   int64_t batch = 0, views = 1, dim = 0, extra = 0;
   bool labeled = false, extraLabeled = false;
+  // Label sets (rows of the table's "labels" that are arrays): multi-hot bytes.
+  bool sets = false;
+  int64_t numLabels = 0;
   std::vector<float> features, contrast;
   std::vector<int32_t> labels, contrastLabels;
+  std::vector<uint8_t> labelSets, contrastLabelSets;
   supcon::LossInputs inputs() const {
     supcon::LossInputs in;
     in.features = features.data();
     in.batch = batch;
     in.views = views;
     in.dim = dim;
-    in.labels = labeled ? labels.data() : nullptr;
+    in.labels = labeled && !sets ? labels.data() : nullptr;
     in.contrastRows = extra;
     in.contrastFeatures = extra ? contrast.data() : nullptr;
-    in.contrastLabels = extra && extraLabeled ? contrastLabels.data() : nullptr;
+    in.contrastLabels = extra && extraLabeled && !sets ? contrastLabels.data() : nullptr;
+    if (labeled && sets) {
+      in.labelSets = labelSets.data();
+      in.numLabels = numLabels;
+      in.contrastLabelSets = extra && extraLabeled ? contrastLabelSets.data() : nullptr;
+    }
     return in;
   }
 };
+
+// Class ids, or label sets when the entries are arrays (multi-hot rows).
+inline void edgeLabels(const Json& list, bool* sets, int64_t* numLabels, std::vector<int32_t>* ids,
+                       std::vector<uint8_t>* bytes) {
+  for (const Json& l : list.array) {
+    if (l.type == Json::Type::kArray) {
+      *sets = true;
+      *numLabels = int64_t(l.size());
+      for (const Json& b : l.array) bytes->push_back(static_cast<uint8_t>(b.number));
+    } else {
+      ids->push_back(static_cast<int32_t>(l.number));
+    }
+  }
+}
 
 inline EdgeRow edgeRow(const Json& j) {
   using namespace supcon;
@@ -120,13 +143,15 @@ inline EdgeRow edgeRow(const Json& j) {
       v = static_cast<float>(double(v) * s[1].number);
     }
   r.labeled = !j["labels"].isNull();
-  for (const Json& l : j["labels"].array) r.labels.push_back(static_cast<int32_t>(l.number));
+  edgeLabels(j["labels"], &r.sets, &r.numLabels, &r.labels, &r.labelSets);
   if (j.has("contrast")) {
     const Json& c = j["contrast"];
     r.extra = int64_t(c["rows"].number);
     r.contrast = edgeValues(c["features"], r.extra, r.dim);
     r.extraLabeled = !c["labels"].isNull();
-    for (const Json& l : c["labels"].array) r.contrastLabels.push_back(static_cast<int32_t>(l.number));
+    bool sets = false;
+    int64_t width = 0;
+    edgeLabels(c["labels"], &sets, &width, &r.contrastLabels, &r.contrastLabelSets);
   }
   const Json& o = j["options"];
   if (o.has("temperature")) r.spec.temperature = static_cast<float>(o["temperature"].number);
@@ -135,6 +160,11 @@ inline EdgeRow edgeRow(const Json& j) {
   if (o.has("contrastMode")) enumFromName(kContrastModeNames, o["contrastMode"].string.c_str(), &r.spec.contrastMode);
   if (o.has("reduction")) enumFromName(kReductionNames, o["reduction"].string.c_str(), &r.spec.reduction);
   if (o.has("normalize")) r.spec.normalize = o["normalize"].boolean;
+  if (o.has("denominator")) enumFromName(kDenominatorNames, o["denominator"].string.c_str(), &r.spec.denominator);
+  if (o.has("positiveWeighting"))
+    enumFromName(kPositiveWeightingNames, o["positiveWeighting"].string.c_str(), &r.spec.positiveWeighting);
+  if (o.has("positivesCap")) r.spec.positivesCap = int64_t(o["positivesCap"].number);
+  if (o.has("positivesCapSeed")) r.spec.positivesCapSeed = uint32_t(o["positivesCapSeed"].number);
   return r;
 }
 

@@ -21,19 +21,45 @@ struct Problem {
   LossSpec spec;
   int64_t batch = 0, views = 1, dim = 0, extra = 0;
   bool labeled = true;
+  // Label sets instead of class ids (labeled and sets: multi-hot [rows, numLabels]).
+  bool sets = false;
+  int64_t numLabels = 0;
   std::vector<float> features, contrast;
   std::vector<int32_t> labels, contrastLabels;
+  std::vector<uint8_t> labelSets, contrastLabelSets;
   LossInputs inputs() const {
     LossInputs in;
     in.features = features.data();
     in.batch = batch;
     in.views = views;
     in.dim = dim;
-    in.labels = labeled ? labels.data() : nullptr;
+    in.labels = labeled && !sets ? labels.data() : nullptr;
     in.contrastRows = extra;
     in.contrastFeatures = extra ? contrast.data() : nullptr;
-    in.contrastLabels = extra && labeled ? contrastLabels.data() : nullptr;
+    in.contrastLabels = extra && labeled && !sets ? contrastLabels.data() : nullptr;
+    if (labeled && sets) {
+      in.labelSets = labelSets.data();
+      in.numLabels = numLabels;
+      in.contrastLabelSets = extra ? contrastLabelSets.data() : nullptr;
+    }
     return in;
+  }
+  // Gives the problem random label sets of numLabels labels, about `density` of them set per
+  // row; every `emptyEvery`-th sample gets an empty set (0: none).
+  void useLabelSets(std::mt19937& rng, int64_t labels, double density, int emptyEvery) {
+    sets = true;
+    labeled = true;
+    numLabels = labels;
+    std::bernoulli_distribution on(density);
+    auto fill = [&](std::vector<uint8_t>& out, int64_t rows) {
+      out.assign(static_cast<size_t>(rows * labels), 0);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (emptyEvery > 0 && r % emptyEvery == emptyEvery - 1) continue;
+        for (int64_t c = 0; c < labels; ++c) out[size_t(r * labels + c)] = on(rng) ? 1 : 0;
+      }
+    };
+    fill(labelSets, batch);
+    fill(contrastLabelSets, extra);
   }
 };
 
@@ -136,10 +162,13 @@ void expectMatchesReference(const Problem& p, const char* what) {
 }
 
 const char* name(const LossSpec& s) {
-  static char buf[160];
-  std::snprintf(buf, sizeof buf, "tau=%g variant=%s mode=%s norm=%d red=%s", s.temperature,
-                s.variant == Variant::kIn ? "in" : "out", s.contrastMode == ContrastMode::kOne ? "one" : "all",
-                int(s.normalize), s.reduction == Reduction::kMean ? "mean" : s.reduction == Reduction::kSum ? "sum" : "none");
+  static char buf[256];
+  std::snprintf(buf, sizeof buf, "tau=%g variant=%s mode=%s norm=%d red=%s den=%s weighting=%s cap=%lld seed=%u",
+                s.temperature, s.variant == Variant::kIn ? "in" : "out",
+                s.contrastMode == ContrastMode::kOne ? "one" : "all", int(s.normalize),
+                s.reduction == Reduction::kMean ? "mean" : s.reduction == Reduction::kSum ? "sum" : "none",
+                kDenominatorNames[int(s.denominator)].name, kPositiveWeightingNames[int(s.positiveWeighting)].name,
+                (long long)s.positivesCap, s.positivesCapSeed);
   return buf;
 }
 
@@ -178,6 +207,192 @@ TEST(loss_matches_reference_sweep) {
   CHECK(cases > 250) << cases;
 }
 
+TEST(loss_options_match_reference_sweep) {
+  // Every option of issue 12 (denominators, label sets, Jaccard weights, the positives cap) and
+  // their combinations with the older ones, against the float64 reference.
+  std::mt19937 rng(1212);
+  struct Size { int64_t batch, views, dim; };
+  const Size sizes[] = {{3, 2, 5}, {40, 2, 16}, {150, 1, 33}, {70, 3, 64}};
+  int cases = 0;
+  for (const Size& sz : sizes)
+    for (int den = 0; den < 3; ++den)
+      for (int variant = 0; variant < 2; ++variant)
+        for (int relation = 0; relation < 4; ++relation) {  // classes, sets, sets + jaccard, classes + cap
+          const int64_t extra = cases % 3 == 1 ? 1 + (cases * 29) % 90 : 0;
+          Problem p = makeProblem(rng, sz.batch, sz.views, sz.dim, cases % 2 ? 4 : 2, extra, true, cases % 4 == 0);
+          if (relation == 1 || relation == 2) p.useLabelSets(rng, cases % 5 == 0 ? 130 : 6, cases % 5 == 0 ? 0.03 : 0.3, 5);
+          if (relation == 2) p.spec.positiveWeighting = PositiveWeighting::kJaccard;
+          if (relation == 3 || (relation == 1 && cases % 2 == 0)) {
+            p.spec.positivesCap = sz.views * (cases % 3);  // 0, V, 2V
+            p.spec.positivesCapSeed = uint32_t(cases * 7919);
+          }
+          if (sz.views > 1 && cases % 3 == 2) p.spec.contrastMode = ContrastMode::kOne;
+          p.spec.denominator = static_cast<Denominator>(den);
+          p.spec.variant = variant ? Variant::kIn : Variant::kOut;
+          p.spec.reduction = static_cast<Reduction>(cases % 3);
+          const float temps[] = {0.07f, 0.1f, 0.5f, 1.0f};
+          p.spec.temperature = temps[cases % 4];
+          char what[400];
+          std::snprintf(what, sizeof what, "B=%lld V=%lld D=%lld M=%lld sets=%d labels=%lld %s", (long long)sz.batch,
+                        (long long)sz.views, (long long)sz.dim, (long long)extra, int(p.sets), (long long)p.numLabels,
+                        name(p.spec));
+          expectMatchesReference(p, what);
+          ++cases;
+        }
+  CHECK(cases == 96) << cases;
+}
+
+TEST(loss_options_gradients_match_finite_differences) {
+  // The float64 reference's own gradient of every new option against central differences of its
+  // loss (so the sweep above holds the kernels to a correct gradient).
+  std::mt19937 rng(31);
+  int checked = 0;
+  for (int den = 0; den < 3; ++den)
+    for (int variant = 0; variant < 2; ++variant)
+      for (int relation = 0; relation < 3; ++relation) {
+        Problem p = makeProblem(rng, 7, 2, 4, 3, 3, true, true);
+        if (relation >= 1) p.useLabelSets(rng, 4, 0.4, 0);
+        if (relation == 2) {
+          p.spec.positiveWeighting = PositiveWeighting::kJaccard;
+          p.spec.positivesCap = 2;
+          p.spec.positivesCapSeed = 5;
+        }
+        p.spec.denominator = static_cast<Denominator>(den);
+        p.spec.variant = variant ? Variant::kIn : Variant::kOut;
+        p.spec.temperature = 0.4f;
+        auto ref = referenceLoss(p.spec, p.inputs());
+        const double h = 1e-3;
+        double worst = 0;
+        for (size_t i = 0; i < p.features.size(); ++i) {
+          Problem q = p;
+          const float orig = q.features[i];
+          q.features[i] = orig + float(h);
+          const double up = referenceLoss(q.spec, q.inputs()).loss;
+          q.features[i] = orig - float(h);
+          const double down = referenceLoss(q.spec, q.inputs()).loss;
+          worst = std::max(worst, std::fabs((up - down) / (double(orig + float(h)) - double(orig - float(h))) - ref.grad[i]));
+        }
+        CHECK(worst < 1e-5 * std::max(1.0, maxAbs(ref.grad)) + 1e-6) << name(p.spec) << " sets " << relation << ": fd error " << worst;
+        CHECK(ref.validAnchors > 0) << name(p.spec);
+        ++checked;
+      }
+  CHECK(checked == 18);
+}
+
+TEST(loss_positives_semantics) {
+  std::mt19937 rng(8);
+  // Label sets: an anchor with no label has no positive (no loss, not counted), and is a
+  // negative of the others; rows sharing any label are positives.
+  {
+    Problem p = makeProblem(rng, 4, 1, 6, 1, 0, true, false);
+    p.sets = true;
+    p.numLabels = 3;
+    p.labelSets = {1, 0, 0,  /**/ 1, 1, 0,  /**/ 0, 1, 0,  /**/ 0, 0, 0};
+    Run r = runCore(p);
+    CHECK(r.status.isOk()) << r.status.message();
+    CHECK(r.fwd.validAnchors == 3) << r.fwd.validAnchors;
+    CHECK(r.perAnchor[3] == 0.0f);
+    expectMatchesReference(p, "sets with an empty set");
+    // Singleton sets give the loss of the same labels as class ids.
+    Problem c = p;
+    c.labelSets = {1, 0, 0, /**/ 0, 1, 0, /**/ 0, 0, 1, /**/ 1, 0, 0};
+    Problem ids = c;
+    ids.sets = false;
+    ids.labels = {0, 1, 2, 0};
+    Run a = runCore(c), b = runCore(ids);
+    CHECK(a.status.isOk() && b.status.isOk());
+    CHECK(std::fabs(a.fwd.loss - b.fwd.loss) <= 1e-6 * std::max(1.0, std::fabs(b.fwd.loss))) << a.fwd.loss << " vs " << b.fwd.loss;
+  }
+  // kOnlyNegatives: an anchor whose every other row is a positive has no loss.
+  {
+    Problem p = makeProblem(rng, 3, 2, 5, 1, 0, true, false);
+    p.labels = {0, 0, 0};
+    p.spec.denominator = Denominator::kOnlyNegatives;
+    Run r = runCore(p);
+    CHECK(r.status.isOk() && r.fwd.validAnchors == 0 && r.fwd.loss == 0.0) << r.fwd.validAnchors;
+    for (float g : r.grad) CHECK(g == 0.0f);
+    // kOnePositive: the same anchors have a loss of exactly 0 (log(e^s / e^s)).
+    p.spec.denominator = Denominator::kOnePositive;
+    Run o = runCore(p);
+    CHECK(o.status.isOk() && o.fwd.validAnchors == 6 && o.fwd.loss == 0.0) << o.fwd.loss;
+    expectMatchesReference(p, "one-positive without negatives");
+  }
+  // The cap keeps at most K positives besides the anchor's own views (K = 0: only those).
+  {
+    Problem p = makeProblem(rng, 6, 2, 8, 1, 0, true, false);
+    p.labels = {0, 0, 0, 1, 1, 1};
+    p.spec.positivesCap = 0;
+    p.spec.denominator = Denominator::kAll;
+    expectMatchesReference(p, "cap 0");
+    Run r = runCore(p);
+    CHECK(r.status.isOk() && r.fwd.validAnchors == 12);
+    // Capping at every candidate changes nothing.
+    Problem all = p;
+    all.spec.positivesCap = 4;
+    Problem none = p;
+    none.spec.positivesCap = -1;
+    Run a = runCore(all), n = runCore(none);
+    CHECK(a.fwd.loss == n.fwd.loss || std::fabs(a.fwd.loss - n.fwd.loss) <= 1e-6 * std::fabs(n.fwd.loss)) << a.fwd.loss << " " << n.fwd.loss;
+    // Different seeds keep different positives (and losses).
+    Problem s1 = p, s2 = p;
+    s1.spec.positivesCap = s2.spec.positivesCap = 2;
+    s1.spec.positivesCapSeed = 1;
+    s2.spec.positivesCapSeed = 2;
+    Run r1 = runCore(s1), r2 = runCore(s2);
+    CHECK(r1.status.isOk() && r2.status.isOk() && r1.fwd.loss != r2.fwd.loss) << r1.fwd.loss;
+  }
+}
+
+TEST(loss_options_bad_input) {
+  std::mt19937 rng(4);
+  Problem p = makeProblem(rng, 4, 2, 8, 2, 3, true, false);
+  std::vector<float> per(8), stats(size_t(statsSize(p.spec, p.inputs())));
+  auto fwd = [&](const Problem& q) { return forward(q.spec, q.inputs(), RunOptions{}, per.data(), stats.data(), nullptr); };
+  Problem cap = p;
+  cap.spec.positivesCap = 3;  // not a multiple of the 2 views
+  Status st = fwd(cap);
+  CHECK(st.code() == StatusCode::kInvalidArgument && st.argument() == "positivesCap") << st.message();
+  Problem den = p;
+  den.spec.denominator = static_cast<Denominator>(7);
+  CHECK(fwd(den).argument() == "denominator");
+  Problem sets = p;
+  sets.useLabelSets(rng, 5, 0.5, 0);
+  CHECK(fwd(sets).isOk()) << fwd(sets).message();
+  sets.labelSets[7] = 2;
+  st = fwd(sets);
+  CHECK(st.argument() == "labelSets" && st.message().find("index 7") != std::string::npos) << st.message();
+  sets.labelSets[7] = 1;
+  sets.contrastLabelSets[2] = 9;
+  CHECK(fwd(sets).argument() == "contrastLabelSets");
+  LossInputs both = sets.inputs();
+  both.labels = sets.labels.data();
+  CHECK(forward(sets.spec, both, RunOptions{}, per.data(), stats.data(), nullptr).argument() == "labelSets");
+  LossInputs noExtra = p.inputs();
+  noExtra.labels = nullptr;
+  noExtra.labelSets = sets.labelSets.data();
+  noExtra.numLabels = 5;
+  CHECK(forward(p.spec, noExtra, RunOptions{}, per.data(), stats.data(), nullptr).argument() == "contrastLabelSets");
+  noExtra.numLabels = 0;
+  CHECK(forward(p.spec, noExtra, RunOptions{}, per.data(), stats.data(), nullptr).argument() == "numLabels");
+}
+
+TEST(loss_options_workspace_is_linear) {
+  // Label sets, the cap and the one-positive pass keep the working memory O(N): doubling N at
+  // most doubles it (plus the fixed per-thread tiles).
+  std::mt19937 rng(6);
+  int64_t bytes[2] = {0, 0};
+  for (int k = 0; k < 2; ++k) {
+    Problem p = makeProblem(rng, 512 << k, 2, 32, 10, 0, true, false);
+    p.useLabelSets(rng, 200, 0.02, 7);
+    p.spec.positivesCap = 4;
+    p.spec.denominator = Denominator::kOnePositive;
+    Run r = runCore(p);
+    CHECK(r.status.isOk()) << r.status.message();
+    bytes[k] = r.fwd.workspaceBytes;
+  }
+  CHECK(bytes[1] < 2.2 * bytes[0]) << bytes[0] << " -> " << bytes[1];
+}
+
 TEST(loss_larger_problems_match_reference) {
   std::mt19937 rng(5);
   // N = 512 with uneven tiles, and the general path with a large extra set.
@@ -193,9 +408,15 @@ TEST(loss_larger_problems_match_reference) {
 
 TEST(loss_is_bitwise_independent_of_thread_count) {
   std::mt19937 rng(77);
-  for (int mode = 0; mode < 2; ++mode) {
-    Problem p = makeProblem(rng, 300, 2, 96, 10, mode ? 200 : 0, true, true);
-    p.spec.variant = mode ? Variant::kIn : Variant::kOut;
+  for (int mode = 0; mode < 4; ++mode) {
+    Problem p = makeProblem(rng, 300, 2, 96, 10, mode % 2 ? 200 : 0, true, true);
+    p.spec.variant = mode % 2 ? Variant::kIn : Variant::kOut;
+    if (mode >= 2) {  // label sets, one-positive, jaccard; capped with the extra rows
+      p.useLabelSets(rng, 70, 0.05, 9);
+      p.spec.denominator = Denominator::kOnePositive;
+      p.spec.positiveWeighting = PositiveWeighting::kJaccard;
+      if (mode == 3) p.spec.positivesCap = 6;
+    }
     setNumThreads(1);
     Run one = runCore(p);
     setNumThreads(4);

@@ -8,6 +8,8 @@
 //    perAnchor outputs and per-anchor upstream gradients use that numbering.
 //  - the optional extra contrast set [contrastRows, dim] is contrasted against but gets no
 //    gradient and is never an anchor.
+//  - labels are class ids ([batch] int32) or label sets (multi-hot [batch, numLabels] bytes of 0
+//    or 1): two rows are positives when their sets intersect (docs/loss.md, "Positives").
 //
 // Every entry point checks its arguments once (validate(), the safety net for C++ callers; the
 // TypeScript layer checks the same rules first) and returns a Status; none throws or aborts.
@@ -24,6 +26,13 @@ namespace supcon {
 enum class Variant { kOut, kIn };
 enum class ContrastMode { kAll, kOne };
 enum class Reduction { kMean, kSum, kNone };
+// Which rows enter the softmax's denominator (the paper's TensorFlow code, `denominator_mode`):
+// every row but the anchor (kAll), the negatives plus the one positive of each term
+// (kOnePositive), or the negatives alone (kOnlyNegatives). docs/loss.md, "Definitions".
+enum class Denominator { kAll, kOnePositive, kOnlyNegatives };
+// Weight of a positive pair: 1 (kNone), or the Jaccard overlap |Y_i & Y_j| / |Y_i | Y_j| of the
+// two label sets (kJaccard; 1 for class ids).
+enum class PositiveWeighting { kNone, kJaccard };
 // kAuto: CUDA when compiled, a device is present and the problem has >= cudaAutoMinRows() rows.
 enum class Device { kCpu, kCuda, kAuto };
 // Arithmetic of the similarity products. kTf32/kBf16 use tensor cores on CUDA (float32
@@ -43,6 +52,11 @@ inline constexpr EnumName<ContrastMode> kContrastModeNames[] = {{ContrastMode::k
                                                                 {ContrastMode::kOne, "one"}};
 inline constexpr EnumName<Reduction> kReductionNames[] = {
     {Reduction::kMean, "mean"}, {Reduction::kSum, "sum"}, {Reduction::kNone, "none"}};
+inline constexpr EnumName<Denominator> kDenominatorNames[] = {{Denominator::kAll, "all"},
+                                                               {Denominator::kOnePositive, "one-positive"},
+                                                               {Denominator::kOnlyNegatives, "only-negatives"}};
+inline constexpr EnumName<PositiveWeighting> kPositiveWeightingNames[] = {{PositiveWeighting::kNone, "none"},
+                                                                          {PositiveWeighting::kJaccard, "jaccard"}};
 inline constexpr EnumName<Device> kDeviceNames[] = {
     {Device::kAuto, "auto"}, {Device::kCpu, "cpu"}, {Device::kCuda, "cuda"}};
 inline constexpr EnumName<Precision> kPrecisionNames[] = {
@@ -68,6 +82,13 @@ struct LossSpec {
   ContrastMode contrastMode = ContrastMode::kAll;
   bool normalize = false;  // L2-normalize rows inside the op (gradient goes through it)
   Reduction reduction = Reduction::kMean;
+  Denominator denominator = Denominator::kAll;
+  PositiveWeighting positiveWeighting = PositiveWeighting::kNone;
+  // At most this many positives per anchor besides the other views of its own sample, the first
+  // ones in a seeded order of the samples (docs/loss.md, "Positives"); < 0: no cap. With views,
+  // a multiple of the views (whole samples, as the paper's TensorFlow code requires).
+  int64_t positivesCap = -1;
+  uint32_t positivesCapSeed = 0;
 
   float effectiveBaseTemperature() const { return baseTemperature.value_or(temperature); }
 };
@@ -79,10 +100,17 @@ struct LossInputs {
   int64_t dim = 0;
   // [batch] class ids, or nullptr for the self-supervised case (each sample is its own class).
   const int32_t* labels = nullptr;
-  // Optional extra contrast set: [contrastRows, dim]; labels [contrastRows] required iff
-  // `labels` is given (with no labels the extra rows are negatives of every anchor).
+  // Or label sets: [batch, numLabels] multi-hot bytes (0 or 1), with labels == nullptr. A sample
+  // with an empty set has no positive (it is no anchor of the loss) and is every anchor's negative.
+  const uint8_t* labelSets = nullptr;
+  int64_t numLabels = 0;
+  // Optional extra contrast set: [contrastRows, dim]; its labels in the form of the features'
+  // (contrastLabels [contrastRows] with labels, contrastLabelSets [contrastRows, numLabels] with
+  // labelSets), required when the features have labels (without, the extra rows are negatives of
+  // every anchor).
   const float* contrastFeatures = nullptr;
   const int32_t* contrastLabels = nullptr;
+  const uint8_t* contrastLabelSets = nullptr;
   int64_t contrastRows = 0;
 };
 
@@ -94,7 +122,7 @@ struct RunOptions {
 
 struct ForwardResult {
   double loss = 0;               // reduced loss (for kNone: the sum of perAnchor)
-  int64_t validAnchors = 0;      // anchors with at least one positive
+  int64_t validAnchors = 0;      // anchors with a loss: a positive (and a negative for kOnlyNegatives)
   // Peak bytes of every buffer the call allocated, counted per call: host buffers, plus the
   // device buffers on CUDA. The inputs and outputs the caller passes in are not counted.
   int64_t workspaceBytes = 0;
@@ -106,10 +134,12 @@ struct BackwardResult {
 
 // Number of anchors: batch*views ('all') or batch ('one').
 int64_t numAnchors(const LossSpec& spec, const LossInputs& in);
-// Floats of saved statistics per call (forward writes them, backward reads them): 4 per anchor,
-// the log-sum-exp over A(i) as a reference m and log of the sum of exp(s - m), then the same over
-// P(i) for L_in (docs/loss.md, "Numerics": kept apart, p = exp((s - m) - log l) stays exact where
-// |s| is so large that m + log l would round log l away).
+// Floats of saved statistics per call (forward writes them, backward reads them): 8 per anchor,
+// the log-sum-exp over the denominator's rows as a reference m and log of the sum of exp(s - m),
+// a second log-sum-exp over the positives (L_in), the total positive weight W (0: the anchor has
+// no loss), a coefficient of kOnePositive, and two zeros (docs/loss.md, "Numerics": the parts of a
+// log-sum-exp are kept apart, so p = exp((s - m) - log l) stays exact where |s| is so large that
+// m + log l would round log l away).
 int64_t statsSize(const LossSpec& spec, const LossInputs& in);
 
 // Checks shapes, pointers and options, and that the problem stays inside float32's range
