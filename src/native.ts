@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, NativeError } from './errors';
-import type { ContrastMode, LossDevice, LossPrecision, Reduction, SupConVariant } from './loss/options';
+import type { ContrastMode, Denominator, LossDevice, LossPrecision, PositiveWeighting, Reduction, SupConVariant } from './loss/options';
 import { packageRoot } from './paths';
 
 /**
@@ -19,8 +19,12 @@ export interface NativeLossArgs {
   views: number;
   dim: number;
   labels: Int32Array | null;
+  /** [batch, numLabels] multi-hot bytes (numLabels 0 without them). */
+  labelSets: Uint8Array | null;
+  numLabels: number;
   contrastFeatures: Float32Array | null;
   contrastLabels: Int32Array | null;
+  contrastLabelSets: Uint8Array | null;
   contrastRows: number;
   temperature: number;
   baseTemperature: number;
@@ -28,6 +32,11 @@ export interface NativeLossArgs {
   contrastMode: ContrastMode;
   normalize: boolean;
   reduction: Reduction;
+  denominator: Denominator;
+  positiveWeighting: PositiveWeighting;
+  /** -1: no cap. */
+  positivesCap: number;
+  positivesCapSeed: number;
   device: LossDevice;
   precision: LossPrecision;
   wantGrad: boolean;
@@ -284,7 +293,10 @@ export interface NativeAddon {
   setNumThreads(n: number): void;
   memoryStats(): { currentBytes: number };
   /** The option names the core accepts, per option (native/include/supcon/loss.h). */
-  lossOptionNames(): Record<'variant' | 'contrastMode' | 'reduction' | 'device' | 'precision', string[]>;
+  lossOptionNames(): Record<
+    'variant' | 'contrastMode' | 'reduction' | 'denominator' | 'positiveWeighting' | 'device' | 'precision',
+    string[]
+  >;
   lossForward(args: NativeLossArgs): NativeForwardResult & { stats: Float32Array };
   lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array): Float32Array;
   lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null };

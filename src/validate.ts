@@ -221,6 +221,14 @@ export function positiveFloat32(argument: string, value: unknown, options: { rec
   return x;
 }
 
+/** Throws unless every element is 0 or 1 (multi-hot label sets); names the first bad index. */
+export function binaryValues(argument: string, values: ArrayLike<number>): void {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v !== 0 && v !== 1) throw new InvalidArgumentError(argument, 'multi-hot values, 0 or 1', `${v} at index ${i}`);
+  }
+}
+
 /** Throws unless every element is an integer (for int32 labels stored in float arrays). */
 export function integerValues(argument: string, values: ArrayLike<number>): void {
   for (let i = 0; i < values.length; i++) {

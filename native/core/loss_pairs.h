@@ -6,7 +6,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__) || defined(SUPCON_CUDA_EMULATION)
+#if defined(__CUDACC__)
 #define SUPCON_HOST_DEVICE __host__ __device__
 #else
 #define SUPCON_HOST_DEVICE

@@ -289,6 +289,10 @@ struct DeviceProblem {
   int32_t* anchorClass = nullptr;
   int32_t* anchorRow = nullptr;  // 'one' mode only (identity otherwise)
   int32_t* positives = nullptr;
+  // The relation's arrays on the device (label sets, the cap), and a view of them.
+  uint64_t* bits = nullptr;
+  int32_t *setSize = nullptr, *sample = nullptr, *capKey = nullptr, *capThreshold = nullptr;
+  detail::PairRelation rel;
 };
 
 template <typename T>
@@ -327,6 +331,25 @@ inline Status uploadProblem(const LossSpec& spec, const LossInputs& in, DeviceAr
   SUPCON_RETURN_IF_ERROR(upload(arena, &dp->contrastClass, p.contrastClass.data(), p.contrastRows, s, "class ids"));
   SUPCON_RETURN_IF_ERROR(upload(arena, &dp->anchorClass, p.anchorClass.data(), p.anchors, s, "anchor class ids"));
   SUPCON_RETURN_IF_ERROR(upload(arena, &dp->positives, p.positives.data(), p.anchors, s, "positive counts"));
+  dp->rel = detail::PairRelation{};
+  dp->rel.classes = dp->contrastClass;
+  if (p.words > 0) {
+    SUPCON_RETURN_IF_ERROR(upload(arena, &dp->bits, p.bits.data(), int64_t(p.bits.size()), s, "label sets"));
+    SUPCON_RETURN_IF_ERROR(upload(arena, &dp->setSize, p.setSize.data(), p.contrastRows, s, "label set sizes"));
+    dp->rel.bits = dp->bits;
+    dp->rel.setSize = dp->setSize;
+    dp->rel.words = p.words;
+  }
+  dp->rel.jaccard = p.jaccard ? 1 : 0;
+  if (p.capped) {
+    SUPCON_RETURN_IF_ERROR(upload(arena, &dp->sample, p.sample.data(), p.contrastRows, s, "samples of the rows"));
+    SUPCON_RETURN_IF_ERROR(upload(arena, &dp->capKey, p.capKey.data(), p.contrastRows, s, "cap order keys"));
+    SUPCON_RETURN_IF_ERROR(upload(arena, &dp->capThreshold, p.capThreshold.data(), p.contrastRows, s, "cap thresholds"));
+    dp->rel.capped = 1;
+    dp->rel.sample = dp->sample;
+    dp->rel.key = dp->capKey;
+    dp->rel.threshold = dp->capThreshold;
+  }
 
   dp->za = dp->zc;
   if (p.oneMode) {
@@ -383,6 +406,12 @@ Status withEngine(Engine e, F&& f) {
   }
 }
 
+// The L_out positive term of the gradient goes through class sums (O(N D), float64) for the class
+// relation with kAll and kOnlyNegatives; otherwise the tiles form it.
+inline bool classSums(const PreparedLoss& p) {
+  return !p.variantIn && !p.general && p.denominator != Denominator::kOnePositive;
+}
+
 inline kern::TileProblem tileOperands(const DeviceProblem& dp, bool rowsAreAnchors, bool colsAreAnchors) {
   kern::TileProblem t;
   t.rowZ = rowsAreAnchors ? dp.za : dp.zc;
@@ -392,12 +421,17 @@ inline kern::TileProblem tileOperands(const DeviceProblem& dp, bool rowsAreAncho
   t.ldz = dp.ldz;
   t.invTemperature = dp.p.invTemperature;
   t.variantIn = dp.p.variantIn ? 1 : 0;
+  t.rel = dp.rel;
+  t.general = dp.p.general ? 1 : 0;
+  t.denominator = dp.p.denominator == Denominator::kAll ? 0 : dp.p.denominator == Denominator::kOnePositive ? 1 : 2;
+  t.xInTile = classSums(dp.p) ? 0 : 1;
   return t;
 }
 
-// Forward: the statistics [anchors] (device, (m, log l, mP, log lP) each) and, for L_out,
-// positiveMean [anchors] (device).
-inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float4* stats, double* positiveMean) {
+// Forward: the statistics [anchors] (device, loss_internal.h's 8 floats each) and, for L_out,
+// positiveTerm [anchors] (device): pass 1 over every tile, then for kOnePositive the second pass
+// (which needs every anchor's LSE_N).
+inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, kern::AnchorStats* stats, double* positiveTerm) {
   using T = kern::ForwardTile;
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
@@ -412,25 +446,44 @@ inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float4* st
   const int64_t rowBlocks = t.rowsPadded / T::kRows;
   const SplitPlan plan = planSplits(rowBlocks, t.colTiles, dp.dev);
   t.tilesPerSplit = plan.tilesPerSplit;
-  SUPCON_RETURN_IF_ERROR(arena.alloc(&t.partialStats, int64_t(plan.splits) * t.rowsPadded, "forward partial stats"));
-  if (!p.variantIn)
-    SUPCON_RETURN_IF_ERROR(
-        arena.alloc(&t.partialScoreP, int64_t(plan.splits) * t.rowsPadded, "forward partial positive sums"));
-  SUPCON_RETURN_IF_ERROR(withEngine<T>(dp.engine, [&](auto engine) -> Status {
-    using E = decltype(engine);
-    auto kernel = &kern::supconForwardKernel<T, E>;
-    const size_t smem = sizeof(typename E::Shared);
-    SUPCON_RETURN_IF_ERROR(prepareKernel(kernel, smem, dp.dev, "the forward kernel"));
-    SUPCON_LAUNCH(kernel, dim3(unsigned(rowBlocks), unsigned(plan.splits)), dim3(kern::kThreads), smem, s, t);
-    SUPCON_CUDA_CHECK(cudaGetLastError(), "forward kernel launch");
-    return Status::ok();
-  }));
-  // L_out's positive means come from the same float32 scores as the log-sum-exps (their
-  // per-split sums), so the two cancel exactly where they should (docs/loss.md, "Numerics").
-  auto combine = &kern::combineStatsKernel;
-  SUPCON_LAUNCH(combine, dim3(unsigned(ceilDiv(p.anchors, kern::kThreads))), dim3(kern::kThreads), 0, s, stats,
-                positiveMean, t.partialStats, t.partialScoreP, dp.positives, plan.splits, t.rowsPadded, p.anchors);
-  SUPCON_CUDA_CHECK(cudaGetLastError(), "combine kernel launch");
+  const int64_t partials = int64_t(plan.splits) * t.rowsPadded;
+  SUPCON_RETURN_IF_ERROR(arena.alloc(&t.partialStats, partials, "forward partial stats"));
+  SUPCON_RETURN_IF_ERROR(arena.alloc(&t.partialAux, partials, "forward partial weights"));
+  SUPCON_RETURN_IF_ERROR(arena.alloc(&t.partialScoreP, partials, "forward partial positive sums"));
+  SUPCON_RETURN_IF_ERROR(arena.alloc(&t.partialSigma, partials, "forward partial sigma sums"));
+  kern::CombineArgs c;
+  c.stats = stats;
+  c.positiveTerm = positiveTerm;
+  c.partialStats = t.partialStats;
+  c.partialAux = t.partialAux;
+  c.partialScoreP = t.partialScoreP;
+  c.partialSigma = t.partialSigma;
+  c.positives = dp.positives;
+  c.splits = plan.splits;
+  c.rowsPadded = t.rowsPadded;
+  c.anchors = p.anchors;
+  c.general = t.general;
+  c.denominator = t.denominator;
+  c.variantIn = t.variantIn;
+  const int passes = p.denominator == Denominator::kOnePositive ? 2 : 1;
+  for (int pass = 1; pass <= passes; ++pass) {
+    t.pass = c.pass = pass;
+    t.rowStats = pass == 2 ? stats : nullptr;
+    SUPCON_RETURN_IF_ERROR(withEngine<T>(dp.engine, [&](auto engine) -> Status {
+      using E = decltype(engine);
+      auto kernel = &kern::supconForwardKernel<T, E>;
+      const size_t smem = sizeof(typename E::Shared);
+      SUPCON_RETURN_IF_ERROR(prepareKernel(kernel, smem, dp.dev, "the forward kernel"));
+      SUPCON_LAUNCH(kernel, dim3(unsigned(rowBlocks), unsigned(plan.splits)), dim3(kern::kThreads), smem, s, t);
+      SUPCON_CUDA_CHECK(cudaGetLastError(), "forward kernel launch");
+      return Status::ok();
+    }));
+    // L_out's positive means come from the same float32 scores as the log-sum-exps (their
+    // per-split sums), so the two cancel exactly where they should (docs/loss.md, "Numerics").
+    auto combine = &kern::combineStatsKernel;
+    SUPCON_LAUNCH(combine, dim3(unsigned(ceilDiv(p.anchors, kern::kThreads))), dim3(kern::kThreads), 0, s, c);
+    SUPCON_CUDA_CHECK(cudaGetLastError(), "combine kernel launch");
+  }
   return Status::ok();
 }
 
@@ -469,7 +522,7 @@ Status runGradPass(const DeviceProblem& dp, DeviceArena& arena, kern::TileProble
 
 // dz [rows, ldz] (device) = dLoss/dz of the feature rows (before the normalization backward).
 template <typename T>
-Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const kern::AnchorStats* stats, const float* weight,
                      float* dz) {
   const PreparedLoss& p = dp.p;
   if (p.symmetric) {
@@ -489,6 +542,7 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float4* 
   c.colClass = dp.anchorClass;
   c.colStats = stats;
   c.colWeight = weight;
+  c.rowsAreAnchors = 0;
   SUPCON_RETURN_IF_ERROR(runGradPass<T>(dp, arena, c, dz, nullptr, false));
   // Anchor pass: rows = anchors, columns = every contrast row (G Z_C), added at the anchors' rows.
   kern::TileProblem a = tileOperands(dp, true, false);
@@ -507,7 +561,7 @@ inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
   const int D = int(p.dim);
-  if (!p.variantIn) {
+  if (classSums(p)) {
     double *sums = nullptr, *q = nullptr;
     const int64_t n = int64_t(p.numClasses) * D;
     SUPCON_RETURN_IF_ERROR(arena.alloc(&sums, n, "class sums"));
@@ -535,8 +589,8 @@ inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const
   return Status::ok();
 }
 
-inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
-                          float* dz) {
+inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const kern::AnchorStats* stats,
+                          const float* weight, float* dz) {
   const int D = int(dp.p.dim);
   if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, stats, weight, dz));
   else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, stats, weight, dz));
@@ -572,23 +626,30 @@ inline Status finish(CallContext& cx) {
   return Status::ok();
 }
 
-// The loss from device statistics: downloads them, fills stats/perAnchor, reduces on the host.
-inline Status finishForward(const LossSpec& spec, CallContext& cx, const float4* statsDev, const double* posMeanDev,
-                            float* perAnchor, float* stats, ForwardResult* result) {
+// The statistics of the device (kStatsPerAnchor floats per anchor) and, for L_out, the positive
+// term, downloaded into host arrays (waits for the device).
+inline Status downloadStats(CallContext& cx, const kern::AnchorStats* statsDev, const double* termDev,
+                            detail::CallVector<float>* stats, detail::CallVector<double>* term) {
   const PreparedLoss& p = cx.dp.p;
   const size_t A = size_t(p.anchors);
-  detail::CallVector<float> host(A * detail::kStatsPerAnchor, 0.0f, WorkspaceAllocator<float>(cx.host));
-  detail::CallVector<double> positiveMean(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(cx.host));
+  static_assert(detail::kStatsPerAnchor * sizeof(float) == sizeof(kern::AnchorStats), "two float4 of statistics per anchor");
+  stats->assign(A * detail::kStatsPerAnchor, 0.0f);
+  term->assign(p.variantIn ? 0 : A, 0.0);
   const cudaStream_t s = cx.dp.stream;
-  SUPCON_CUDA_CHECK(cudaMemcpyAsync(host.data(), statsDev, A * sizeof(float4), cudaMemcpyDeviceToHost, s), "download");
+  SUPCON_CUDA_CHECK(cudaMemcpyAsync(stats->data(), statsDev, A * sizeof(kern::AnchorStats), cudaMemcpyDeviceToHost, s),
+                    "download");
   if (!p.variantIn)
-    SUPCON_CUDA_CHECK(
-        cudaMemcpyAsync(positiveMean.data(), posMeanDev, A * sizeof(double), cudaMemcpyDeviceToHost, s), "download");
-  SUPCON_RETURN_IF_ERROR(finish(cx));
+    SUPCON_CUDA_CHECK(cudaMemcpyAsync(term->data(), termDev, A * sizeof(double), cudaMemcpyDeviceToHost, s), "download");
+  return finish(cx);
+}
+
+// The loss from the downloaded statistics: fills stats/perAnchor, reduces on the host.
+inline void finishForward(const LossSpec& spec, CallContext& cx, const detail::CallVector<float>& host,
+                          const detail::CallVector<double>& term, float* perAnchor, float* stats, ForwardResult* result) {
+  const PreparedLoss& p = cx.dp.p;
   if (stats) std::copy(host.begin(), host.end(), stats);
-  result->loss = detail::reduceLoss(spec, p, host.data(), positiveMean.data(), perAnchor);
-  result->validAnchors = p.validAnchors;
-  return Status::ok();
+  result->loss = detail::reduceLoss(spec, p, host.data(), term.data(), perAnchor);
+  result->validAnchors = detail::countValid(p, host.data());
 }
 
 inline Status downloadGrad(CallContext& cx, const float* dz, float* grad) {
@@ -606,12 +667,15 @@ inline Status forward(const LossSpec& spec, const LossInputs& in, const RunOptio
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const int64_t A = cx.dp.p.anchors;
-  float4* st = nullptr;
-  double* posMean = nullptr;
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "log-sum-exp statistics"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&posMean, A, "positive means"));
-  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, posMean));
-  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, st, posMean, perAnchor, stats, result));
+  kern::AnchorStats* st = nullptr;
+  double* term = nullptr;
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "anchor statistics"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&term, A, "positive terms"));
+  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, term));
+  detail::CallVector<float> hostStats{WorkspaceAllocator<float>(cx.host)};
+  detail::CallVector<double> hostTerm{WorkspaceAllocator<double>(cx.host)};
+  SUPCON_RETURN_IF_ERROR(downloadStats(cx, st, term, &hostStats, &hostTerm));
+  finishForward(spec, cx, hostStats, hostTerm, perAnchor, stats, result);
   result->workspaceBytes = cx.workspaceBytes();
   return Status::ok();
 }
@@ -623,12 +687,12 @@ inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOpti
   const PreparedLoss& p = cx.dp.p;
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const size_t A = size_t(p.anchors);
-  const detail::CallVector<float> w = detail::anchorWeights(spec, p, upstream, cx.host);
-  float4* st = nullptr;
+  const detail::CallVector<float> w = detail::anchorWeights(spec, p, stats, upstream, cx.host);
+  kern::AnchorStats* st = nullptr;
   float *weight = nullptr, *dz = nullptr;
   const cudaStream_t s = cx.dp.stream;
-  static_assert(detail::kStatsPerAnchor * sizeof(float) == sizeof(float4), "one float4 of statistics per anchor");
-  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &st, reinterpret_cast<const float4*>(stats), int64_t(A), s, "log-sum-exp statistics"));
+  SUPCON_RETURN_IF_ERROR(
+      upload(cx.arena, &st, reinterpret_cast<const kern::AnchorStats*>(stats), int64_t(A), s, "anchor statistics"));
   SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), int64_t(A), s, "anchor weights"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
   SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
@@ -640,7 +704,8 @@ inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOpti
 }
 
 // Forward and backward in one upload (upstream 1, or all ones for kNone), with per-phase timing.
-// The benchmark's entry point; also what a caller holding both halves would use.
+// The benchmark's entry point; also what a caller holding both halves would use. The anchor
+// weights need the statistics (which anchors have a loss): they are downloaded between the halves.
 inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
                               float* grad, ForwardResult* result, PhaseTiming* timing) {
   CallContext cx;
@@ -651,29 +716,37 @@ inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const 
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const PreparedLoss& p = cx.dp.p;
   const int64_t A = p.anchors;
-  const detail::CallVector<float> ones(size_t(spec.reduction == Reduction::kNone ? A : 1), 1.0f,
-                                       WorkspaceAllocator<float>(cx.host));
-  const detail::CallVector<float> w = detail::anchorWeights(spec, p, ones.data(), cx.host);
-  float4* st = nullptr;
+  kern::AnchorStats* st = nullptr;
   float *weight = nullptr, *dz = nullptr;
-  double* posMean = nullptr;
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "log-sum-exp statistics"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&posMean, A, "positive means"));
-  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), A, s, "anchor weights"));
+  double* term = nullptr;
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "anchor statistics"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&term, A, "positive terms"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&weight, A, "anchor weights"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
   SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, posMean));
+  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, term));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz));
+  detail::CallVector<float> hostStats{WorkspaceAllocator<float>(cx.host)};
+  detail::CallVector<double> hostTerm{WorkspaceAllocator<double>(cx.host)};
+  SUPCON_RETURN_IF_ERROR(downloadStats(cx, st, term, &hostStats, &hostTerm));
+  if (grad) {
+    const detail::CallVector<float> ones(size_t(spec.reduction == Reduction::kNone ? A : 1), 1.0f,
+                                         WorkspaceAllocator<float>(cx.host));
+    const detail::CallVector<float> w = detail::anchorWeights(spec, p, hostStats.data(), ones.data(), cx.host);
+    SUPCON_CUDA_CHECK(cudaMemcpyAsync(weight, w.data(), size_t(A) * sizeof(float), cudaMemcpyHostToDevice, s),
+                      "anchor weights");
+    SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz));
+  }
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
   if (grad) SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, st, posMean, perAnchor, nullptr, result));
+  SUPCON_RETURN_IF_ERROR(finish(cx));
+  finishForward(spec, cx, hostStats, hostTerm, perAnchor, nullptr, result);
   if (timed) {
     timing->uploadMs = cx.events.ms(0, 1);
     timing->forwardMs = cx.events.ms(1, 2);
-    timing->backwardMs = cx.events.ms(2, 3);
+    timing->backwardMs = cx.events.ms(2, 3);  // with the statistics' download between the halves
     timing->downloadMs = cx.events.ms(3, 4);
   }
   result->workspaceBytes = cx.workspaceBytes();

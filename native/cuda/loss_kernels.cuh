@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 
+#include "loss_pairs.h"
 #include "portability.cuh"
 #include "tile_traits.cuh"
 
@@ -24,6 +25,13 @@ namespace supcon {
 namespace SUPCON_KERNEL_NS {
 
 using bf16 = __nv_bfloat16;
+
+// Saved statistics of one anchor on the device: the 8 floats of the core's stats array
+// (loss_internal.h, kStatsPerAnchor): lse = (m, log l, mP, log lP), extra = (W, T, 0, 0).
+struct AnchorStats {
+  float4 lse;
+  float4 extra;
+};
 
 // A tile pass over rows x cols. Operands are padded (tile_traits.cuh): [>= rows rounded up to
 // kOperandRowPad, ldz] and zeros past the real data.
@@ -36,25 +44,35 @@ struct TileProblem {
   int64_t rowsPadded = 0;       // row count of the partial outputs (a multiple of kRows)
   int ldz = 0;                  // operand row stride (a multiple of kOperandAlign)
   // Self-contrast identity: entry (r, c) is excluded iff rowKey[r] == colKey[c]. nullptr means
-  // the index itself (the feature row number).
+  // the index itself (the feature row number). Keys are contrast row numbers.
   const int32_t* rowKey = nullptr;
   const int32_t* colKey = nullptr;
   const int32_t* rowClass = nullptr;
   const int32_t* colClass = nullptr;
-  // Anchor statistics (backward) of the side that holds anchors; nullptr where the side holds
-  // none. Weights are 0 for anchors without positives.
-  // Statistics (m, log l, mP, log lP) per anchor: the log-sum-exps as a reference and the log of
-  // the sum of exp(s - reference), kept apart (docs/loss.md, "Numerics").
-  const float4* rowStats = nullptr;
+  // The positive relation (docs/loss.md, "Positives"): class ids compared (general == 0), or
+  // pairWeight over the relation's device arrays (label sets, the cap). The anchor of an entry is
+  // its row (rowsAreAnchors) or its column (the contrast pass).
+  detail::PairRelation rel;
+  int general = 0;
+  int rowsAreAnchors = 1;
+  int denominator = 0;  // 0 kAll, 1 kOnePositive, 2 kOnlyNegatives
+  int xInTile = 0;      // L_out: the positive term -w w_ij / W in the tiles (else class sums)
+  // Anchor statistics of the side that holds anchors (backward, and the forward's one-positive
+  // pass); nullptr where the side holds none. Weights are 0 for anchors without a loss.
+  const AnchorStats* rowStats = nullptr;
   const float* rowWeight = nullptr;
-  const float4* colStats = nullptr;
+  const AnchorStats* colStats = nullptr;
   const float* colWeight = nullptr;
   float invTemperature = 1.0f;
   int variantIn = 0;
+  int pass = 1;           // forward: 1 (log-sum-exps), 2 (the one-positive pass)
   int colTiles = 0;       // ceil(cols / kCols)
   int tilesPerSplit = 0;  // column tiles per split
-  float4* partialStats = nullptr;  // forward: [splits][rowsPadded] (max, sum, maxP, sumP)
-  double* partialScoreP = nullptr; // forward, L_out: [splits][rowsPadded] sums of the positives' scores
+  // Forward partial results, [splits][rowsPadded] each (RunningStats):
+  float4* partialStats = nullptr;  // (m, l, mP, lP)
+  float4* partialAux = nullptr;    // (w, u, 0, 0)
+  double* partialScoreP = nullptr; // sP
+  double* partialSigma = nullptr;  // sT
   float* partialGrad = nullptr;    // backward: [splits][rowsPadded][ldPartial]
   int64_t ldPartial = 0;
 };
@@ -64,34 +82,75 @@ template <int N>
 struct SideMeta {
   int32_t key[N];  // < 0: padding (rows -1, columns -2, so padding never matches padding)
   int32_t cls[N];
-  float m[N], logl[N];    // log-sum-exp over A(i) = m + log l
+  float m[N], logl[N];    // log-sum-exp over D(i) = m + log l
   float weight[N];
-  float mP[N], loglP[N];  // over P(i) (L_in)
+  float mP[N], loglP[N];  // second log-sum-exp (L_in)
+  float invW[N], T[N];    // 1 / W (0 without a loss), the one-positive coefficient
 };
 
 template <int N>
 __device__ __forceinline__ void loadSide(SideMeta<N>& m, int64_t base, int64_t count, const int32_t* key,
-                                         const int32_t* cls, const float4* stats, const float* weight,
+                                         const int32_t* cls, const AnchorStats* stats, const float* weight,
                                          int32_t paddingKey) {
   for (int i = threadIdx.x; i < N; i += kThreads) {
     const int64_t g = base + i;
     const bool real = g < count;
     m.key[i] = real ? (key ? key[g] : static_cast<int32_t>(g)) : paddingKey;
-    m.cls[i] = real ? cls[g] : -3;
-    const float4 st = real && stats ? stats[g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    m.m[i] = st.x;
-    m.logl[i] = st.y;
-    m.mP[i] = st.z;
-    m.loglP[i] = st.w;
+    m.cls[i] = real && cls ? cls[g] : -3;
+    const AnchorStats st = real && stats ? stats[g] : AnchorStats{make_float4(0.0f, 0.0f, 0.0f, 0.0f), make_float4(0.0f, 0.0f, 0.0f, 0.0f)};
+    m.m[i] = st.lse.x;
+    m.logl[i] = st.lse.y;
+    m.mP[i] = st.lse.z;
+    m.loglP[i] = st.lse.w;
+    m.invW[i] = st.extra.x > 0.0f ? 1.0f / st.extra.x : 0.0f;
+    m.T[i] = st.extra.y;
     m.weight[i] = real && weight ? weight[g] : 0.0f;
   }
 }
 
-// ---- online log-sum-exp ----------------------------------------------------------------------
-struct RunningStats {
-  float m, l, mP, lP;  // running max and sum of exp(s - max), over A(i) and over P(i) (L_in)
-  double sP;           // sum of the scores over P(i) (L_out)
+// ---- the relation of one entry ---------------------------------------------------------------
+struct EntryRelation {
+  bool present;  // in A(i): not padding, not self, not dropped by the cap
+  bool pos;      // a positive
+  float w;       // its weight
 };
+
+template <int R, int C>
+__device__ __forceinline__ EntryRelation relation(const TileProblem& p, const SideMeta<R>& rm, const SideMeta<C>& cm,
+                                                  int r, int c) {
+  const int32_t rk = rm.key[r], ck = cm.key[c];
+  EntryRelation e{false, false, 0.0f};
+  if (rk < 0 || ck < 0 || rk == ck) return e;
+  if (!p.general) {
+    e.present = true;
+    e.pos = rm.cls[r] == cm.cls[c];
+    e.w = 1.0f;
+    return e;
+  }
+  const float w = p.rowsAreAnchors ? detail::pairWeight(p.rel, rk, ck) : detail::pairWeight(p.rel, ck, rk);
+  e.present = w >= 0.0f;
+  e.pos = w > 0.0f;
+  e.w = w;
+  return e;
+}
+
+// softplus(d) = log(1 + exp(d)) at every d (-inf gives 0); precise exp and log1p.
+__device__ __forceinline__ float softplusf(float d) { return fmaxf(d, 0.0f) + log1pf(expf(-fabsf(d))); }
+
+// ---- online log-sum-exp ----------------------------------------------------------------------
+// Running sums of one row. Pass 1: (m, l) over D(i), (mP, lP) over P(i) of log w + s (L_in), sP
+// the sum of w s over P(i) (L_out), w the sum of the positives' weights (general relation).
+// Pass 2 (kOnePositive): sP the sum of w softplus(d) and sT of w sigma(d) (L_out); (mP, lP) the
+// log-sum-exp of log w - softplus(d) with u its terms times sigma(d) (L_in); d = LSE_N - s.
+struct RunningStats {
+  float m, l, mP, lP;
+  double sP, sT;
+  float w, u;
+};
+
+__device__ __forceinline__ RunningStats emptyStats() {
+  return RunningStats{-INFINITY, 0.0f, -INFINITY, 0.0f, 0.0, 0.0, 0.0f, 0.0f};
+}
 
 __device__ __forceinline__ void mergeStats(float& m, float& l, float m2, float l2) {
   const float mx = fmaxf(m, m2);
@@ -100,84 +159,156 @@ __device__ __forceinline__ void mergeStats(float& m, float& l, float m2, float l
   m = mx;
 }
 
+// The same for two sums sharing one reference.
+__device__ __forceinline__ void mergeStats2(float& m, float& l, float& u, float m2, float l2, float u2) {
+  const float mx = fmaxf(m, m2);
+  if (mx == -INFINITY) return;
+  const float a = SUPCON_FAST_EXP(m - mx), b = SUPCON_FAST_EXP(m2 - mx);
+  l = l * a + l2 * b;
+  u = u * a + u2 * b;
+  m = mx;
+}
+
+// (u is 0 outside the one-positive pass, where it shares (mP, lP)'s reference.)
+__device__ __forceinline__ void mergeRunning(RunningStats& a, const RunningStats& b) {
+  mergeStats(a.m, a.l, b.m, b.l);
+  mergeStats2(a.mP, a.lP, a.u, b.mP, b.lP, b.u);
+  a.sP += b.sP;
+  a.sT += b.sT;
+  a.w += b.w;
+}
+
+// One row's running stats into the split's partial results.
+__device__ __forceinline__ void writePartial(const TileProblem& p, int64_t at, const RunningStats& s) {
+  p.partialStats[at] = make_float4(s.m, s.l, s.mP, s.lP);
+  p.partialAux[at] = make_float4(s.w, s.u, 0.0f, 0.0f);
+  p.partialScoreP[at] = s.sP;
+  p.partialSigma[at] = s.sT;
+}
+
+// Folds x[j] with coefficients c[j] (0: not in the set) into (m, l): l = sum c exp(x - m); and
+// with sg, u = sum c exp(x - m) sg under the same reference.
 template <int N>
-__device__ __forceinline__ void onlineUpdate(float& m, float& l, const float (&s)[N], const bool (&in)[N]) {
+__device__ __forceinline__ void onlineUpdate(float& m, float& l, float& u, const float (&x)[N], const float (&c)[N],
+                                             const float* sg) {
   float mx = -INFINITY;
   SUPCON_UNROLL
   for (int j = 0; j < N; ++j)
-    if (in[j]) mx = fmaxf(mx, s[j]);
+    if (c[j] > 0.0f) mx = fmaxf(mx, x[j]);
   if (mx > m) {  // m = -inf at the start: exp(-inf) = 0 and l is 0 anyway
-    l *= SUPCON_FAST_EXP(m - mx);
+    const float f = SUPCON_FAST_EXP(m - mx);
+    l *= f;
+    u *= f;
     m = mx;
   }
   SUPCON_UNROLL
   for (int j = 0; j < N; ++j)
-    if (in[j]) l += SUPCON_FAST_EXP(s[j] - m);
+    if (c[j] > 0.0f) {
+      const float e = c[j] * SUPCON_FAST_EXP(x[j] - m);
+      l += e;
+      if (sg) u += e * sg[j];
+    }
 }
 
 // Folds one tile of scores (as seen by this thread through `view`) into its running stats.
 template <int kRowSlots, int kColSlots, int R, int C, typename View>
 __device__ __forceinline__ void updateStats(RunningStats (&st)[kRowSlots], const View& view, const SideMeta<R>& rm,
-                                            const SideMeta<C>& cm, float invT, bool variantIn) {
+                                            const SideMeta<C>& cm, const TileProblem& p) {
+  const float invT = p.invTemperature;
+  const bool onePositive = p.denominator == 1, variantIn = p.variantIn != 0;
   SUPCON_UNROLL
   for (int i = 0; i < kRowSlots; ++i) {
     const int r = view.row(i);
-    const int32_t rk = rm.key[r], rc = rm.cls[r];
-    float s[kColSlots];
-    bool in[kColSlots], pos[kColSlots];
+    float s[kColSlots], inD[kColSlots], pw[kColSlots];
     SUPCON_UNROLL
     for (int j = 0; j < kColSlots; ++j) {
-      const int c = view.col(j);
-      const int32_t ck = cm.key[c];
+      const EntryRelation e = relation(p, rm, cm, r, view.col(j));
       s[j] = view.at(i, j) * invT;
-      in[j] = rk >= 0 && ck >= 0 && rk != ck;
-      pos[j] = in[j] && rc == cm.cls[c];
+      inD[j] = e.present && (p.denominator == 0 || !e.pos) ? 1.0f : 0.0f;
+      pw[j] = e.pos ? e.w : 0.0f;
     }
-    onlineUpdate(st[i].m, st[i].l, s, in);
-    if (variantIn) {
-      onlineUpdate(st[i].mP, st[i].lP, s, pos);
-    } else {
-      float tileSum = 0.0f;  // a few terms in float, then the running sum in double
+    if (p.pass == 1) {
+      float unused = 0.0f;
+      onlineUpdate(st[i].m, st[i].l, unused, s, inD, nullptr);
+      if (variantIn && !onePositive) {
+        onlineUpdate(st[i].mP, st[i].lP, unused, s, pw, nullptr);
+      } else if (!onePositive) {
+        float tileSum = 0.0f;  // a few terms in float, then the running sum in double
+        SUPCON_UNROLL
+        for (int j = 0; j < kColSlots; ++j) tileSum += pw[j] > 0.0f ? pw[j] * s[j] : 0.0f;
+        st[i].sP += double(tileSum);
+      }
       SUPCON_UNROLL
-      for (int j = 0; j < kColSlots; ++j) tileSum += pos[j] ? s[j] : 0.0f;
-      st[i].sP += double(tileSum);
+      for (int j = 0; j < kColSlots; ++j) st[i].w += pw[j];
+    } else {
+      // The one-positive pass: d = LSE_N - s from the first pass (rm.logl = -inf: no negative).
+      const float m = rm.m[r], l = rm.logl[r];
+      float y[kColSlots], sg[kColSlots];
+      float tileL = 0.0f, tileT = 0.0f;
+      SUPCON_UNROLL
+      for (int j = 0; j < kColSlots; ++j) {
+        const float d = pw[j] > 0.0f ? (m - s[j]) + l : 0.0f;
+        const float sp = softplusf(d);
+        sg[j] = expf(d - sp);
+        y[j] = -sp;
+        tileL += pw[j] > 0.0f ? pw[j] * sp : 0.0f;
+        tileT += pw[j] > 0.0f ? pw[j] * sg[j] : 0.0f;
+      }
+      if (variantIn) {
+        onlineUpdate(st[i].mP, st[i].lP, st[i].u, y, pw, sg);
+      } else {
+        st[i].sP += double(tileL);
+        st[i].sT += double(tileT);
+      }
     }
   }
 }
 
+// dL/ds of one entry seen from one anchor (its statistics), before the anchor weight
+// (docs/loss.md, "Gradient"): p [member] - [pos] X (kAll, kOnlyNegatives) or
+// T p [negative] - [pos] Y (kOnePositive), as the CPU epilogues (isa_kernels.inl, entryGrad).
+template <int N>
+__device__ __forceinline__ float directionGrad(float s, const EntryRelation& e, const SideMeta<N>& m, int i,
+                                               const TileProblem& p) {
+  const bool member = e.present && (p.denominator == 0 || !e.pos);
+  const float pexp = member ? SUPCON_FAST_EXP((s - m.m[i]) - m.logl[i]) : 0.0f;
+  if (p.denominator == 1) {
+    float pos = 0.0f;
+    if (e.pos) {
+      const float d = (m.m[i] - s) + m.logl[i], sp = softplusf(d), sg = expf(d - sp);
+      pos = p.variantIn ? e.w * SUPCON_FAST_EXP((-sp - m.mP[i]) - m.loglP[i]) * sg : e.w * m.invW[i] * sg;
+    }
+    return m.T[i] * pexp - pos;
+  }
+  float pos = 0.0f;
+  if (e.pos) pos = p.variantIn ? e.w * SUPCON_FAST_EXP((s - m.mP[i]) - m.loglP[i]) : (p.xInTile ? e.w * m.invW[i] : 0.0f);
+  return pexp - pos;
+}
+
 // dL/ds for one entry, already times 1/tau (the chain rule of s = z.z/tau): the row side's term
-// w_r (p_rc - X_rc) plus, when the columns are anchors too, the column side's w_c (p_cr - X_cr).
-// The L_out positive term X is left to the class-sum kernels (docs/loss.md, "L_out shortcut").
+// w_r dl_r/ds plus, when the columns are anchors too, the column side's (the relation is then
+// symmetric: no cap on the symmetric pass).
 template <int R, int C>
 __device__ __forceinline__ float gradEntry(float s, int r, int c, const SideMeta<R>& rm, const SideMeta<C>& cm,
-                                           bool variantIn, float invT) {
-  const int32_t rk = rm.key[r], ck = cm.key[c];
-  if (rk < 0 || ck < 0 || rk == ck) return 0.0f;
-  const bool match = variantIn && rm.cls[r] == cm.cls[c];
+                                           const TileProblem& p) {
+  const EntryRelation e = relation(p, rm, cm, r, c);
+  if (!e.present) return 0.0f;
   float g = 0.0f;
   const float wr = rm.weight[r];
-  if (wr != 0.0f) {
-    float t = SUPCON_FAST_EXP((s - rm.m[r]) - rm.logl[r]);
-    if (match) t -= SUPCON_FAST_EXP((s - rm.mP[r]) - rm.loglP[r]);
-    g += wr * t;
-  }
+  if (wr != 0.0f) g += wr * directionGrad(s, e, rm, r, p);
   const float wc = cm.weight[c];
-  if (wc != 0.0f) {
-    float t = SUPCON_FAST_EXP((s - cm.m[c]) - cm.logl[c]);
-    if (match) t -= SUPCON_FAST_EXP((s - cm.mP[c]) - cm.loglP[c]);
-    g += wc * t;
-  }
-  return g * invT;
+  if (wc != 0.0f) g += wc * directionGrad(s, e, cm, c, p);
+  return g * p.invTemperature;
 }
 
 template <int kRowSlots, int kColSlots, int R, int C, typename View>
 __device__ __forceinline__ void gradTile(float (&g)[kRowSlots][kColSlots], const View& view, const SideMeta<R>& rm,
-                                         const SideMeta<C>& cm, float invT, bool variantIn) {
+                                         const SideMeta<C>& cm, const TileProblem& p) {
   SUPCON_UNROLL
   for (int i = 0; i < kRowSlots; ++i)
     SUPCON_UNROLL
     for (int j = 0; j < kColSlots; ++j)
-      g[i][j] = gradEntry(view.at(i, j) * invT, view.row(i), view.col(j), rm, cm, variantIn, invT);
+      g[i][j] = gradEntry(view.at(i, j) * p.invTemperature, view.row(i), view.col(j), rm, cm, p);
 }
 
 __device__ __forceinline__ float4 loadFloat4(const float* p) { return *reinterpret_cast<const float4*>(p); }
@@ -284,23 +415,22 @@ struct SimtEngine {
     for (int i = 0; i < TM; ++i) {
       SUPCON_UNROLL
       for (int o = 8; o > 0; o >>= 1) {
-        const float m = __shfl_xor_sync(0xffffffffu, st[i].m, o, 16);
-        const float l = __shfl_xor_sync(0xffffffffu, st[i].l, o, 16);
-        const float mP = __shfl_xor_sync(0xffffffffu, st[i].mP, o, 16);
-        const float lP = __shfl_xor_sync(0xffffffffu, st[i].lP, o, 16);
-        const double sP = __shfl_xor_sync(0xffffffffu, st[i].sP, o, 16);
-        mergeStats(st[i].m, st[i].l, m, l);
-        mergeStats(st[i].mP, st[i].lP, mP, lP);
-        st[i].sP += sP;
+        RunningStats other;
+        other.m = __shfl_xor_sync(0xffffffffu, st[i].m, o, 16);
+        other.l = __shfl_xor_sync(0xffffffffu, st[i].l, o, 16);
+        other.mP = __shfl_xor_sync(0xffffffffu, st[i].mP, o, 16);
+        other.lP = __shfl_xor_sync(0xffffffffu, st[i].lP, o, 16);
+        other.sP = __shfl_xor_sync(0xffffffffu, st[i].sP, o, 16);
+        other.sT = __shfl_xor_sync(0xffffffffu, st[i].sT, o, 16);
+        other.w = __shfl_xor_sync(0xffffffffu, st[i].w, o, 16);
+        other.u = __shfl_xor_sync(0xffffffffu, st[i].u, o, 16);
+        mergeRunning(st[i], other);
       }
     }
     if (tx() == 0) {
       const int64_t base = int64_t(split) * p.rowsPadded + rowBase + ty() * TM;
       SUPCON_UNROLL
-      for (int i = 0; i < TM; ++i) {
-        p.partialStats[base + i] = make_float4(st[i].m, st[i].l, st[i].mP, st[i].lP);
-        if (p.partialScoreP) p.partialScoreP[base + i] = st[i].sP;
-      }
+      for (int i = 0; i < TM; ++i) writePartial(p, base + i, st[i]);
     }
   }
 
@@ -416,7 +546,7 @@ struct WmmaEngine {
   static constexpr int kRowSlots = 1, kColSlots = T::kCols / kGroups;
   static constexpr int kLdS = T::kRows + 4;                   // floats: a multiple of 16 bytes
   static constexpr int kLdG = T::kRows + 16 / int(sizeof(typename Op::GElem));
-  static_assert(kGroups * T::kRows * int(sizeof(float4) + sizeof(double)) <= T::kCols * kLdS * int(sizeof(float)),
+  static_assert(kGroups * T::kRows * int(sizeof(RunningStats)) <= T::kCols * kLdS * int(sizeof(float)),
                 "stats merge scratch fits in the score tile");
 
   struct Shared {
@@ -469,24 +599,15 @@ struct WmmaEngine {
   // Merges the kGroups threads of each row through shared memory and writes the split's stats.
   __device__ static void storeStats(Shared& sh, RunningStats (&st)[1], const TileProblem& p, int64_t rowBase,
                                     int split) {
-    float4* scratch = reinterpret_cast<float4*>(&sh.sT[0][0]);
-    double* scratchP = reinterpret_cast<double*>(scratch + kGroups * T::kRows);
+    RunningStats* scratch = reinterpret_cast<RunningStats*>(&sh.sT[0][0]);
     const int r = threadIdx.x % T::kRows, group = threadIdx.x / T::kRows;
     __syncthreads();  // the last tile's readers of sT are done
-    scratch[group * T::kRows + r] = make_float4(st[0].m, st[0].l, st[0].mP, st[0].lP);
-    scratchP[group * T::kRows + r] = st[0].sP;
+    scratch[group * T::kRows + r] = st[0];
     __syncthreads();
     if (group == 0) {
       RunningStats s = st[0];
-      for (int g = 1; g < kGroups; ++g) {
-        const float4 o = scratch[g * T::kRows + r];
-        mergeStats(s.m, s.l, o.x, o.y);
-        mergeStats(s.mP, s.lP, o.z, o.w);
-        s.sP += scratchP[g * T::kRows + r];
-      }
-      const int64_t at = int64_t(split) * p.rowsPadded + rowBase + r;
-      p.partialStats[at] = make_float4(s.m, s.l, s.mP, s.lP);
-      if (p.partialScoreP) p.partialScoreP[at] = s.sP;
+      for (int g = 1; g < kGroups; ++g) mergeRunning(s, scratch[g * T::kRows + r]);
+      writePartial(p, int64_t(split) * p.rowsPadded + rowBase + r, s);
     }
   }
 
@@ -551,17 +672,18 @@ __device__ void forwardBlock(const TileProblem& p) {
   const int split = blockIdx.y;
   const int t0 = split * p.tilesPerSplit;
   const int t1 = t0 + p.tilesPerSplit < p.colTiles ? t0 + p.tilesPerSplit : p.colTiles;
-  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, nullptr, nullptr, -1);
+  // The one-positive pass reads the anchors' first-pass statistics (LSE_N).
+  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowStats, nullptr, -1);
   RunningStats st[E::kRowSlots];
   SUPCON_UNROLL
-  for (int i = 0; i < E::kRowSlots; ++i) st[i] = RunningStats{-INFINITY, 0.0f, -INFINITY, 0.0f, 0.0};
+  for (int i = 0; i < E::kRowSlots; ++i) st[i] = emptyStats();
   typename E::Scores scores;
   for (int t = t0; t < t1; ++t) {
     const int64_t colBase = int64_t(t) * T::kCols;
     loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, nullptr, nullptr, -2);
     // computeScores has a barrier before its result is used, which publishes the metadata.
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
-    updateStats<E::kRowSlots, E::kColSlots>(st, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
+    updateStats<E::kRowSlots, E::kColSlots>(st, view, sh->rowMeta, sh->colMeta, p);
     __syncthreads();  // metadata and shared scores are rewritten by the next tile
   }
   E::storeStats(*sh, st, p, rowBase, split);
@@ -584,7 +706,7 @@ __device__ void gradBlock(const TileProblem& p) {
     loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colStats, p.colWeight, -2);
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     float g[E::kRowSlots][E::kColSlots];
-    gradTile(g, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
+    gradTile(g, view, sh->rowMeta, sh->colMeta, p);
     E::storeG(*sh, view, g);
     __syncthreads();
     E::accumulate(*sh, p, colBase, d0, out);
@@ -718,25 +840,65 @@ __global__ void __launch_bounds__(kThreads) positiveGradKernel(float* dz, const 
   }
 }
 
-// Merges the forward splits into the statistics (m, log l, mP, log lP) per anchor ((0, 0) for
-// the positives of an anchor without any); with partialScoreP (L_out) the positives' mean
-// score, 0 without positives.
-__global__ void __launch_bounds__(kThreads) combineStatsKernel(float4* stats, double* positiveMean,
-                                                             const float4* partial, const double* partialScoreP,
-                                                             const int32_t* positives, int splits, int64_t rowsPadded,
-                                                             int64_t anchors) {
+// Arguments of combineStatsKernel.
+struct CombineArgs {
+  AnchorStats* stats = nullptr;
+  double* positiveTerm = nullptr;  // L_out: the weighted mean of s over P(i), or with kOnePositive the loss
+  const float4* partialStats = nullptr;
+  const float4* partialAux = nullptr;
+  const double* partialScoreP = nullptr;
+  const double* partialSigma = nullptr;
+  const int32_t* positives = nullptr;  // |P(i)| (class relation)
+  int splits = 1;
+  int64_t rowsPadded = 0, anchors = 0;
+  int general = 0, denominator = 0, variantIn = 0, pass = 1;
+};
+
+// Merges the forward splits, in split order, into each anchor's statistics (loss_internal.h,
+// kStatsPerAnchor): pass 1 writes them (and the L_out positive term), the one-positive pass adds
+// its part (mP, log lP, T, or the L_out loss) to the anchors with a loss.
+__global__ void __launch_bounds__(kThreads) combineStatsKernel(CombineArgs c) {
   const int64_t a = int64_t(blockIdx.x) * kThreads + threadIdx.x;
-  if (a >= anchors) return;
-  float m = -INFINITY, l = 0.0f, mP = -INFINITY, lP = 0.0f;
-  double sP = 0;
-  for (int s = 0; s < splits; ++s) {
-    const float4 v = partial[int64_t(s) * rowsPadded + a];
-    mergeStats(m, l, v.x, v.y);
-    mergeStats(mP, lP, v.z, v.w);
-    if (partialScoreP) sP += partialScoreP[int64_t(s) * rowsPadded + a];
+  if (a >= c.anchors) return;
+  RunningStats t = emptyStats();
+  for (int s = 0; s < c.splits; ++s) {
+    const int64_t at = int64_t(s) * c.rowsPadded + a;
+    const float4 v = c.partialStats[at], x = c.partialAux[at];
+    mergeRunning(t, RunningStats{v.x, v.y, v.z, v.w, c.partialScoreP[at], c.partialSigma[at], x.x, x.y});
   }
-  stats[a] = lP > 0.0f ? make_float4(m, logf(l), mP, logf(lP)) : make_float4(m, logf(l), 0.0f, 0.0f);
-  if (partialScoreP) positiveMean[a] = positives[a] > 0 ? sP / positives[a] : 0.0;
+  if (c.pass == 1) {
+    const float W = c.general ? t.w : float(c.positives[a]);
+    const bool hasSet = t.l > 0.0f;
+    // A loss needs a positive, and with kOnlyNegatives a negative (D(i) is then the negatives).
+    const bool valid = W > 0.0f && (c.denominator != 2 || hasSet);
+    AnchorStats st;
+    st.lse = make_float4(hasSet ? t.m : 0.0f, hasSet ? logf(t.l) : -INFINITY, 0.0f, 0.0f);
+    st.extra = make_float4(valid ? W : 0.0f, 0.0f, 0.0f, 0.0f);
+    double term = 0.0;
+    if (valid && c.denominator != 1) {
+      if (c.variantIn) {
+        st.lse.z = t.mP;
+        st.lse.w = logf(t.lP);
+      } else {
+        term = t.sP / W;
+      }
+    }
+    c.stats[a] = st;
+    c.positiveTerm[a] = term;
+    return;
+  }
+  AnchorStats st = c.stats[a];
+  const float W = st.extra.x;
+  if (!(W > 0.0f)) return;
+  if (c.variantIn) {
+    st.lse.z = t.mP;
+    st.lse.w = logf(t.lP);
+    st.extra.y = t.u / t.lP;
+  } else {
+    c.positiveTerm[a] = t.sP / W;
+    st.extra.y = float(t.sT / W);
+  }
+  c.stats[a] = st;
 }
 
 // out[map(r)][k] (= or +=) sum over splits of partial[s][r][k], in split order (deterministic).

@@ -105,7 +105,10 @@ T* typedArrayField(const Napi::Object& o, const char* name, napi_typedarray_type
                    bool optional) {
   Napi::Value v = o.Get(name);
   if (optional && (v.IsNull() || v.IsUndefined())) return nullptr;
-  const char* kind = type == napi_float32_array ? "a Float32Array" : type == napi_int32_array ? "an Int32Array" : "a typed array";
+  const char* kind = type == napi_float32_array ? "a Float32Array"
+                     : type == napi_int32_array ? "an Int32Array"
+                     : type == napi_uint8_array ? "a Uint8Array"
+                                                : "a typed array";
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
     typeError(o.Env(), name, kind, describeType(v));
   Napi::TypedArray arr = v.As<Napi::TypedArray>();
@@ -123,6 +126,9 @@ inline float* floatArray(const Napi::Object& o, const char* name, int64_t length
 }
 inline int32_t* intArray(const Napi::Object& o, const char* name, int64_t length, bool optional = false) {
   return typedArrayField<int32_t>(o, name, napi_int32_array, length, optional);
+}
+inline uint8_t* byteArray(const Napi::Object& o, const char* name, int64_t length, bool optional = false) {
+  return typedArrayField<uint8_t>(o, name, napi_uint8_array, length, optional);
 }
 
 void registerLoss(Napi::Env env, Napi::Object exports);

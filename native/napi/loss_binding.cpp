@@ -25,6 +25,7 @@ struct LossCall {
   // Owned copies (async only).
   std::vector<float> features, contrast;
   std::vector<int32_t> labels, contrastLabels;
+  std::vector<uint8_t> labelSets, contrastLabelSets;
 
   int64_t anchors() const { return supcon::numAnchors(spec, in); }
   int64_t featureCount() const { return in.batch * in.views * in.dim; }
@@ -36,12 +37,20 @@ struct LossCall {
       labels.assign(in.labels, in.labels + in.batch);
       in.labels = labels.data();
     }
+    if (in.labelSets) {
+      labelSets.assign(in.labelSets, in.labelSets + in.batch * in.numLabels);
+      in.labelSets = labelSets.data();
+    }
     if (in.contrastRows > 0) {
       contrast.assign(in.contrastFeatures, in.contrastFeatures + in.contrastRows * in.dim);
       in.contrastFeatures = contrast.data();
       if (in.contrastLabels) {
         contrastLabels.assign(in.contrastLabels, in.contrastLabels + in.contrastRows);
         in.contrastLabels = contrastLabels.data();
+      }
+      if (in.contrastLabelSets) {
+        contrastLabelSets.assign(in.contrastLabelSets, in.contrastLabelSets + in.contrastRows * in.numLabels);
+        in.contrastLabelSets = contrastLabelSets.data();
       }
     }
   }
@@ -64,9 +73,16 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
     typeError(env, "features", "sizes below 2^31 elements", "batch * views * dim or contrastRows * dim past it");
   c.in.features = floatArray(o, "features", c.in.batch * c.in.views * c.in.dim);
   c.in.labels = intArray(o, "labels", c.in.batch, true);
+  // Label sets: [batch, numLabels] bytes (numLabels 0 without them).
+  c.in.numLabels = intField(o, "numLabels", 0, kMax);
+  if (c.in.numLabels > 0 && (c.in.batch + c.in.contrastRows) > kMax / c.in.numLabels)
+    typeError(env, "labelSets", "sizes below 2^31 elements", "(batch + contrastRows) * numLabels past it");
+  if (c.in.numLabels > 0) c.in.labelSets = byteArray(o, "labelSets", c.in.batch * c.in.numLabels);
   if (c.in.contrastRows > 0) {
     c.in.contrastFeatures = floatArray(o, "contrastFeatures", c.in.contrastRows * c.in.dim);
     c.in.contrastLabels = intArray(o, "contrastLabels", c.in.contrastRows, true);
+    if (c.in.numLabels > 0)
+      c.in.contrastLabelSets = byteArray(o, "contrastLabelSets", c.in.contrastRows * c.in.numLabels, true);
   }
   c.spec.temperature = static_cast<float>(numberField(o, "temperature"));
   c.spec.baseTemperature = static_cast<float>(numberField(o, "baseTemperature"));
@@ -74,6 +90,11 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   c.spec.contrastMode = enumField(o, "contrastMode", supcon::kContrastModeNames);
   c.spec.normalize = boolField(o, "normalize");
   c.spec.reduction = enumField(o, "reduction", supcon::kReductionNames);
+  c.spec.denominator = enumField(o, "denominator", supcon::kDenominatorNames);
+  c.spec.positiveWeighting = enumField(o, "positiveWeighting", supcon::kPositiveWeightingNames);
+  // -1: no cap.
+  c.spec.positivesCap = intField(o, "positivesCap", -1, kMax);
+  c.spec.positivesCapSeed = static_cast<uint32_t>(intField(o, "positivesCapSeed", 0, 4294967295LL));
   c.run.device = enumField(o, "device", supcon::kDeviceNames);
   c.run.precision = enumField(o, "precision", supcon::kPrecisionNames);
   c.wantGrad = boolField(o, "wantGrad");
@@ -211,6 +232,8 @@ Napi::Value LossOptionNames(const Napi::CallbackInfo& info) {
   out.Set("variant", names(env, supcon::kVariantNames));
   out.Set("contrastMode", names(env, supcon::kContrastModeNames));
   out.Set("reduction", names(env, supcon::kReductionNames));
+  out.Set("denominator", names(env, supcon::kDenominatorNames));
+  out.Set("positiveWeighting", names(env, supcon::kPositiveWeightingNames));
   out.Set("device", names(env, supcon::kDeviceNames));
   out.Set("precision", names(env, supcon::kPrecisionNames));
   return out;

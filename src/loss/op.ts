@@ -27,8 +27,10 @@ function warnFallbackOnce(): void {
 /**
  * Supervised contrastive loss (docs/loss.md; Khosla et al. 2020) of `features`: [N, D], or
  * [B, V, D] with V views per sample (anchors view-major). `labels` ([N] or [B]) are int32 class
- * ids; omit them for SimCLR / NT-Xent (each sample its own class, so rank-3 features with
- * V >= 2). Returns a scalar, or per-anchor losses [anchors] with `reduction: 'none'`.
+ * ids, or multi-hot label sets [N, C] / [B, C] (C >= 2; rows sharing a label are positives, a
+ * row with no label has no positive); omit them for SimCLR / NT-Xent (each sample its own class,
+ * so rank-3 features with V >= 2). Returns a scalar, or per-anchor losses [anchors] with
+ * `reduction: 'none'`.
  * Options and their defaults: {@link SupConOptions}; `contrast` adds rows that are contrasted
  * against but are not anchors and get no gradient.
  * @throws InvalidArgumentError for bad input, including inputs whose scores, loss or gradient
@@ -43,7 +45,7 @@ export function supConLoss(features: tf.Tensor, labels?: LabelsLike | null, opti
     return referenceLoss(features, checked, opts, options?.contrast?.features);
   }
   const contrast = options?.contrast
-    ? { features: options.contrast.features.dataSync() as Float32Array, labels: checked.contrastLabels }
+    ? { features: options.contrast.features.dataSync() as Float32Array, labels: checked.contrastLabelSets ?? checked.contrastLabels }
     : undefined;
   // Being differentiated, it checks the gradient's range for a unit upstream up front, where a
   // refusal leaves nothing behind (tfjs cannot release its tape when a gradient function throws),
@@ -55,7 +57,13 @@ export function supConLoss(features: tf.Tensor, labels?: LabelsLike | null, opti
     const x = inputs[0] as tf.Tensor;
     const save = inputs[1] as tf.GradSaveFunc;
     const { args, geometry, ranges } = prepareLossArgs(
-      { features: x.dataSync() as Float32Array, shape: x.shape, labels: checked.labels, contrast, wantGrad: differentiated },
+      {
+        features: x.dataSync() as Float32Array,
+        shape: x.shape,
+        labels: checked.labelSets ?? checked.labels,
+        contrast,
+        wantGrad: differentiated,
+      },
       opts,
       TENSOR_NAMES,
     );

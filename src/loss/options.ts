@@ -9,16 +9,22 @@ import * as v from '../validate';
 import { InvalidArgumentError } from '../errors';
 import type { NativeLossArgs } from '../native';
 
+const INT32_MAX = 2 ** 31 - 1;
+
 /** The names of each option's values. The addon reads options by these names (native/napi). */
 export const SUPCON_VARIANTS = ['out', 'in'] as const;
 export const CONTRAST_MODES = ['all', 'one'] as const;
 export const REDUCTIONS = ['mean', 'sum', 'none'] as const;
+export const DENOMINATORS = ['all', 'one-positive', 'only-negatives'] as const;
+export const POSITIVE_WEIGHTINGS = ['none', 'jaccard'] as const;
 export const LOSS_DEVICES = ['auto', 'cpu', 'cuda'] as const;
 export const LOSS_PRECISIONS = ['fp32', 'tf32', 'bf16'] as const;
 
 export type SupConVariant = (typeof SUPCON_VARIANTS)[number];
 export type ContrastMode = (typeof CONTRAST_MODES)[number];
 export type Reduction = (typeof REDUCTIONS)[number];
+export type Denominator = (typeof DENOMINATORS)[number];
+export type PositiveWeighting = (typeof POSITIVE_WEIGHTINGS)[number];
 export type LossDevice = (typeof LOSS_DEVICES)[number];
 export type LossPrecision = (typeof LOSS_PRECISIONS)[number];
 
@@ -40,8 +46,29 @@ export interface SupConOptions {
   contrastMode?: ContrastMode;
   /** L2-normalize each row inside the op, x / max(||x||, 1e-12) (the gradient goes through it). Default false. */
   normalize?: boolean;
-  /** 'mean' over anchors with positives (default), 'sum', or 'none' (per-anchor losses). */
+  /** 'mean' over anchors with a loss (default), 'sum', or 'none' (per-anchor losses). */
   reduction?: Reduction;
+  /**
+   * Which rows enter the softmax's denominator (the paper's TensorFlow code, `denominator_mode`;
+   * docs/loss.md): 'all' (default: every row but the anchor), 'one-positive' (the negatives and
+   * the one positive of each term), 'only-negatives' (the negatives alone; an anchor without a
+   * negative then has no loss).
+   */
+  denominator?: Denominator;
+  /**
+   * Weight of each positive pair: 'none' (default: 1) or 'jaccard', the overlap |Y_i ∩ Y_j| /
+   * |Y_i ∪ Y_j| of the two label sets (multi-hot labels; 1 for class ids). The mean over the
+   * positives becomes the weighted mean.
+   */
+  positiveWeighting?: PositiveWeighting;
+  /**
+   * At most this many positives per anchor besides the other views of its own sample: the first
+   * ones in a seeded order of the samples (the paper's `positives_cap`, docs/loss.md). An integer
+   * >= 0, a multiple of the views for [B, V, D] features. Default: no cap.
+   */
+  positivesCap?: number | null;
+  /** Seed of the cap's order of the samples, an integer in [0, 2^32). Default 0. */
+  positivesCapSeed?: number;
   /** Where the native kernel runs: 'auto' (default: CUDA for large problems when present), 'cpu', 'cuda'. */
   device?: LossDevice;
   /** CUDA only: 'fp32' (default), or tensor-core 'tf32' / 'bf16' products with fp32 accumulation. */
@@ -57,6 +84,10 @@ export const SUPCON_OPTION_KEYS = [
   'contrastMode',
   'normalize',
   'reduction',
+  'denominator',
+  'positiveWeighting',
+  'positivesCap',
+  'positivesCapSeed',
   'device',
   'precision',
 ] as const;
@@ -90,17 +121,50 @@ export function resolveOptions(
     contrastMode: o.contrastMode === undefined ? 'all' : v.oneOf(`${argument}.contrastMode`, o.contrastMode, CONTRAST_MODES),
     normalize: o.normalize === undefined ? false : v.boolean(`${argument}.normalize`, o.normalize),
     reduction: o.reduction === undefined ? 'mean' : v.oneOf(`${argument}.reduction`, o.reduction, REDUCTIONS),
+    denominator: o.denominator === undefined ? 'all' : v.oneOf(`${argument}.denominator`, o.denominator, DENOMINATORS),
+    positiveWeighting:
+      o.positiveWeighting === undefined ? 'none' : v.oneOf(`${argument}.positiveWeighting`, o.positiveWeighting, POSITIVE_WEIGHTINGS),
+    positivesCap:
+      o.positivesCap === undefined || o.positivesCap === null ? null : v.integer(`${argument}.positivesCap`, o.positivesCap, 0, INT32_MAX),
+    positivesCapSeed: o.positivesCapSeed === undefined ? 0 : v.integer(`${argument}.positivesCapSeed`, o.positivesCapSeed, 0, 2 ** 32 - 1),
     device: o.device === undefined ? 'auto' : v.oneOf(`${argument}.device`, o.device, LOSS_DEVICES),
     precision: o.precision === undefined ? 'fp32' : v.oneOf(`${argument}.precision`, o.precision, LOSS_PRECISIONS),
   };
+}
+
+/**
+ * Multi-hot labels (docs/loss.md, "Positives"): row r's label set is sets[r * numLabels ..
+ * (r + 1) * numLabels), bytes of 0 or 1. Two rows are positives when their sets intersect; a
+ * row with an empty set has no positive (it is no anchor of the loss) and is every anchor's
+ * negative.
+ */
+export interface LabelSets {
+  sets: Uint8Array;
+  numLabels: number;
 }
 
 /** An extra contrast set: rows contrasted against that are not anchors and get no gradient. */
 export interface ContrastSet {
   /** [M, D] rows, row-major. */
   features: Float32Array;
-  /** [M] class ids; required when the main labels are given, absent for SimCLR. */
-  labels?: Int32Array | null;
+  /** [M] class ids, or label sets of M rows (the kind of the main labels); required when the main labels are given, absent for SimCLR. */
+  labels?: Int32Array | LabelSets | null;
+}
+
+/**
+ * Checks label sets of `rows` rows (of `numLabels` labels when given): a Uint8Array of
+ * rows * numLabels bytes, each 0 or 1.
+ */
+export function checkLabelSets(argument: string, value: unknown, rows: number, numLabels?: number): LabelSets {
+  const o = v.options(argument, value, ['sets', 'numLabels']);
+  const width =
+    numLabels === undefined ? v.integer(`${argument}.numLabels`, o.numLabels, 1, INT32_MAX) : v.integer(`${argument}.numLabels`, o.numLabels, numLabels, numLabels);
+  if (rows * width > INT32_MAX) {
+    throw new InvalidArgumentError(`${argument}.sets`, `at most ${INT32_MAX} bytes`, `${rows} rows of ${width} labels`);
+  }
+  const sets = v.typedArray(`${argument}.sets`, o.sets, Uint8Array, rows * width);
+  v.binaryValues(`${argument}.sets`, sets);
+  return { sets, numLabels: width };
 }
 
 /** Input of the typed-array API. */
@@ -109,14 +173,16 @@ export interface LossInput extends SupConOptions {
   features: Float32Array;
   /** [N, D], or [B, V, D] for V views of B samples (view-major anchors, docs/loss.md). */
   shape: readonly number[];
-  /** [N] (rank 2) or [B] (rank 3) class ids; absent for the self-supervised case (SimCLR, rank 3). */
-  labels?: Int32Array | null;
+  /**
+   * [N] (rank 2) or [B] (rank 3) class ids, or label sets of N (or B) rows; absent for the
+   * self-supervised case (SimCLR, rank 3).
+   */
+  labels?: Int32Array | LabelSets | null;
   contrast?: ContrastSet;
   /** Compute the gradient too (default true). */
   wantGrad?: boolean;
 }
 
-const INT32_MAX = 2 ** 31 - 1;
 /**
  * Every score, loss and gradient bound must stay below this, FLT_MAX / 1024 (about 3.3e35): the
  * headroom for the float32 sums the kernels form from them (native/core/loss.cpp, kRangeLimit).
@@ -156,6 +222,13 @@ export function lossGeometry(
   const rows = batch * views;
   if ((rows + contrastRows) * dim > INT32_MAX) {
     throw new InvalidArgumentError(names.features, `at most ${INT32_MAX} elements with the contrast set`, `shape [${shape.join(', ')}]`);
+  }
+  if (opts.positivesCap !== null && opts.positivesCap % views !== 0) {
+    throw new InvalidArgumentError(
+      'options.positivesCap',
+      `a multiple of the ${views} views (whole samples, as the paper's code requires)`,
+      `${opts.positivesCap}`,
+    );
   }
   if (opts.contrastMode === 'one' && shape.length !== 3) {
     throw new InvalidArgumentError(
@@ -288,11 +361,13 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
     throw new InvalidArgumentError(names.features, `at most ${INT32_MAX} elements`, `shape [${shape.join(', ')}]`);
   }
   const features = v.typedArray(names.features, input.features, Float32Array, batch * views * dim);
-  const labels =
-    input.labels === undefined || input.labels === null ? null : v.typedArray(names.labels, input.labels, Int32Array, batch);
+  const given = input.labels === undefined || input.labels === null ? null : input.labels;
+  const labelSets = given !== null && !(given instanceof Int32Array) ? checkLabelSets(names.labels, given, batch) : null;
+  const labels = given !== null && labelSets === null ? v.typedArray(names.labels, given, Int32Array, batch) : null;
 
   let contrastFeatures: Float32Array | null = null;
   let contrastLabels: Int32Array | null = null;
+  let contrastLabelSets: LabelSets | null = null;
   let contrastRows = 0;
   if (input.contrast !== undefined) {
     const c = v.options('contrast', input.contrast, ['features', 'labels']);
@@ -305,7 +380,16 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
       );
     }
     contrastRows = contrastFeatures.length / dim;
-    if (labels) {
+    if (labelSets) {
+      if (c.labels === undefined || c.labels === null || c.labels instanceof Int32Array) {
+        throw new InvalidArgumentError(
+          'contrast.labels',
+          `label sets of ${contrastRows} rows of ${labelSets.numLabels} labels (the features have label sets)`,
+          c.labels instanceof Int32Array ? 'class ids' : 'nothing',
+        );
+      }
+      contrastLabelSets = checkLabelSets('contrast.labels', c.labels, contrastRows, labelSets.numLabels);
+    } else if (labels) {
       if (c.labels === undefined || c.labels === null) {
         throw new InvalidArgumentError('contrast.labels', `Int32Array of length ${contrastRows} (labels were given)`, 'nothing');
       }
@@ -314,7 +398,7 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
       throw new InvalidArgumentError('contrast.labels', 'nothing (no labels for the features: SimCLR)', v.describe(c.labels));
     }
   }
-  const geometry = lossGeometry(shape, labels !== null, contrastRows, opts, names);
+  const geometry = lossGeometry(shape, labels !== null || labelSets !== null, contrastRows, opts, names);
   const wantGrad = input.wantGrad === undefined ? true : v.boolean('wantGrad', input.wantGrad);
   const ranges = checkLossValues(features, contrastFeatures, geometry, opts, names);
   if (wantGrad) checkGradientRange(ranges, geometry, opts, unitUpstream(geometry, opts), { ...names, upstream: 'upstream' });
@@ -324,8 +408,11 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
     views,
     dim,
     labels,
+    labelSets: labelSets ? labelSets.sets : null,
+    numLabels: labelSets ? labelSets.numLabels : 0,
     contrastFeatures,
     contrastLabels,
+    contrastLabelSets: contrastLabelSets ? contrastLabelSets.sets : null,
     contrastRows,
     temperature: opts.temperature,
     baseTemperature: opts.baseTemperature,
@@ -333,6 +420,10 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
     contrastMode: opts.contrastMode,
     normalize: opts.normalize,
     reduction: opts.reduction,
+    denominator: opts.denominator,
+    positiveWeighting: opts.positiveWeighting,
+    positivesCap: opts.positivesCap === null ? -1 : opts.positivesCap,
+    positivesCapSeed: opts.positivesCapSeed,
     device: opts.device,
     precision: opts.precision,
     wantGrad,

@@ -16,6 +16,7 @@ import {
   type LossRanges,
   type ResolvedSupConOptions,
 } from './options';
+import { pairWeights } from './positives';
 import { checkTensors, TENSOR_NAMES, type CheckedTensors, type LabelsLike, type SupConLossOptions } from './tensor_inputs';
 
 const EPSILON = 1e-12;
@@ -97,63 +98,94 @@ function composedLoss(
   opts: ResolvedSupConOptions,
   extraFeatures?: tf.Tensor,
 ): tf.Tensor {
-  const { geometry, labels: lab, contrastLabels } = checked;
+  const { geometry } = checked;
   const { batch, views, dim } = geometry;
+  const extraRows = extraFeatures ? extraFeatures.shape[0] : 0;
+  // The relation on the host (positives.ts): weights > 0 for positives, 0 for negatives and the
+  // anchor itself, -1 for positives the cap drops.
+  const weights = pairWeights(
+    {
+      batch,
+      views,
+      extraRows,
+      labels: checked.labels,
+      contrastLabels: checked.contrastLabels,
+      labelSets: checked.labelSets,
+      contrastLabelSets: checked.contrastLabelSets,
+    },
+    opts,
+  );
   return tf.tidy(() => {
     // View-major rows: row v*B + b is view v of sample b.
     let z = (features.rank === 3 ? tf.transpose(features, [1, 0, 2]).reshape([views * batch, dim]) : features) as tf.Tensor2D;
-    const sampleLabels = lab ? tf.tensor1d(lab, 'int32') : tf.range(0, batch, 1, 'int32');
-    const rowLabels = tf.tile(sampleLabels, [views]);
     if (opts.normalize) z = normalizeRows(z);
-
     let contrast = z;
-    let contrastRowLabels = rowLabels;
     if (extraFeatures) {
       const ez = opts.normalize ? normalizeRows(extraFeatures as tf.Tensor2D) : extraFeatures;
       contrast = tf.concat([z, ez as tf.Tensor2D], 0);
-      const m = extraFeatures.shape[0];
-      // Without labels the extra rows are negatives of every anchor: ids no anchor has.
-      const el = contrastLabels ? tf.tensor1d(contrastLabels, 'int32') : tf.range(-1, -1 - m, -1, 'int32');
-      contrastRowLabels = tf.concat([rowLabels, el]);
     }
     const anchorCount = geometry.anchors;
     const anchors = opts.contrastMode === 'one' ? z.slice([0, 0], [batch, dim]) : z;
-    const anchorLabels = opts.contrastMode === 'one' ? rowLabels.slice(0, batch) : rowLabels;
     const contrastCount = contrast.shape[0];
 
     const s = tf.div(tf.matMul(anchors, contrast, false, true), opts.temperature);
     // Anchor k is contrast row k in both modes (view-major order), so self-contrast is the diagonal.
     const self = tf.oneHot(tf.range(0, anchorCount, 1, 'int32'), contrastCount).cast('bool');
     const others = tf.logicalNot(self);
-    const positive = tf.logicalAnd(tf.equal(anchorLabels.expandDims(1), contrastRowLabels.expandDims(0)), others);
+    const w = tf.tensor2d(weights, [anchorCount, contrastCount]);
+    const positive = tf.greater(w, 0);
+    const negative = tf.logicalAnd(tf.equal(w, 0), others);
     const absent = tf.fill(s.shape, -Infinity);
-    // Log-sum-exps as (max, log of the sum of exp(s - max)), kept apart like the native path's, so
+    const zeros = tf.zerosLike(s);
+    const anyIn = (mask: tf.Tensor) => tf.greater(tf.sum(mask.cast('float32'), 1), 0);
+    // A set for every row: rows whose set is empty take their other entries instead, so that
+    // every intermediate stays finite (their results are masked out below, and so is their
+    // gradient: no 0 * inf ever forms).
+    const safe = (mask: tf.Tensor) => tf.where(anyIn(mask).expandDims(1), mask, others);
+    // Log-sum-exps as (max, log of the sum of exp(x - max)), kept apart like the native path's, so
     // that differences of large terms are taken before log(sum) is added.
     const logSumExp = (x: tf.Tensor) => {
       const m = tf.max(x, 1, true);
       return { m: m.squeeze([1]), logSum: tf.log(tf.sum(tf.exp(tf.sub(x, m)), 1)) };
     };
-    const all = logSumExp(tf.where(self, absent, s));
-    const count = positive.cast('float32').sum(1);
-    const valid = tf.greater(count, 0);
-    const safeCount = tf.maximum(count, 1).expandDims(1);
+    const wP = tf.where(positive, w, zeros);
+    const total = tf.sum(wP, 1);
+    const hasNegative = anyIn(negative);
+    let valid = tf.greater(total, 0);
+    if (opts.denominator === 'only-negatives') valid = tf.logicalAnd(valid, hasNegative);
+    const safeTotal = tf.maximum(total, 1e-30);
+    // log w on the positives (0 on substitutes).
+    const logW = tf.log(tf.where(positive, w, tf.onesLike(w)));
+    const posSafe = safe(positive);
     let perAnchor: tf.Tensor;
-    if (opts.variant === 'out') {
-      // The mean of the positives' scores as a sum of s / |P| (a sum of s could overflow).
-      const meanPositive = tf.sum(tf.where(positive, tf.div(s, safeCount), tf.zerosLike(s)), 1);
-      perAnchor = tf.add(tf.sub(all.m, meanPositive), all.logSum);
+    if (opts.denominator === 'one-positive') {
+      // d = LSE_N - s on the positives; an anchor without negatives has a loss of exactly 0.
+      const n = logSumExp(tf.where(safe(negative), s, absent));
+      const d = tf.where(positive, tf.add(tf.sub(n.m.expandDims(1), s), n.logSum.expandDims(1)), zeros);
+      if (opts.variant === 'out') {
+        perAnchor = tf.sum(tf.where(positive, tf.div(tf.mul(wP, tf.softplus(d)), safeTotal.expandDims(1)), zeros), 1);
+      } else {
+        const q = logSumExp(tf.where(posSafe, tf.sub(logW, tf.softplus(d)), absent));
+        perAnchor = tf.sub(tf.log(safeTotal), tf.add(q.m, q.logSum));
+      }
+      perAnchor = tf.where(hasNegative, perAnchor, tf.zerosLike(perAnchor));
     } else {
-      // Rows without positives take their other scores instead, so every row's maximum is finite
-      // (their result is masked out below, and so is their gradient).
-      const inSet = tf.logicalOr(positive, tf.logicalAnd(tf.logicalNot(valid).expandDims(1), others));
-      const pos = logSumExp(tf.where(inSet, s, absent));
-      perAnchor = tf.add(tf.add(tf.sub(all.m, pos.m), tf.sub(all.logSum, pos.logSum)), tf.log(safeCount.squeeze([1])));
+      const inDenominator = opts.denominator === 'all' ? tf.logicalOr(positive, negative) : negative;
+      const all = logSumExp(tf.where(safe(inDenominator), s, absent));
+      if (opts.variant === 'out') {
+        // The weighted mean of the positives' scores as a sum of w s / W (a sum of s could overflow).
+        const meanPositive = tf.sum(tf.where(positive, tf.div(tf.mul(wP, s), safeTotal.expandDims(1)), zeros), 1);
+        perAnchor = tf.add(tf.sub(all.m, meanPositive), all.logSum);
+      } else {
+        const pos = logSumExp(tf.where(posSafe, tf.add(s, logW), absent));
+        perAnchor = tf.add(tf.add(tf.sub(all.m, pos.m), tf.sub(all.logSum, pos.logSum)), tf.log(safeTotal));
+      }
     }
     perAnchor = tf.mul(tf.where(valid, perAnchor, tf.zerosLike(perAnchor)), opts.temperature / opts.baseTemperature);
     if (opts.reduction === 'none') return perAnchor;
-    const total = tf.sum(perAnchor);
-    if (opts.reduction === 'sum') return total;
-    return tf.div(total, tf.maximum(valid.cast('float32').sum(), 1));
+    const sum = tf.sum(perAnchor);
+    if (opts.reduction === 'sum') return sum;
+    return tf.div(sum, tf.maximum(valid.cast('float32').sum(), 1));
   });
 }
 

@@ -6,14 +6,29 @@
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError } from '../errors';
 import * as v from '../validate';
-import { lossGeometry, type ArgumentNames, type LossGeometry, type ResolvedSupConOptions, type SupConOptions } from './options';
+import {
+  checkLabelSets,
+  lossGeometry,
+  type ArgumentNames,
+  type LabelSets,
+  type LossGeometry,
+  type ResolvedSupConOptions,
+  type SupConOptions,
+} from './options';
 
-/** Labels as a rank-1 tensor (int32, or float32 holding integers), an Int32Array, or a number array. */
-export type LabelsLike = tf.Tensor | Int32Array | readonly number[];
+/**
+ * Labels: class ids as a rank-1 tensor (int32, or float32 holding integers; [B, 1] too), an
+ * Int32Array or a number array; or multi-hot label sets as a [B, C] tensor with C >= 2 (int32,
+ * float32 or bool holding 0 and 1), an array of such rows, or a {@link LabelSets}.
+ */
+export type LabelsLike = tf.Tensor | Int32Array | readonly number[] | ReadonlyArray<readonly number[]> | LabelSets;
 
 /** Options of the tfjs op: the loss options plus an optional extra contrast set as tensors. */
 export interface SupConLossOptions extends SupConOptions {
-  /** Rows contrasted against but not anchors, and given no gradient (a memory queue, other workers' rows). */
+  /**
+   * Rows contrasted against but not anchors, and given no gradient (a memory queue, other
+   * workers' rows); their labels of the main labels' kind (class ids or label sets).
+   */
   contrast?: { features: tf.Tensor; labels?: LabelsLike | null };
 }
 
@@ -27,8 +42,68 @@ export const TENSOR_NAMES: ArgumentNames & { upstream: string } = {
 
 export interface CheckedTensors {
   geometry: LossGeometry;
+  /** Class ids, or label sets (one of the two, or neither for SimCLR); the contrast set's of the same kind. */
   labels: Int32Array | null;
+  labelSets: LabelSets | null;
   contrastLabels: Int32Array | null;
+  contrastLabelSets: LabelSets | null;
+}
+
+/** Labels read once: class ids or label sets. */
+export interface ReadLabels {
+  ids: Int32Array | null;
+  sets: LabelSets | null;
+}
+
+function isLabelSetsObject(labels: unknown): labels is LabelSets {
+  return typeof labels === 'object' && labels !== null && !Array.isArray(labels) && !(labels instanceof tf.Tensor) && !ArrayBuffer.isView(labels);
+}
+
+/**
+ * Reads labels of `rows` rows (docs/loss.md, "Positives"): label sets when given as a [rows, C]
+ * tensor with C >= 2, an array of rows or a {@link LabelSets} (of `numLabels` labels when that
+ * is given), class ids otherwise ({@link labelsToInt32}).
+ * @throws InvalidArgumentError naming `argument`.
+ */
+export function readLabels(argument: string, labels: LabelsLike, rows: number, numLabels?: number): ReadLabels {
+  if (isLabelSetsObject(labels)) return { ids: null, sets: checkLabelSets(argument, labels, rows, numLabels) };
+  if (labels instanceof tf.Tensor && labels.rank === 2 && labels.shape[1] !== 1) {
+    if (labels.dtype !== 'int32' && labels.dtype !== 'float32' && labels.dtype !== 'bool') {
+      throw new InvalidArgumentError(argument, 'an int32, float32 or bool tensor of label sets', `dtype ${labels.dtype}`);
+    }
+    const width = labels.shape[1]!;
+    if (labels.shape[0] !== rows || (numLabels !== undefined && width !== numLabels)) {
+      throw new InvalidArgumentError(
+        argument,
+        `label sets of shape [${rows}, ${numLabels ?? 'C'}]`,
+        `a tensor of shape [${labels.shape.join(', ')}]`,
+      );
+    }
+    const data = labels.dataSync();
+    v.binaryValues(argument, data);
+    return { ids: null, sets: { sets: Uint8Array.from(data), numLabels: width } };
+  }
+  if (Array.isArray(labels) && labels.length > 0 && Array.isArray(labels[0])) {
+    const rowsOf = labels as ReadonlyArray<readonly number[]>;
+    const width = rowsOf[0].length;
+    if (rowsOf.length !== rows) throw new InvalidArgumentError(argument, `${rows} label sets`, `${rowsOf.length}`);
+    if (width < 1 || (numLabels !== undefined && width !== numLabels)) {
+      throw new InvalidArgumentError(argument, `label sets of ${numLabels ?? 'C >= 1'} labels`, `rows of ${width}`);
+    }
+    const sets = new Uint8Array(rows * width);
+    rowsOf.forEach((row, r) => {
+      if (!Array.isArray(row) || row.length !== width) {
+        throw new InvalidArgumentError(argument, `label sets of ${width} labels each`, `row ${r} of ${Array.isArray(row) ? row.length : v.describe(row)}`);
+      }
+      v.binaryValues(`${argument}[${r}]`, row);
+      sets.set(row, r * width);
+    });
+    return { ids: null, sets: { sets, numLabels: width } };
+  }
+  if (numLabels !== undefined) {
+    throw new InvalidArgumentError(argument, `label sets of ${numLabels} labels (the features have label sets)`, 'class ids');
+  }
+  return { ids: labelsToInt32(argument, labels as tf.Tensor | Int32Array | readonly number[], rows), sets: null };
 }
 
 /** Class ids that float32 holds exactly: every integer of magnitude up to 2^24. */
@@ -88,8 +163,11 @@ export function checkTensors(
   if (features.size === 0) throw new InvalidArgumentError('features', 'a non-empty tensor', `shape [${features.shape.join(', ')}]`);
   const batch = features.shape[0];
   const dim = features.shape[features.rank - 1];
-  const lab = labels === undefined || labels === null ? null : labelsToInt32('labels', labels, batch);
+  const read = labels === undefined || labels === null ? null : readLabels('labels', labels, batch);
+  const lab = read ? read.ids : null;
+  const labelSets = read ? read.sets : null;
   let contrastLabels: Int32Array | null = null;
+  let contrastLabelSets: LabelSets | null = null;
   let contrastRows = 0;
   const c = options?.contrast;
   if (c !== undefined) {
@@ -102,15 +180,20 @@ export function checkTensors(
       throw new InvalidArgumentError(TENSOR_NAMES.contrastFeatures, 'a float32 tensor', `dtype ${c.features.dtype}`);
     }
     contrastRows = c.features.shape[0];
-    if (lab) {
+    if (read) {
       if (c.labels === undefined || c.labels === null) {
         throw new InvalidArgumentError('options.contrast.labels', `${contrastRows} labels (labels were given)`, 'nothing');
       }
-      contrastLabels = labelsToInt32('options.contrast.labels', c.labels, contrastRows);
+      const contrastRead = readLabels('options.contrast.labels', c.labels, contrastRows, labelSets?.numLabels);
+      if (lab && contrastRead.sets) {
+        throw new InvalidArgumentError('options.contrast.labels', `${contrastRows} class ids (the features have class ids)`, 'label sets');
+      }
+      contrastLabels = contrastRead.ids;
+      contrastLabelSets = contrastRead.sets;
     } else if (c.labels !== undefined && c.labels !== null) {
       throw new InvalidArgumentError('options.contrast.labels', 'nothing (no labels for the features: SimCLR)', v.describe(c.labels));
     }
   }
-  const geometry = lossGeometry(features.shape, lab !== null, contrastRows, opts, TENSOR_NAMES);
-  return { geometry, labels: lab, contrastLabels };
+  const geometry = lossGeometry(features.shape, read !== null, contrastRows, opts, TENSOR_NAMES);
+  return { geometry, labels: lab, labelSets, contrastLabels, contrastLabelSets };
 }

@@ -4,7 +4,15 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, supcon, supConLoss, supConLossFn, supConLossReference } from '../../src';
 import { callNative, requireNative } from '../../src/native';
-import { CONTRAST_MODES, LOSS_DEVICES, LOSS_PRECISIONS, REDUCTIONS, SUPCON_VARIANTS } from '../../src/loss/options';
+import {
+  CONTRAST_MODES,
+  DENOMINATORS,
+  LOSS_DEVICES,
+  LOSS_PRECISIONS,
+  POSITIVE_WEIGHTINGS,
+  REDUCTIONS,
+  SUPCON_VARIANTS,
+} from '../../src/loss/options';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -171,6 +179,8 @@ describe('one contract across the N-API boundary', () => {
     expect(names.variant).toEqual([...SUPCON_VARIANTS]);
     expect(names.contrastMode).toEqual([...CONTRAST_MODES]);
     expect(names.reduction).toEqual([...REDUCTIONS]);
+    expect(names.denominator).toEqual([...DENOMINATORS]);
+    expect(names.positiveWeighting).toEqual([...POSITIVE_WEIGHTINGS]);
     expect([...names.device].sort()).toEqual([...LOSS_DEVICES].sort());
     expect(names.precision).toEqual([...LOSS_PRECISIONS]);
   });
@@ -180,9 +190,10 @@ describe('one contract across the N-API boundary', () => {
     // package's form, and callNative rebuilds the typed error from its parts.
     const addon = requireNative();
     const args = {
-      features, batch: 4, views: 2, dim: 4, labels: null, contrastFeatures: null, contrastLabels: null, contrastRows: 0,
-      temperature: 1e-40, baseTemperature: 0.1, variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean',
-      device: 'cpu', precision: 'fp32', wantGrad: true,
+      features, batch: 4, views: 2, dim: 4, labels: null, labelSets: null, numLabels: 0, contrastFeatures: null,
+      contrastLabels: null, contrastLabelSets: null, contrastRows: 0, temperature: 1e-40, baseTemperature: 0.1,
+      variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean', denominator: 'all',
+      positiveWeighting: 'none', positivesCap: -1, positivesCapSeed: 0, device: 'cpu', precision: 'fp32', wantGrad: true,
     } as const;
     expectArgError(() => callNative(() => addon.lossForwardBackward(args as never)), 'temperature', /float32/);
     const nan = features.slice();
@@ -203,9 +214,10 @@ describe('the addon itself never crashes on garbage', () => {
   it('throws TypeErrors/RangeErrors for malformed direct calls', () => {
     const addon = requireNative();
     const good = {
-      features, batch: 4, views: 2, dim: 4, labels: null, contrastFeatures: null, contrastLabels: null, contrastRows: 0,
-      temperature: 0.1, baseTemperature: 0.1, variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean',
-      device: 'cpu', precision: 'fp32', wantGrad: true,
+      features, batch: 4, views: 2, dim: 4, labels: null, labelSets: null, numLabels: 0, contrastFeatures: null,
+      contrastLabels: null, contrastLabelSets: null, contrastRows: 0, temperature: 0.1, baseTemperature: 0.1,
+      variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean', denominator: 'all',
+      positiveWeighting: 'none', positivesCap: -1, positivesCapSeed: 0, device: 'cpu', precision: 'fp32', wantGrad: true,
     };
     const bad: Array<Record<string, unknown>> = [
       { batch: 100 }, // longer than the array
@@ -221,6 +233,16 @@ describe('the addon itself never crashes on garbage', () => {
       { contrastRows: 5, contrastFeatures: new Float32Array(3) },
       { batch: 2 ** 40 },
       { temperature: -1 },
+      { denominator: 'some' },
+      { positiveWeighting: 3 },
+      { positivesCap: -2 },
+      { positivesCap: 3 }, // not a multiple of the 2 views
+      { positivesCapSeed: 2 ** 32 },
+      { numLabels: 3, labelSets: new Uint8Array(11) }, // 4 x 3 wanted
+      { numLabels: 3, labelSets: new Int32Array(12) },
+      { numLabels: 3, labelSets: new Uint8Array(12).fill(2) }, // not 0/1
+      { numLabels: 3, labelSets: new Uint8Array(12), labels: new Int32Array(4) }, // both kinds
+      { numLabels: 2 ** 30, labelSets: new Uint8Array(12) },
     ];
     for (const patch of bad) {
       expect(() => addon.lossForwardBackward({ ...good, ...patch } as never), JSON.stringify(Object.keys(patch))).toThrow();

@@ -135,9 +135,11 @@ describe('supcon.forwardBackward (native) vs float64 reference', () => {
     const p = buildProblem(c);
     const addon = requireNative();
     const args = {
-      features: p.features, batch: 20, views: 3, dim: 16, labels: p.labels, contrastFeatures: null, contrastLabels: null,
-      contrastRows: 0, temperature: 0.1, baseTemperature: 0.1, variant: 'in' as const, contrastMode: 'all' as const,
-      normalize: false, reduction: 'none' as const, device: 'cpu' as const, precision: 'fp32' as const, wantGrad: false,
+      features: p.features, batch: 20, views: 3, dim: 16, labels: p.labels, labelSets: null, numLabels: 0,
+      contrastFeatures: null, contrastLabels: null, contrastLabelSets: null, contrastRows: 0, temperature: 0.1,
+      baseTemperature: 0.1, variant: 'in' as const, contrastMode: 'all' as const, normalize: false,
+      reduction: 'none' as const, denominator: 'all' as const, positiveWeighting: 'none' as const, positivesCap: -1,
+      positivesCapSeed: 0, device: 'cpu' as const, precision: 'fp32' as const, wantGrad: false,
     };
     const fwd = addon.lossForward(args);
     const rng = testRng(3);

@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(kThreads) gradAtomicKernel(AtomicTileProblem p
     loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colStats, p.colWeight, -2);
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     float g[E::kRowSlots][E::kColSlots];
-    gradTile(g, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
+    gradTile(g, view, sh->rowMeta, sh->colMeta, p);
     E::storeG(*sh, view, g);
     __syncthreads();
     E::accumulate(*sh, p, colBase, d0, out);
@@ -120,7 +120,7 @@ namespace SUPCON_CUDA_IMPL_NS {
 
 // Version 2: one anchor pass; dz (zeroed) receives G^T Z_A atomically, then G Z_C at the anchors.
 template <typename T>
-Status runGeneralAtomic(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+Status runGeneralAtomic(const DeviceProblem& dp, DeviceArena& arena, const kern::AnchorStats* stats, const float* weight,
                         float* dz) {
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
@@ -273,18 +273,24 @@ int main(int argc, char** argv) {
       if (st.isOk()) st = impl::begin(pr.spec, pr.in, run, cx);
       if (st.isOk()) st = impl::uploadProblem(pr.spec, pr.in, cx.arena, &cx.dp);
       const detail::PreparedLoss& p = cx.dp.p;
-      float4* stats = nullptr;
+      kern::AnchorStats* stats = nullptr;
       float *w = nullptr, *dz = nullptr;
       double* posMean = nullptr;
       const std::vector<float> one(1, 1.0f);
       if (st.isOk()) st = cx.arena.alloc(&stats, p.anchors, "statistics");
       if (st.isOk()) st = cx.arena.alloc(&posMean, p.anchors, "positive means");
       if (st.isOk()) st = cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "dz");
-      if (st.isOk()) {
-        const detail::CallVector<float> weights = detail::anchorWeights(pr.spec, p, one.data(), cx.host);
-        st = impl::upload(cx.arena, &w, weights.data(), p.anchors, cx.dp.stream, "weights");
-      }
       if (st.isOk()) st = impl::runForward(cx.dp, cx.arena, stats, posMean);
+      if (st.isOk()) {
+        // The anchor weights need the statistics (which anchors have a loss).
+        detail::CallVector<float> hostStats{WorkspaceAllocator<float>(cx.host)};
+        detail::CallVector<double> hostTerm{WorkspaceAllocator<double>(cx.host)};
+        st = impl::downloadStats(cx, stats, posMean, &hostStats, &hostTerm);
+        if (st.isOk()) {
+          const detail::CallVector<float> weights = detail::anchorWeights(pr.spec, p, hostStats.data(), one.data(), cx.host);
+          st = impl::upload(cx.arena, &w, weights.data(), p.anchors, cx.dp.stream, "weights");
+        }
+      }
       auto version1 = [&]() -> Status {
         SUPCON_RETURN_IF_ERROR(impl::runGradPasses<T>(cx.dp, cx.arena, stats, w, dz));
         return impl::runBackwardTail(cx.dp, cx.arena, w, dz);
