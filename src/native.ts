@@ -4,10 +4,15 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { NativeError } from './errors';
+import { InvalidArgumentError, NativeError } from './errors';
+import type { ContrastMode, LossDevice, LossPrecision, Reduction, SupConVariant } from './loss/options';
 import { packageRoot } from './paths';
 
-/** Arguments of the addon's loss calls (already validated by src/loss/options.ts). */
+/**
+ * Arguments of the addon's loss calls (already validated by src/loss/options.ts). Options cross
+ * by name; the core's names (native/include/supcon/loss.h) are compared with src/loss/options.ts
+ * by a test, through `lossOptionNames()`.
+ */
 export interface NativeLossArgs {
   features: Float32Array;
   batch: number;
@@ -19,13 +24,12 @@ export interface NativeLossArgs {
   contrastRows: number;
   temperature: number;
   baseTemperature: number;
-  variant: 0 | 1;
-  contrastMode: 0 | 1;
+  variant: SupConVariant;
+  contrastMode: ContrastMode;
   normalize: boolean;
-  reduction: 0 | 1 | 2;
-  device: 0 | 1 | 2;
-  precision: 0 | 1 | 2;
-  cudaDevice: number;
+  reduction: Reduction;
+  device: LossDevice;
+  precision: LossPrecision;
   wantGrad: boolean;
 }
 
@@ -278,7 +282,9 @@ export interface NativeOptimizerArgs {
 export interface NativeAddon {
   info(): NativeInfo;
   setNumThreads(n: number): void;
-  memoryStats(): { currentBytes: number; peakBytes: number };
+  memoryStats(): { currentBytes: number };
+  /** The option names the core accepts, per option (native/include/supcon/loss.h). */
+  lossOptionNames(): Record<'variant' | 'contrastMode' | 'reduction' | 'device' | 'precision', string[]>;
   lossForward(args: NativeLossArgs): NativeForwardResult & { stats: Float32Array };
   lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array): Float32Array;
   lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null };
@@ -407,9 +413,22 @@ export function callNative<T>(fn: () => T): T {
   }
 }
 
+/**
+ * The addon's coded errors as this package's: a core argument error (it carries argument,
+ * expected and received) becomes the same InvalidArgumentError the TypeScript checks raise;
+ * anything else coded is a NativeError.
+ */
 export function translateNativeError(e: unknown): unknown {
-  const err = e as Error & { code?: string };
+  const err = e as Error & { code?: string; argument?: unknown; expected?: unknown; received?: unknown };
   if (err && typeof err.code === 'string' && err.code.startsWith('ERR_SUPCON')) {
+    if (
+      err.code === 'ERR_SUPCON_INVALID_ARGUMENT' &&
+      typeof err.argument === 'string' &&
+      typeof err.expected === 'string' &&
+      typeof err.received === 'string'
+    ) {
+      return new InvalidArgumentError(err.argument, err.expected, err.received);
+    }
     return new NativeError(err.message, err.code);
   }
   return e;

@@ -47,9 +47,12 @@ struct LossCall {
   }
 };
 
+// Reads the arguments object of a loss call (src/native.ts, NativeLossArgs). Options arrive by
+// name; their values are checked by the core.
 LossCall parseCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) typeError(env, "expected an arguments object");
+  if (info.Length() < 1 || !info[0].IsObject())
+    typeError(env, "args", "an arguments object", info.Length() < 1 ? "nothing" : describeType(info[0]));
   Napi::Object o = info[0].As<Napi::Object>();
   LossCall c;
   const int64_t kMax = std::numeric_limits<int32_t>::max();
@@ -57,8 +60,8 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   c.in.views = intField(o, "views", 1, kMax);
   c.in.dim = intField(o, "dim", 1, kMax);
   c.in.contrastRows = intField(o, "contrastRows", 0, kMax);
-  if (c.in.batch * c.in.views > kMax / c.in.dim || c.in.contrastRows > kMax / c.in.dim)
-    typeError(env, "feature sizes must stay below 2^31 elements");
+  if (c.in.batch > kMax / c.in.views || c.in.batch * c.in.views > kMax / c.in.dim || c.in.contrastRows > kMax / c.in.dim)
+    typeError(env, "features", "sizes below 2^31 elements", "batch * views * dim or contrastRows * dim past it");
   c.in.features = floatArray(o, "features", c.in.batch * c.in.views * c.in.dim);
   c.in.labels = intArray(o, "labels", c.in.batch, true);
   if (c.in.contrastRows > 0) {
@@ -67,13 +70,12 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   }
   c.spec.temperature = static_cast<float>(numberField(o, "temperature"));
   c.spec.baseTemperature = static_cast<float>(numberField(o, "baseTemperature"));
-  c.spec.variant = intField(o, "variant", 0, 1) ? supcon::Variant::kIn : supcon::Variant::kOut;
-  c.spec.contrastMode = intField(o, "contrastMode", 0, 1) ? supcon::ContrastMode::kOne : supcon::ContrastMode::kAll;
+  c.spec.variant = enumField(o, "variant", supcon::kVariantNames);
+  c.spec.contrastMode = enumField(o, "contrastMode", supcon::kContrastModeNames);
   c.spec.normalize = boolField(o, "normalize");
-  c.spec.reduction = static_cast<supcon::Reduction>(intField(o, "reduction", 0, 2));
-  c.run.device = static_cast<supcon::Device>(intField(o, "device", 0, 2));
-  c.run.precision = static_cast<supcon::Precision>(intField(o, "precision", 0, 2));
-  c.run.cudaDevice = static_cast<int>(intField(o, "cudaDevice", 0, 1024));
+  c.spec.reduction = enumField(o, "reduction", supcon::kReductionNames);
+  c.run.device = enumField(o, "device", supcon::kDeviceNames);
+  c.run.precision = enumField(o, "precision", supcon::kPrecisionNames);
   c.wantGrad = boolField(o, "wantGrad");
   return c;
 }
@@ -104,13 +106,15 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
 Napi::Value LossBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LossCall c = parseCall(info);
-  if (info.Length() < 3 || !info[1].IsObject() || !info[2].IsObject()) typeError(env, "expected (args, stats, upstream)");
+  if (info.Length() < 3) typeError(env, "lossBackward", "(args, stats, upstream)", std::to_string(info.Length()) + " arguments");
   Napi::Object holder = Napi::Object::New(env);
   holder.Set("stats", info[1]);
   holder.Set("upstream", info[2]);
   const float* stats = floatArray(holder, "stats", supcon::statsSize(c.spec, c.in));
-  const int64_t upLen = c.spec.reduction == supcon::Reduction::kNone ? c.anchors() : 1;
-  const float* upstream = floatArray(holder, "upstream", upLen);
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    typeError(env, "upstream", "a Float32Array", describeType(info[2]));
+  const int64_t upLen = static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength());
+  const float* upstream = upLen > 0 ? floatArray(holder, "upstream", upLen) : nullptr;
   Napi::Float32Array grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
   supcon::BackwardResult r;
   supcon::Status st = supcon::backward(c.spec, c.in, c.run, stats, upstream, upLen, grad.Data(), &r);
@@ -192,9 +196,30 @@ Napi::Value LossForwardBackwardAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// The names each option accepts, from the core's tables: a test compares them with the lists
+// of src/loss/options.ts.
+template <typename E, size_t N>
+Napi::Array names(Napi::Env env, const supcon::EnumName<E> (&table)[N]) {
+  Napi::Array out = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, table[i].name));
+  return out;
+}
+
+Napi::Value LossOptionNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("variant", names(env, supcon::kVariantNames));
+  out.Set("contrastMode", names(env, supcon::kContrastModeNames));
+  out.Set("reduction", names(env, supcon::kReductionNames));
+  out.Set("device", names(env, supcon::kDeviceNames));
+  out.Set("precision", names(env, supcon::kPrecisionNames));
+  return out;
+}
+
 }  // namespace
 
 void registerLoss(Napi::Env env, Napi::Object exports) {
+  exports.Set("lossOptionNames", Napi::Function::New(env, LossOptionNames, "lossOptionNames"));
   exports.Set("lossForward", Napi::Function::New(env, LossForward, "lossForward"));
   exports.Set("lossBackward", Napi::Function::New(env, LossBackward, "lossBackward"));
   exports.Set("lossForwardBackward", Napi::Function::New(env, LossForwardBackward, "lossForwardBackward"));

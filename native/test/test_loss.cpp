@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.h"
+#include "edge_cases.h"
 #include "reference.h"
 #include "supcon/loss.h"
 #include "supcon/thread_pool.h"
@@ -130,7 +131,7 @@ void expectMatchesReference(const Problem& p, const char* what) {
   // float rounding of terms of size (tau/tau_b)/tau * |x| that cancel.
   double xmax = 1;
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
-  double floor = 1e-5 * xmax / p.spec.baseTemperature;
+  double floor = 1e-5 * xmax / p.spec.effectiveBaseTemperature();
   CHECK(worst <= 1e-4 * gmax + floor) << what << ": grad max err " << worst << " vs max|grad| " << gmax;
 }
 
@@ -158,7 +159,7 @@ TEST(loss_matches_reference_sweep) {
               if (mode == 1 && sz.views == 1) continue;  // 'one' needs views (the JS API rejects rank 2)
               // Cycle the remaining dimensions instead of taking their product.
               const int classes = (cases % 3 == 0) ? 2 : (cases % 3 == 1 ? 1000 : 5);
-              const bool labeled = cases % 4 != 3;  // every 4th case is SimCLR
+              const bool labeled = cases % 4 != 3 || sz.views == 1;  // every 4th case is SimCLR (which needs views)
               const int64_t extra = extraCase ? 1 + (cases * 37) % 150 : 0;
               Problem p = makeProblem(rng, sz.batch, sz.views, sz.dim, classes, extra, labeled, norm);
               const float temps[] = {0.05f, 0.1f, 0.5f, 1.0f};
@@ -262,12 +263,12 @@ TEST(loss_edge_cases) {
     for (int64_t k = 0; k < 16; ++k) dup.features[16 + k] = dup.features[k];
     expectMatchesReference(dup, "duplicate rows");
     Problem cold = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    cold.spec.temperature = cold.spec.baseTemperature = 0.01f;
+    cold.spec.temperature = 0.01f;
     Run rc = runCore(cold);
     CHECK(rc.status.isOk() && std::isfinite(rc.fwd.loss));
     for (float g : rc.grad) CHECK(std::isfinite(g));
     Problem hot = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    hot.spec.temperature = hot.spec.baseTemperature = 100.0f;
+    hot.spec.temperature = 100.0f;
     expectMatchesReference(hot, "tau=100");
   }
   // Unnormalized rows with large norms: |s| ~ 1e5 must not overflow.
@@ -282,19 +283,24 @@ TEST(loss_edge_cases) {
     auto ref = referenceLoss(p.spec, p.inputs());
     CHECK(std::fabs(r.fwd.loss - ref.loss) <= 1e-5 * std::max(1.0, std::fabs(ref.loss))) << r.fwd.loss << " vs " << ref.loss;
   }
-  // SimCLR with one view: no positives at all -> loss 0, zero gradient, 0 valid anchors.
+  // Distinct labels with one view: no positives in this batch -> loss 0, zero gradient, 0 valid
+  // anchors. SimCLR with one view could never have a positive: refused, naming the labels.
   {
-    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, false, false);
+    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, true, false);
+    for (int32_t b = 0; b < 10; ++b) p.labels[b] = 3 * b;
     Run r = runCore(p);
     CHECK(r.status.isOk() && r.fwd.loss == 0.0 && r.fwd.validAnchors == 0);
     for (float g : r.grad) CHECK(g == 0.0f);
+    p.labeled = false;
+    Run s = runCore(p);
+    CHECK(s.status.code() == StatusCode::kInvalidArgument && s.status.argument() == "labels") << s.status.message();
   }
 }
 
 TEST(loss_bad_input_returns_status) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 4, 2, 8, 2, 0, true, false);
-  std::vector<float> per(8), stats(16);
+  std::vector<float> per(8), stats(size_t(statsSize(p.spec, p.inputs())));
   auto fwd = [&](const LossSpec& s, const LossInputs& in) { return forward(s, in, RunOptions{}, per.data(), stats.data(), nullptr); };
   LossInputs in = p.inputs();
   LossSpec s = p.spec;
@@ -333,6 +339,18 @@ TEST(loss_bad_input_returns_status) {
   std::vector<float> grad(p.features.size());
   CHECK(backward(p.spec, in, RunOptions{}, stats.data(), &one, 2, grad.data(), nullptr).code() ==
         StatusCode::kInvalidArgument) << "wrong upstream length";
+}
+
+TEST(loss_edge_case_table) {
+  // The shared table (test/fixtures/loss-edge-cases.json) through the public C++ API.
+  supcon_test::EdgeBackend b{"cpu", RunOptions{},
+                             [](const LossSpec& s, const LossInputs& in, const RunOptions& run, float* per, float* stats,
+                                ForwardResult* r) { return forward(s, in, run, per, stats, r); },
+                             [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
+                                const float* up, int64_t n, float* grad, BackwardResult* r) {
+                               return backward(s, in, run, stats, up, n, grad, r);
+                             }};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
 }
 
 SUPCON_TEST_MAIN

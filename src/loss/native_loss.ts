@@ -16,7 +16,10 @@ export interface LossResult {
   grad: Float32Array | null;
   /** Anchors that have at least one positive (the divisor of 'mean'). */
   validAnchors: number;
-  /** Peak extra memory the native call allocated, in bytes. */
+  /**
+   * Peak bytes of every buffer the call allocated (host, plus device on CUDA), counted for this
+   * call alone; the caller's inputs and the returned arrays are not included.
+   */
   workspaceBytes: number;
 }
 
@@ -28,7 +31,12 @@ function prepare(input: LossInput) {
   return prepareLossArgs(input, opts);
 }
 
-/** Fused SupCon loss (and its gradient) on typed arrays, synchronously. */
+/**
+ * Fused SupCon loss (and its gradient) on typed arrays, synchronously (docs/loss.md). The input
+ * is checked once here (the rules of src/loss/options.ts), then the core computes.
+ * @throws InvalidArgumentError for bad input (named as `input.<option>`, `features`, ...);
+ * NativeError when the addon is missing or a native call fails (no CUDA device, out of memory).
+ */
 export function forwardBackward(input: LossInput): LossResult {
   const { args } = prepare(input);
   const addon = requireNative();

@@ -174,7 +174,8 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     momentum: num('momentum', { ge: 0, lt: 1 }),
     weightDecay: num('weightDecay', { ge: 0 }),
     warmupEpochs: int('warmupEpochs', 0),
-    temperature: num('temperature', { gt: 0 }),
+    // The loss's own rule (its float32 value and reciprocal finite and nonzero): refused here, up front.
+    temperature: c.temperature === undefined ? d.temperature : validate.positiveFloat32(name('temperature'), c.temperature, { reciprocal: true }),
     linearEpochs: int('linearEpochs', 1),
     linearLr: num('linearLr', { gt: 0 }),
     knnK: int('knnK', 1),

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cuda_loss_checks.h"
+#include "edge_cases.h"
 #include "loss_cuda.h"
 #include "supcon/device.h"
 
@@ -38,7 +39,7 @@ bool tensorCores() {
 int noDeviceChecks(const std::string& reason) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 16, 2, 8, 3, 0, true, false);
-  std::vector<float> per(32), stats(64), grad(p.features.size());
+  std::vector<float> per(32), stats(size_t(statsSize(p.spec, p.inputs()))), grad(p.features.size());
   const Status st = forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   CHECK(st.code() == StatusCode::kUnavailable) << "forward on a machine without CUDA: " << st.message();
   CHECK(!st.message().empty());
@@ -60,6 +61,11 @@ int noDeviceChecks(const std::string& reason) {
 }
 
 }  // namespace
+
+TEST(cuda_edge_case_table) {
+  supcon_test::EdgeBackend b{"cuda", cudaRun(), gpu().forward, gpu().backward};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
+}
 
 TEST(cuda_sweep_matches_reference_and_cpu) {
   const std::vector<SweepSize> sizes = {{2, 1, 3}, {7, 2, 1}, {33, 2, 64}, {130, 1, 128}, {64, 4, 257},
