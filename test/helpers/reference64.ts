@@ -24,6 +24,8 @@ export interface Ref64Result {
   loss: number;
   perAnchor: Float64Array;
   grad: Float64Array;
+  /** [M * D]: the extra contrast rows' gradient. */
+  contrastGrad: Float64Array;
   validAnchors: number;
 }
 
@@ -128,15 +130,17 @@ export function reference64(p: Ref64Problem, o: Ref64Options, upstream?: ArrayLi
     }
   }
   const grad = new Float64Array(N * D);
-  for (let r = 0; r < N; r++) {
+  const contrastGrad = new Float64Array(M * D);
+  for (let r = 0; r < C; r++) {
     let dot = 0;
     for (let k = 0; k < D; k++) dot += z[r * D + k] * dz[r * D + k];
+    const [out, base] = r < N ? [grad, r * D] : [contrastGrad, (r - N) * D];
     for (let k = 0; k < D; k++) {
       const g = dz[r * D + k];
-      grad[r * D + k] = o.normalize ? (clamped[r] ? g : g - z[r * D + k] * dot) / norm[r] : g;
+      out[base + k] = o.normalize ? (clamped[r] ? g : g - z[r * D + k] * dot) / norm[r] : g;
     }
   }
-  return { loss, perAnchor, grad, validAnchors };
+  return { loss, perAnchor, grad, contrastGrad, validAnchors };
 }
 
 /** Deterministic uniform [0, 1) numbers for test inputs (the package's seeded RNG). */
