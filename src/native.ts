@@ -40,6 +40,8 @@ export interface NativeLossArgs {
   device: LossDevice;
   precision: LossPrecision;
   wantGrad: boolean;
+  /** Also the extra contrast rows' gradient (with wantGrad and contrastRows > 0). Default false. */
+  wantContrastGrad?: boolean;
 }
 
 export interface NativeForwardResult {
@@ -298,9 +300,12 @@ export interface NativeAddon {
     string[]
   >;
   lossForward(args: NativeLossArgs): NativeForwardResult & { stats: Float32Array };
-  lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array): Float32Array;
-  lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null };
-  lossForwardBackwardAsync(args: NativeLossArgs): Promise<NativeForwardResult & { grad: Float32Array | null }>;
+  /** The features' gradient; `contrastGrad` ([contrastRows * dim]), when given, receives the extra rows'. */
+  lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array, contrastGrad?: Float32Array | null): Float32Array;
+  lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null; contrastGrad: Float32Array | null };
+  lossForwardBackwardAsync(
+    args: NativeLossArgs,
+  ): Promise<NativeForwardResult & { grad: Float32Array | null; contrastGrad: Float32Array | null }>;
   conv2dForward(args: NativeConv2DForwardArgs): void;
   conv2dBackpropInput(args: NativeConv2DBackpropInputArgs): void;
   conv2dBackpropFilter(args: NativeConv2DBackpropFilterArgs): void;

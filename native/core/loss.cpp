@@ -151,6 +151,7 @@ Status checkShapes(const LossSpec& spec, const LossInputs& in) {
 struct RangeFacts {
   double maxSquaredNorm = 0;     // over the rows entering the products
   double minFeatureNorm = 0;     // over the feature rows (the ones that get a gradient)
+  double minContrastNorm = std::numeric_limits<double>::infinity();  // over the extra contrast rows
 };
 
 // Label sets hold 0 or 1 only.
@@ -185,6 +186,7 @@ Status checkValues(const LossSpec& spec, const LossInputs& in, RangeFacts* facts
   const double rawMax = std::max(f.maxSquared, c.maxSquared);
   facts->maxSquaredNorm = spec.normalize ? 1.0 : rawMax;
   facts->minFeatureNorm = std::sqrt(f.minSquared);
+  if (in.contrastRows > 0) facts->minContrastNorm = std::sqrt(c.minSquared);
   const double invT = double(1.0f / spec.temperature);
   const double scoreBound = facts->maxSquaredNorm * std::max(1.0, invT);
   if (!(scoreBound <= kRangeLimit))
@@ -207,13 +209,16 @@ Status checkValues(const LossSpec& spec, const LossInputs& in, RangeFacts* facts
 
 // The gradient bound: 4 W max(1, 1/tau) max||z|| g <= limit, with W the total anchor weight
 // (temperature/baseTemperature x the sum of |upstream|, times the anchors for reduction 'sum')
-// and g = 1 / max(min ||x||, eps) with normalize (the derivative of the normalization), else 1.
-Status checkGradientRange(const LossSpec& spec, const LossInputs& in, const RangeFacts& facts, double upstreamMass) {
+// and g = 1 / max(min ||x||, eps) with normalize (the derivative of the normalization), else 1;
+// the minimum is over the extra contrast rows too when their gradient is computed.
+Status checkGradientRange(const LossSpec& spec, const LossInputs& in, const RangeFacts& facts, double upstreamMass,
+                          bool contrastGradient) {
   const double invT = double(1.0f / spec.temperature);
   const double scale = double(spec.temperature / spec.effectiveBaseTemperature());
   const double anchors = double(numAnchors(spec, in));
   const double weight = scale * upstreamMass * (spec.reduction == Reduction::kSum ? anchors : 1.0);
-  const double through = spec.normalize ? 1.0 / std::max(facts.minFeatureNorm, detail::kNormalizeEpsilon) : 1.0;
+  const double minNorm = contrastGradient ? std::min(facts.minFeatureNorm, facts.minContrastNorm) : facts.minFeatureNorm;
+  const double through = spec.normalize ? 1.0 / std::max(minNorm, detail::kNormalizeEpsilon) : 1.0;
   const double bound = 4.0 * weight * std::max(1.0, invT) * std::sqrt(facts.maxSquaredNorm) * through;
   if (!(bound <= kRangeLimit))
     return Status::invalidArgument(
@@ -227,9 +232,10 @@ Status checkGradientRange(const LossSpec& spec, const LossInputs& in, const Rang
 enum class Pass { kForward, kBackward, kForwardBackward };
 
 // Everything a call checks, once: options, shapes, values, and for a backward its upstream
-// gradient (given, or 1 per value for kForwardBackward) and statistics.
+// gradient (given, or 1 per value for kForwardBackward) and statistics. contrastGradient: the
+// extra rows' gradient is computed too.
 Status validateCall(const LossSpec& spec, const LossInputs& in, Pass pass, const float* upstream = nullptr,
-                    int64_t upstreamLength = 0, const float* stats = nullptr) {
+                    int64_t upstreamLength = 0, const float* stats = nullptr, bool contrastGradient = false) {
   SUPCON_RETURN_IF_ERROR(checkOptions(spec));
   SUPCON_RETURN_IF_ERROR(checkShapes(spec, in));
   RangeFacts facts;
@@ -258,7 +264,14 @@ Status validateCall(const LossSpec& spec, const LossInputs& in, Pass pass, const
                                        std::to_string(stats[i]) + " at index " + std::to_string(i));
     }
   }
-  return checkGradientRange(spec, in, facts, mass);
+  return checkGradientRange(spec, in, facts, mass, contrastGradient);
+}
+
+Status validateBackwardCall(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
+                            int64_t upstreamLength, bool contrastGradient) {
+  if (!stats) return Status::invalidArgument("stats", "the statistics a forward call wrote", "nullptr");
+  if (!upstream) return Status::invalidArgument("upstream", "the upstream gradient", "nullptr");
+  return validateCall(spec, in, Pass::kBackward, upstream, upstreamLength, stats, contrastGradient);
 }
 
 }  // namespace
@@ -275,11 +288,8 @@ Status validate(const LossSpec& spec, const LossInputs& in) {
 
 Status validateBackward(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
                         int64_t upstreamLength) {
-  return guarded("supcon loss", [&] {
-    if (!stats) return Status::invalidArgument("stats", "the statistics a forward call wrote", "nullptr");
-    if (!upstream) return Status::invalidArgument("upstream", "the upstream gradient", "nullptr");
-    return validateCall(spec, in, Pass::kBackward, upstream, upstreamLength, stats);
-  });
+  return guarded("supcon loss",
+                 [&] { return validateBackwardCall(spec, in, stats, upstream, upstreamLength, false); });
 }
 
 namespace detail {
@@ -606,41 +616,45 @@ Status forward(const LossSpec& spec, const LossInputs& in, const RunOptions& run
 }
 
 Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result) {
+                const float* upstream, int64_t upstreamLength, float* grad, float* contrastGrad,
+                BackwardResult* result) {
   return guarded("supcon loss", [&] {
     SUPCON_RETURN_IF_ERROR(checkRun(run));
     if (!grad) return Status::invalidArgument("grad", "an output array", "nullptr");
-    SUPCON_RETURN_IF_ERROR(validateBackward(spec, in, stats, upstream, upstreamLength));
+    if (in.contrastRows == 0) contrastGrad = nullptr;
+    SUPCON_RETURN_IF_ERROR(validateBackwardCall(spec, in, stats, upstream, upstreamLength, contrastGrad != nullptr));
     BackwardResult local;
     BackwardResult* out = result ? result : &local;
     if (resolveDevice(run, in) == Device::kCuda) {
 #if defined(SUPCON_WITH_CUDA)
-      return detail::backwardCuda(spec, in, run, stats, upstream, grad, out);
+      return detail::backwardCuda(spec, in, run, stats, upstream, grad, contrastGrad, out);
 #else
       return noCuda();
 #endif
     }
-    return detail::backwardCpu(spec, in, stats, upstream, grad, out);
+    return detail::backwardCpu(spec, in, stats, upstream, grad, contrastGrad, out);
   });
 }
 
 Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
-                       float* grad, ForwardResult* result) {
+                       float* grad, float* contrastGrad, ForwardResult* result) {
   return guarded("supcon loss", [&] {
     SUPCON_RETURN_IF_ERROR(checkRun(run));
-    SUPCON_RETURN_IF_ERROR(validateCall(spec, in, grad ? Pass::kForwardBackward : Pass::kForward));
+    if (!grad || in.contrastRows == 0) contrastGrad = nullptr;
+    SUPCON_RETURN_IF_ERROR(validateCall(spec, in, grad ? Pass::kForwardBackward : Pass::kForward, nullptr, 0, nullptr,
+                                        contrastGrad != nullptr));
     ForwardResult local;
     ForwardResult* out = result ? result : &local;
     if (resolveDevice(run, in) == Device::kCuda) {
 #if defined(SUPCON_WITH_CUDA)
       if (!grad) return detail::forwardCuda(spec, in, run, perAnchor, nullptr, out);
-      return detail::forwardBackwardCuda(spec, in, run, perAnchor, grad, out);
+      return detail::forwardBackwardCuda(spec, in, run, perAnchor, grad, contrastGrad, out);
 #else
       return noCuda();
 #endif
     }
     if (!grad) return detail::forwardCpu(spec, in, perAnchor, nullptr, out);
-    return detail::forwardBackwardCpu(spec, in, perAnchor, grad, out);
+    return detail::forwardBackwardCpu(spec, in, perAnchor, grad, contrastGrad, out);
   });
 }
 

@@ -19,7 +19,7 @@
 //    accumulation order does not depend on the thread count.
 //  - general (anchors x contrast set): forward and gradient w.r.t. anchors are parallel over
 //    anchor blocks; the gradient w.r.t. contrast rows is a second pass parallel over contrast
-//    blocks.
+//    blocks (the feature rows', and the extra rows' when that gradient is asked for).
 // The positive terms of the L_out gradient cost O(N D) through per-class sums of rows (class ids
 // with kAll / kOnlyNegatives); otherwise they are formed in the gradient tiles.
 #include <algorithm>
@@ -107,12 +107,12 @@ void runRounds(int64_t nb, size_t scratchFloats, Workspace& ws, Tile&& tile) {
 // extra rows at [featuresPadded, featuresPadded + M), so no kTile block straddles the two.
 struct Operands {
   explicit Operands(Workspace& w)
-      : featureCopy(w), extraCopy(w), anchorCopy(w), norms(w), contrastPanels(w), anchorPanels(w),
+      : featureCopy(w), extraCopy(w), anchorCopy(w), norms(w), extraNorms(w), contrastPanels(w), anchorPanels(w),
         contrastClass(w), anchorClass(w) {}
   int64_t ld = 0;              // row stride of the row-major operands (a multiple of the kernel width)
   int64_t featuresPadded = 0;  // roundUp(N, kTile)
   Buffer<float> featureCopy, extraCopy, anchorCopy;
-  Buffer<double> norms;  // ||x|| of the feature rows (normalize)
+  Buffer<double> norms, extraNorms;  // ||x|| of the feature rows and of the extra rows (normalize)
   const float* features = nullptr;  // [N][ld], normalized when asked
   const float* extra = nullptr;     // [M][ld]
   const float* anchors = nullptr;   // [anchors][ld]
@@ -171,8 +171,8 @@ Operands makeOperands(const LossSpec& spec, const LossInputs& in, const Prepared
     o.extra = in.contrastFeatures;
     if (spec.normalize || o.ld != D) {
       o.extraCopy.reset(static_cast<size_t>(p.extraRows * o.ld));
-      Buffer<double> extraNorms(static_cast<size_t>(p.extraRows), ws);
-      copyRows(in.contrastFeatures, p.extraRows, D, o.ld, spec.normalize, extraNorms.data(), o.extraCopy.data());
+      if (spec.normalize) o.extraNorms.reset(static_cast<size_t>(p.extraRows));
+      copyRows(in.contrastFeatures, p.extraRows, D, o.ld, spec.normalize, o.extraNorms.data(), o.extraCopy.data());
       o.extra = o.extraCopy.data();
     }
   }
@@ -498,8 +498,9 @@ void forwardTiles(const LossSpec& spec, const CpuProblem& call, float* perAnchor
 }
 
 // The backward: grad from the saved statistics and the upstream gradient.
+// grad: dL/d(features) [N, D]; contrastGrad: dL/d(extra rows) [M, D], or nullptr (not computed).
 void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* stats, const float* upstream,
-                   float* grad) {
+                   float* grad, float* contrastGrad) {
   Workspace& ws = call.ws;
   const PreparedLoss& p = call.p;
   const Operands& o = call.o;
@@ -535,6 +536,15 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
     dzOwn.reset(static_cast<size_t>(p.rows * ld));
     dz = dzOwn.data();
   }
+  // dzExtra: the same for the extra rows [M][ld], when their gradient is wanted (general path).
+  if (p.extraRows == 0) contrastGrad = nullptr;
+  Buffer<float> dzExtraOwn(ws);
+  float* dzExtra = contrastGrad;
+  if (contrastGrad && (spec.normalize || ld != D)) {
+    dzExtraOwn.reset(static_cast<size_t>(p.extraRows * ld));
+    dzExtra = dzExtraOwn.data();
+  }
+  if (dzExtra) std::fill(dzExtra, dzExtra + p.extraRows * ld, 0.0f);
 
   if (p.symmetric) {
     // Round 0 holds every block's diagonal tile, its first write: that one overwrites (beta 0)
@@ -576,9 +586,10 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
                   anchorSide(a0), nullptr);
       accumulateRows(kt, s, false, cols, rows, o.contrastRows(c0), ld, invT, dzAnchors.data() + a0 * ld);
     });
-    // dZ_C for the feature rows (extra rows get no gradient): parallel over contrast blocks.
-    const int64_t featureBlocks = o.featuresPadded / kTile;
-    parallelFor(featureBlocks, 1, [&](int64_t b, int64_t e) {
+    // dZ_C for the feature rows, and the extra rows when asked: parallel over contrast blocks.
+    const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
+    const int64_t gradBlocks = dzExtra ? contrastBlocks : o.featuresPadded / kTile;
+    parallelFor(gradBlocks, 1, [&](int64_t b, int64_t e) {
       Buffer<float> scratch(ws);
       try {
         scratch.reset(scratchFloats(p), true);
@@ -591,11 +602,13 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
       for (int64_t J = b; J < e; ++J) {
         const int64_t c0 = J * kTile;
         const int cols = blockCols(c0);
+        if (cols <= 0) continue;
+        float* out = c0 < o.featuresPadded ? dz + c0 * ld : dzExtra + (c0 - o.featuresPadded) * ld;
         for (int64_t I = 0; I < anchorBlocks.count; ++I) {
           const int64_t a0 = anchorBlocks.begin(I);
           const int rows = anchorBlocks.len(I);
           gradientTile(a0, rows, c0, cols, s, pw);
-          accumulateRows(kt, s, true, rows, cols, o.anchors + a0 * ld, ld, invT, dz + c0 * ld);
+          accumulateRows(kt, s, true, rows, cols, o.anchors + a0 * ld, ld, invT, out);
         }
       }
     });
@@ -642,11 +655,25 @@ void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* st
       float* dst = dz + r * ld;
       for (int64_t k = 0; k < D; ++k) dst[k] -= static_cast<float>(invT * qy[k]);
     }
+    // Extra rows are positives of the anchors of their class (unlabeled ones, -1, of none).
+    if (dzExtra)
+      for (int64_t r = 0; r < p.extraRows; ++r) {
+        const int32_t c = p.contrastClass[p.rows + r];
+        if (c < 0) continue;
+        const double* qy = q.data() + c * D;
+        float* dst = dzExtra + r * ld;
+        for (int64_t k = 0; k < D; ++k) dst[k] -= static_cast<float>(invT * qy[k]);
+      }
   }
 
   if (spec.normalize) normalizeRowsBackward(o.features, o.norms.data(), p.rows, D, ld, dz);
   if (dz != grad)
     for (int64_t r = 0; r < p.rows; ++r) std::copy(dz + r * ld, dz + r * ld + D, grad + r * D);
+  if (dzExtra) {
+    if (spec.normalize) normalizeRowsBackward(o.extra, o.extraNorms.data(), p.extraRows, D, ld, dzExtra);
+    if (dzExtra != contrastGrad)
+      for (int64_t r = 0; r < p.extraRows; ++r) std::copy(dzExtra + r * ld, dzExtra + r * ld + D, contrastGrad + r * D);
+  }
 }
 
 }  // namespace
@@ -663,18 +690,18 @@ Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, 
 }
 
 Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
-                   float* grad, BackwardResult* result) {
+                   float* grad, float* contrastGrad, BackwardResult* result) {
   Workspace ws;
   {
     const CpuProblem call(spec, in, ws);
-    backwardTiles(spec, call, stats, upstream, grad);
+    backwardTiles(spec, call, stats, upstream, grad, contrastGrad);
   }
   result->workspaceBytes = ws.peakBytes();
   return Status::ok();
 }
 
 Status forwardBackwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* grad,
-                          ForwardResult* result) {
+                          float* contrastGrad, ForwardResult* result) {
   Workspace ws;
   {
     const CpuProblem call(spec, in, ws);
@@ -682,7 +709,7 @@ Status forwardBackwardCpu(const LossSpec& spec, const LossInputs& in, float* per
     Buffer<float> ones(static_cast<size_t>(spec.reduction == Reduction::kNone ? numAnchors(spec, in) : 1), ws);
     std::fill(ones.data(), ones.data() + ones.size(), 1.0f);
     forwardTiles(spec, call, perAnchor, stats.data(), result);
-    backwardTiles(spec, call, stats.data(), ones.data(), grad);
+    backwardTiles(spec, call, stats.data(), ones.data(), grad, contrastGrad);
   }
   result->workspaceBytes = ws.peakBytes();
   return Status::ok();

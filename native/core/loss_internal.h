@@ -128,20 +128,21 @@ void normalizeRowsBackward(const float* z, const double* norms, int64_t rows, in
 
 Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* stats,
                   ForwardResult* result);
+// contrastGrad: [contrastRows, dim] or nullptr (the extra rows' gradient is not computed).
 Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
-                   float* grad, BackwardResult* result);
+                   float* grad, float* contrastGrad, BackwardResult* result);
 // Both, sharing one preparation of the problem (upstream 1).
 Status forwardBackwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* grad,
-                          ForwardResult* result);
+                          float* contrastGrad, ForwardResult* result);
 
 #if defined(SUPCON_WITH_CUDA)
 Status forwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
                    float* stats, ForwardResult* result);
 Status backwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                    const float* upstream, float* grad, BackwardResult* result);
-// Forward and backward sharing one upload (upstream 1); grad may be nullptr.
+                    const float* upstream, float* grad, float* contrastGrad, BackwardResult* result);
+// Forward and backward sharing one upload (upstream 1); grad may be nullptr (then contrastGrad is).
 Status forwardBackwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
-                           float* grad, ForwardResult* result);
+                           float* grad, float* contrastGrad, ForwardResult* result);
 #endif
 
 }  // namespace detail

@@ -18,13 +18,13 @@ Status forwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions&
 }
 
 Status backwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                    const float* upstream, float* grad, BackwardResult* result) {
-  return cuda_impl::backward(spec, in, run, stats, upstream, grad, result);
+                    const float* upstream, float* grad, float* contrastGrad, BackwardResult* result) {
+  return cuda_impl::backward(spec, in, run, stats, upstream, grad, contrastGrad, result);
 }
 
 Status forwardBackwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
-                           float* grad, ForwardResult* result) {
-  return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, result, nullptr);
+                           float* grad, float* contrastGrad, ForwardResult* result) {
+  return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, contrastGrad, result, nullptr);
 }
 
 }  // namespace detail
@@ -36,7 +36,7 @@ Status forwardBackwardTimed(const LossSpec& spec, const LossInputs& in, const Ru
   SUPCON_RETURN_IF_ERROR(validate(spec, in));
   ForwardResult local;
   return guarded("supcon loss (CUDA)",
-                 [&] { return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, result ? result : &local, timing); });
+                 [&] { return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, nullptr, result ? result : &local, timing); });
 }
 
 std::string engineName(const RunOptions& run) {

@@ -520,10 +520,12 @@ Status runGradPass(const DeviceProblem& dp, DeviceArena& arena, kern::TileProble
   return Status::ok();
 }
 
-// dz [rows, ldz] (device) = dLoss/dz of the feature rows (before the normalization backward).
+// dz [gradRows, ldz] (device) = dLoss/dz of the first gradRows contrast rows (before the
+// normalization backward): the feature rows (gradRows = rows), or all of them with the extra
+// rows (gradRows = contrastRows, the general path only).
 template <typename T>
 Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const kern::AnchorStats* stats, const float* weight,
-                     float* dz) {
+                     float* dz, int64_t gradRows) {
   const PreparedLoss& p = dp.p;
   if (p.symmetric) {
     kern::TileProblem t = tileOperands(dp, true, true);
@@ -533,9 +535,9 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const kern::An
     t.rowWeight = t.colWeight = weight;
     return runGradPass<T>(dp, arena, t, dz, nullptr, false);
   }
-  // Contrast pass: rows = feature rows, columns = anchors (G^T Z_A). Extra rows get no gradient.
+  // Contrast pass: rows = feature rows (and extra rows when asked), columns = anchors (G^T Z_A).
   kern::TileProblem c = tileOperands(dp, false, true);
-  c.rows = p.rows;
+  c.rows = gradRows;
   c.cols = p.anchors;
   c.colKey = dp.anchorRow;
   c.rowClass = dp.contrastClass;
@@ -556,8 +558,10 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const kern::An
   return runGradPass<T>(dp, arena, a, dz, dp.anchorRow, true);
 }
 
-// After the tile passes: the L_out positive terms and the normalization backward, in place on dz.
-inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const float* weight, float* dz) {
+// After the tile passes: the L_out positive terms and the normalization backward, in place on dz
+// (its first gradRows contrast rows, as runGradPasses).
+inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const float* weight, float* dz,
+                              int64_t gradRows) {
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
   const int D = int(p.dim);
@@ -576,26 +580,33 @@ inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const
                   weight, dp.positives, p.anchors, D, dp.ldz);
     SUPCON_CUDA_CHECK(cudaGetLastError(), "positive-term sums launch");
     auto g = &kern::positiveGradKernel;
-    SUPCON_LAUNCH(g, dim3(strideBlocks(p.rows * D, dp.dev)), dim3(kern::kThreads), 0, s, dz, dp.zc, sums, q,
-                  dp.contrastClass, weight, dp.positives, p.rows, int(p.views), p.oneMode ? 1 : 0, D, dp.ldz,
-                  p.invTemperature);
+    SUPCON_LAUNCH(g, dim3(strideBlocks(gradRows * D, dp.dev)), dim3(kern::kThreads), 0, s, dz, dp.zc, sums, q,
+                  dp.contrastClass, weight, dp.positives, gradRows, p.rows, int(p.views), p.oneMode ? 1 : 0, D,
+                  dp.ldz, p.invTemperature);
     SUPCON_CUDA_CHECK(cudaGetLastError(), "positive-term gradient launch");
   }
   if (dp.norms) {
     auto k = &kern::normalizeRowsBackwardKernel;
-    SUPCON_LAUNCH(k, dim3(warpRowBlocks(p.rows)), dim3(kern::kThreads), 0, s, dz, dp.zc, dp.norms, p.rows, D, dp.ldz);
+    SUPCON_LAUNCH(k, dim3(warpRowBlocks(gradRows)), dim3(kern::kThreads), 0, s, dz, dp.zc, dp.norms, gradRows, D,
+                  dp.ldz);
     SUPCON_CUDA_CHECK(cudaGetLastError(), "normalize backward launch");
   }
   return Status::ok();
 }
 
 inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const kern::AnchorStats* stats,
-                          const float* weight, float* dz) {
+                          const float* weight, float* dz, int64_t gradRows) {
   const int D = int(dp.p.dim);
-  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, stats, weight, dz));
-  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, stats, weight, dz));
-  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, stats, weight, dz));
-  return runBackwardTail(dp, arena, weight, dz);
+  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, stats, weight, dz, gradRows));
+  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, stats, weight, dz, gradRows));
+  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, stats, weight, dz, gradRows));
+  return runBackwardTail(dp, arena, weight, dz, gradRows);
+}
+
+// Rows of dz a backward computes: the feature rows, then the extra rows when their gradient is
+// wanted (the symmetric path has none).
+inline int64_t gradientRows(const PreparedLoss& p, const float* contrastGrad) {
+  return contrastGrad && p.extraRows > 0 ? p.contrastRows : p.rows;
 }
 
 // ---- the three entry points ------------------------------------------------------------------
@@ -652,12 +663,18 @@ inline void finishForward(const LossSpec& spec, CallContext& cx, const detail::C
   result->validAnchors = detail::countValid(p, host.data());
 }
 
-inline Status downloadGrad(CallContext& cx, const float* dz, float* grad) {
+// grad [rows, dim] from dz's feature rows; contrastGrad [extraRows, dim] from the rows after them
+// when given.
+inline Status downloadGrad(CallContext& cx, const float* dz, float* grad, float* contrastGrad) {
   const PreparedLoss& p = cx.dp.p;
-  const size_t rowBytes = size_t(p.dim) * sizeof(float);
-  SUPCON_CUDA_CHECK(cudaMemcpy2DAsync(grad, rowBytes, dz, size_t(cx.dp.ldz) * sizeof(float), rowBytes, size_t(p.rows),
-                                      cudaMemcpyDeviceToHost, cx.dp.stream),
+  const size_t rowBytes = size_t(p.dim) * sizeof(float), pitch = size_t(cx.dp.ldz) * sizeof(float);
+  SUPCON_CUDA_CHECK(cudaMemcpy2DAsync(grad, rowBytes, dz, pitch, rowBytes, size_t(p.rows), cudaMemcpyDeviceToHost,
+                                      cx.dp.stream),
                     "download gradient");
+  if (contrastGrad && p.extraRows > 0)
+    SUPCON_CUDA_CHECK(cudaMemcpy2DAsync(contrastGrad, rowBytes, dz + p.rows * cx.dp.ldz, pitch, rowBytes,
+                                        size_t(p.extraRows), cudaMemcpyDeviceToHost, cx.dp.stream),
+                      "download contrast gradient");
   return Status::ok();
 }
 
@@ -681,7 +698,7 @@ inline Status forward(const LossSpec& spec, const LossInputs& in, const RunOptio
 }
 
 inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                       const float* upstream, float* grad, BackwardResult* result) {
+                       const float* upstream, float* grad, float* contrastGrad, BackwardResult* result) {
   CallContext cx;
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   const PreparedLoss& p = cx.dp.p;
@@ -694,10 +711,11 @@ inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOpti
   SUPCON_RETURN_IF_ERROR(
       upload(cx.arena, &st, reinterpret_cast<const kern::AnchorStats*>(stats), int64_t(A), s, "anchor statistics"));
   SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), int64_t(A), s, "anchor weights"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
-  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
-  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz));
-  SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
+  const int64_t gradRows = gradientRows(p, contrastGrad);
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, gradRows * cx.dp.ldz, "gradient"));
+  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(gradRows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
+  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz, gradRows));
+  SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad, contrastGrad));
   SUPCON_RETURN_IF_ERROR(finish(cx));
   result->workspaceBytes = cx.workspaceBytes();
   return Status::ok();
@@ -707,7 +725,7 @@ inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOpti
 // The benchmark's entry point; also what a caller holding both halves would use. The anchor
 // weights need the statistics (which anchors have a loss): they are downloaded between the halves.
 inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
-                              float* grad, ForwardResult* result, PhaseTiming* timing) {
+                              float* grad, float* contrastGrad, ForwardResult* result, PhaseTiming* timing) {
   CallContext cx;
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   const bool timed = timing != nullptr;
@@ -722,8 +740,9 @@ inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const 
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "anchor statistics"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&term, A, "positive terms"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&weight, A, "anchor weights"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
-  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
+  const int64_t gradRows = gradientRows(p, grad ? contrastGrad : nullptr);
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, gradRows * cx.dp.ldz, "gradient"));
+  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(gradRows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
   SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, term));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
@@ -736,10 +755,10 @@ inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const 
     const detail::CallVector<float> w = detail::anchorWeights(spec, p, hostStats.data(), ones.data(), cx.host);
     SUPCON_CUDA_CHECK(cudaMemcpyAsync(weight, w.data(), size_t(A) * sizeof(float), cudaMemcpyHostToDevice, s),
                       "anchor weights");
-    SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz));
+    SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz, gradRows));
   }
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  if (grad) SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
+  if (grad) SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad, contrastGrad));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
   SUPCON_RETURN_IF_ERROR(finish(cx));
   finishForward(spec, cx, hostStats, hostTerm, perAnchor, nullptr, result);

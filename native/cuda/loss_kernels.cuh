@@ -816,22 +816,25 @@ __global__ void __launch_bounds__(kThreads) classSumsKernel(double* sums, const 
   }
 }
 
-// L_out positive terms of the gradient for feature rows (docs/loss.md):
+// L_out positive terms of the gradient for contrast rows (docs/loss.md):
 //  dz[r] -= (1/tau) q[y_r]                            (row r as the positive of other anchors)
 //  dz[r] -= (1/tau) c_s (classSum[y_r] - 2 z_r)       (row r as anchor slot s, c_s = w_s/|P_s|)
 // where q[y] = sum over anchors s of class y of c_s z_s (the -c_s z_r removes the self pair).
+// Rows [0, featureRows) are the feature rows (possibly anchors); rows past them are extra rows
+// (never anchors; unlabeled ones, class -1, are nobody's positive).
 __global__ void __launch_bounds__(kThreads) positiveGradKernel(float* dz, const float* zc, const double* sums,
                                                              const double* q, const int32_t* contrastClass,
                                                              const float* weight, const int32_t* positives,
-                                                             int64_t rows, int views, int oneMode, int dim, int ldz,
-                                                             float invT) {
+                                                             int64_t rows, int64_t featureRows, int views, int oneMode,
+                                                             int dim, int ldz, float invT) {
   const int64_t n = rows * dim;
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < n; e += int64_t(gridDim.x) * kThreads) {
     const int64_t r = e / dim;
     const int k = int(e % dim);
     const int64_t c = contrastClass[r];
+    if (c < 0) continue;
     double v = double(invT) * q[c * dim + k];
-    const int64_t slot = oneMode ? (r % views == 0 ? r / views : -1) : r;
+    const int64_t slot = r >= featureRows ? -1 : oneMode ? (r % views == 0 ? r / views : -1) : r;
     if (slot >= 0 && positives[slot] > 0 && weight[slot] != 0.0f) {
       const double coef = double(weight[slot]) / positives[slot];
       v += double(invT) * coef * (sums[c * dim + k] - 2.0 * double(zc[r * ldz + k]));

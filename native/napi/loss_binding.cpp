@@ -1,6 +1,8 @@
 // Loss bindings: lossForward / lossBackward / lossForwardBackward (synchronous, for the tfjs
 // tape) and lossForwardBackwardAsync (libuv pool, returns a Promise; it copies its inputs so the
-// caller's arrays may change while it runs).
+// caller's arrays may change while it runs). The extra contrast rows' gradient is computed when
+// args.wantContrastGrad is true (forwardBackward: result.contrastGrad) or lossBackward is given an
+// output array for it.
 #include <napi.h>
 
 #include <limits>
@@ -22,6 +24,7 @@ struct LossCall {
   LossInputs in;
   RunOptions run;
   bool wantGrad = true;
+  bool wantContrastGrad = false;  // and there are extra rows
   // Owned copies (async only).
   std::vector<float> features, contrast;
   std::vector<int32_t> labels, contrastLabels;
@@ -29,6 +32,7 @@ struct LossCall {
 
   int64_t anchors() const { return supcon::numAnchors(spec, in); }
   int64_t featureCount() const { return in.batch * in.views * in.dim; }
+  int64_t contrastCount() const { return in.contrastRows * in.dim; }
 
   void copyInputs() {
     features.assign(in.features, in.features + featureCount());
@@ -98,6 +102,10 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   c.run.device = enumField(o, "device", supcon::kDeviceNames);
   c.run.precision = enumField(o, "precision", supcon::kPrecisionNames);
   c.wantGrad = boolField(o, "wantGrad");
+  // Optional (absent: false); only meaningful with the gradient and extra rows.
+  Napi::Value wantContrast = o.Get("wantContrastGrad");
+  if (!wantContrast.IsUndefined()) c.wantContrastGrad = boolField(o, "wantContrastGrad");
+  c.wantContrastGrad = c.wantContrastGrad && c.wantGrad && c.in.contrastRows > 0;
   return c;
 }
 
@@ -123,7 +131,8 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// lossBackward(args, stats: Float32Array, upstream: Float32Array) -> Float32Array grad
+// lossBackward(args, stats: Float32Array, upstream: Float32Array, contrastGrad?: Float32Array)
+//   -> Float32Array grad; contrastGrad, when given ([contrastRows * dim]), receives the extra rows'.
 Napi::Value LossBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LossCall c = parseCall(info);
@@ -136,9 +145,14 @@ Napi::Value LossBackward(const Napi::CallbackInfo& info) {
     typeError(env, "upstream", "a Float32Array", describeType(info[2]));
   const int64_t upLen = static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength());
   const float* upstream = upLen > 0 ? floatArray(holder, "upstream", upLen) : nullptr;
+  float* contrastGrad = nullptr;
+  if (info.Length() >= 4 && !info[3].IsUndefined() && !info[3].IsNull()) {
+    holder.Set("contrastGrad", info[3]);
+    contrastGrad = floatArray(holder, "contrastGrad", c.contrastCount());
+  }
   Napi::Float32Array grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
   supcon::BackwardResult r;
-  supcon::Status st = supcon::backward(c.spec, c.in, c.run, stats, upstream, upLen, grad.Data(), &r);
+  supcon::Status st = supcon::backward(c.spec, c.in, c.run, stats, upstream, upLen, grad.Data(), contrastGrad, &r);
   if (!st.isOk()) throwStatus(env, st);
   return grad;
 }
@@ -147,12 +161,14 @@ Napi::Value LossForwardBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LossCall c = parseCall(info);
   Napi::Float32Array perAnchor = Napi::Float32Array::New(env, static_cast<size_t>(c.anchors()));
-  Napi::Float32Array grad;
+  Napi::Float32Array grad, contrastGrad;
   if (c.wantGrad) grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
+  if (c.wantContrastGrad) contrastGrad = Napi::Float32Array::New(env, static_cast<size_t>(c.contrastCount()));
   supcon::ForwardResult r;
   supcon::Status st;
   if (c.wantGrad) {
-    st = supcon::forwardBackward(c.spec, c.in, c.run, perAnchor.Data(), grad.Data(), &r);
+    st = supcon::forwardBackward(c.spec, c.in, c.run, perAnchor.Data(), grad.Data(),
+                                 c.wantContrastGrad ? contrastGrad.Data() : nullptr, &r);
   } else {
     st = supcon::forward(c.spec, c.in, c.run, perAnchor.Data(), nullptr, &r);
   }
@@ -160,6 +176,7 @@ Napi::Value LossForwardBackward(const Napi::CallbackInfo& info) {
   Napi::Object out = resultObject(env, r);
   out.Set("perAnchor", perAnchor);
   out.Set("grad", c.wantGrad ? Napi::Value(grad) : env.Null());
+  out.Set("contrastGrad", c.wantContrastGrad ? Napi::Value(contrastGrad) : env.Null());
   return out;
 }
 
@@ -170,14 +187,15 @@ class LossWorker : public Napi::AsyncWorker {
     call_.copyInputs();
     perAnchor_.resize(static_cast<size_t>(call_.anchors()));
     if (call_.wantGrad) grad_.resize(static_cast<size_t>(call_.featureCount()));
+    if (call_.wantContrastGrad) contrastGrad_.resize(static_cast<size_t>(call_.contrastCount()));
   }
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
-    status_ = call_.wantGrad
-                  ? supcon::forwardBackward(call_.spec, call_.in, call_.run, perAnchor_.data(), grad_.data(), &result_)
-                  : supcon::forward(call_.spec, call_.in, call_.run, perAnchor_.data(), nullptr, &result_);
+    status_ = call_.wantGrad ? supcon::forwardBackward(call_.spec, call_.in, call_.run, perAnchor_.data(), grad_.data(),
+                                                       call_.wantContrastGrad ? contrastGrad_.data() : nullptr, &result_)
+                             : supcon::forward(call_.spec, call_.in, call_.run, perAnchor_.data(), nullptr, &result_);
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -192,6 +210,7 @@ class LossWorker : public Napi::AsyncWorker {
     Napi::Object out = resultObject(env, result_);
     out.Set("perAnchor", copyOut(env, perAnchor_));
     out.Set("grad", call_.wantGrad ? Napi::Value(copyOut(env, grad_)) : env.Null());
+    out.Set("contrastGrad", call_.wantContrastGrad ? Napi::Value(copyOut(env, contrastGrad_)) : env.Null());
     deferred_.Resolve(out);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -204,7 +223,7 @@ class LossWorker : public Napi::AsyncWorker {
   }
   LossCall call_;
   Napi::Promise::Deferred deferred_;
-  std::vector<float> perAnchor_, grad_;
+  std::vector<float> perAnchor_, grad_, contrastGrad_;
   supcon::ForwardResult result_;
   supcon::Status status_;
 };

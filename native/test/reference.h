@@ -16,6 +16,7 @@ struct ReferenceResult {
   double loss = 0;
   std::vector<double> perAnchor;  // view-major anchor order
   std::vector<double> grad;       // [batch, views, dim] memory order
+  std::vector<double> contrastGrad;  // [contrastRows, dim]: the extra rows' gradient
   int64_t validAnchors = 0;
 };
 
@@ -235,13 +236,15 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
     }
   }
   res.grad.assign(static_cast<size_t>(N * D), 0.0);
-  for (int64_t r = 0; r < N; ++r) {
+  res.contrastGrad.assign(static_cast<size_t>(M * D), 0.0);
+  for (int64_t r = 0; r < C; ++r) {
     double dot = 0;
     for (int64_t k = 0; k < D; ++k) dot += z[r * D + k] * dz[r * D + k];
+    double* out = r < N ? res.grad.data() + r * D : res.contrastGrad.data() + (r - N) * D;
     for (int64_t k = 0; k < D; ++k) {
       double g = dz[r * D + k];
       if (spec.normalize) g = clamped[r] ? g / norm[r] : (g - z[r * D + k] * dot) / norm[r];
-      res.grad[r * D + k] = g;
+      out[k] = g;
     }
   }
   return res;

@@ -100,7 +100,7 @@ Problem makeProblem(std::mt19937& rng, int64_t batch, int64_t views, int64_t dim
 struct Run {
   Status status;
   ForwardResult fwd;
-  std::vector<float> perAnchor, grad;
+  std::vector<float> perAnchor, grad, contrastGrad;
 };
 
 Run runCore(const Problem& p, const std::vector<float>* upstream = nullptr) {
@@ -108,6 +108,7 @@ Run runCore(const Problem& p, const std::vector<float>* upstream = nullptr) {
   LossInputs in = p.inputs();
   r.perAnchor.assign(static_cast<size_t>(numAnchors(p.spec, in)), NAN);
   r.grad.assign(p.features.size(), NAN);
+  r.contrastGrad.assign(p.contrast.size(), NAN);  // asked for whenever there are extra rows
   std::vector<float> stats(static_cast<size_t>(statsSize(p.spec, in)));
   r.status = forward(p.spec, in, RunOptions{}, r.perAnchor.data(), stats.data(), &r.fwd);
   if (!r.status.isOk()) return r;
@@ -115,7 +116,7 @@ Run runCore(const Problem& p, const std::vector<float>* upstream = nullptr) {
   const std::vector<float>& up = upstream ? *upstream : ones;
   BackwardResult br;
   r.status = backward(p.spec, in, RunOptions{}, stats.data(), up.data(), static_cast<int64_t>(up.size()),
-                      r.grad.data(), &br);
+                      r.grad.data(), p.extra ? r.contrastGrad.data() : nullptr, &br);
   return r;
 }
 
@@ -151,14 +152,19 @@ void expectMatchesReference(const Problem& p, const char* what) {
       CHECK(false) << what << ": perAnchor[" << k << "] " << r.perAnchor[k] << " vs " << ref.perAnchor[k];
       break;
     }
-  double gmax = maxAbs(ref.grad), worst = 0;
+  // The extra rows' gradient is held to the same bound, relative to the largest of either.
+  double gmax = std::max(maxAbs(ref.grad), maxAbs(ref.contrastGrad)), worst = 0, worstContrast = 0;
   for (size_t i = 0; i < ref.grad.size(); ++i) worst = std::max(worst, std::fabs(r.grad[i] - ref.grad[i]));
+  for (size_t i = 0; i < ref.contrastGrad.size(); ++i)
+    worstContrast = std::max(worstContrast, std::fabs(r.contrastGrad[i] - ref.contrastGrad[i]));
   // Floor for gradients that vanish exactly (N = 2 with one class, D = 1 through normalization):
   // float rounding of terms of size (tau/tau_b)/tau * |x| that cancel.
   double xmax = 1;
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
   double floor = 1e-5 * xmax / p.spec.effectiveBaseTemperature();
   CHECK(worst <= 1e-4 * gmax + floor) << what << ": grad max err " << worst << " vs max|grad| " << gmax;
+  CHECK(worstContrast <= 1e-4 * gmax + floor) << what << ": contrast grad max err " << worstContrast << " vs max|grad| "
+                                              << gmax;
 }
 
 const char* name(const LossSpec& s) {
@@ -427,6 +433,8 @@ TEST(loss_is_bitwise_independent_of_thread_count) {
     CHECK(one.fwd.loss == four.fwd.loss && one.fwd.loss == three.fwd.loss) << one.fwd.loss << " " << four.fwd.loss;
     CHECK(std::memcmp(one.grad.data(), four.grad.data(), one.grad.size() * 4) == 0) << "grad differs (4 threads)";
     CHECK(std::memcmp(one.grad.data(), three.grad.data(), one.grad.size() * 4) == 0) << "grad differs (3 threads)";
+    CHECK(std::memcmp(one.contrastGrad.data(), four.contrastGrad.data(), one.contrastGrad.size() * 4) == 0)
+        << "contrast grad differs (4 threads)";
   }
   setNumThreads(2);
 }
@@ -453,12 +461,48 @@ TEST(loss_gradient_matches_finite_differences) {
       double fd = (up - down) / (double(orig + float(h)) - double(orig - float(h)));
       worst = std::max(worst, std::fabs(fd - ref.grad[i]));
     }
+    // The extra rows' analytic gradient too (they are positives and negatives of the anchors).
+    for (size_t i = 0; i < p.contrast.size(); ++i) {
+      Problem q = p;
+      float orig = q.contrast[i];
+      q.contrast[i] = orig + float(h);
+      double up = referenceLoss(q.spec, q.inputs()).loss;
+      q.contrast[i] = orig - float(h);
+      double down = referenceLoss(q.spec, q.inputs()).loss;
+      double fd = (up - down) / (double(orig + float(h)) - double(orig - float(h)));
+      worst = std::max(worst, std::fabs(fd - ref.contrastGrad[i]));
+    }
+    CHECK(maxAbs(ref.contrastGrad) > 1e-3) << "the extra rows' gradient should not vanish";
     CHECK(worst < 1e-5 * std::max(1.0, maxAbs(ref.grad)) + 1e-6) << "fd error " << worst;
     // And dropping the G^T term would be visibly wrong: the fused result matches the full one.
     Run r = runCore(p);
     double err = 0;
     for (size_t i = 0; i < ref.grad.size(); ++i) err = std::max(err, std::fabs(r.grad[i] - ref.grad[i]));
     CHECK(err <= 1e-4 * maxAbs(ref.grad)) << err;
+  }
+}
+
+TEST(loss_contrast_gradient_is_optional_and_leaves_the_feature_gradient_unchanged) {
+  // Asking for the extra rows' gradient adds a pass; the features' gradient stays bitwise the same,
+  // and forwardBackward gives what forward + backward give.
+  std::mt19937 rng(41);
+  for (int mode = 0; mode < 2; ++mode) {
+    Problem p = makeProblem(rng, 70, 2, 40, 4, 150, mode == 0, mode == 1);
+    p.spec.contrastMode = mode ? ContrastMode::kOne : ContrastMode::kAll;
+    const LossInputs in = p.inputs();
+    const int64_t A = numAnchors(p.spec, in);
+    std::vector<float> per(static_cast<size_t>(A)), stats(static_cast<size_t>(statsSize(p.spec, in))), g1(p.features.size()),
+        g2(p.features.size()), g3(p.features.size()), c2(p.contrast.size(), NAN), c3(p.contrast.size(), NAN);
+    ForwardResult fr;
+    BackwardResult br;
+    const float one = 1.0f;
+    CHECK(forward(p.spec, in, RunOptions{}, per.data(), stats.data(), &fr).isOk());
+    CHECK(backward(p.spec, in, RunOptions{}, stats.data(), &one, 1, g1.data(), &br).isOk());
+    CHECK(backward(p.spec, in, RunOptions{}, stats.data(), &one, 1, g2.data(), c2.data(), &br).isOk());
+    CHECK(forwardBackward(p.spec, in, RunOptions{}, per.data(), g3.data(), c3.data(), &fr).isOk());
+    CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * 4) == 0) << "feature grad changed by the contrast grad";
+    CHECK(std::memcmp(g2.data(), g3.data(), g2.size() * 4) == 0) << "forwardBackward grad differs";
+    CHECK(std::memcmp(c2.data(), c3.data(), c2.size() * 4) == 0) << "forwardBackward contrast grad differs";
   }
 }
 

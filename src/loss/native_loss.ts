@@ -14,6 +14,8 @@ export interface LossResult {
   perAnchor: Float32Array;
   /** dLoss/dFeatures in the features' layout, or null when `wantGrad` is false. */
   grad: Float32Array | null;
+  /** dLoss/dContrastFeatures [M * D] when `contrast.gradient` is true (and `wantGrad`), else null. */
+  contrastGrad: Float32Array | null;
   /** Anchors that have at least one positive (the divisor of 'mean'). */
   validAnchors: number;
   /**

@@ -32,7 +32,7 @@ function warnFallbackOnce(): void {
  * so rank-3 features with V >= 2). Returns a scalar, or per-anchor losses [anchors] with
  * `reduction: 'none'`.
  * Options and their defaults: {@link SupConOptions}; `contrast` adds rows that are contrasted
- * against but are not anchors and get no gradient.
+ * against but are not anchors, and get a gradient only with `contrast.gradient: true`.
  * @throws InvalidArgumentError for bad input, including inputs whose scores, loss or gradient
  * would leave float32's range (docs/loss.md, "Valid input"); NativeError for native failures.
  */
@@ -44,45 +44,59 @@ export function supConLoss(features: tf.Tensor, labels?: LabelsLike | null, opti
     warnFallbackOnce();
     return referenceLoss(features, checked, opts, options?.contrast?.features);
   }
-  const contrast = options?.contrast
-    ? { features: options.contrast.features.dataSync() as Float32Array, labels: checked.contrastLabelSets ?? checked.contrastLabels }
-    : undefined;
+  const contrastTensor = options?.contrast?.features;
+  const contrastGradient = checked.contrastGradient;
   // Being differentiated, it checks the gradient's range for a unit upstream up front, where a
   // refusal leaves nothing behind (tfjs cannot release its tape when a gradient function throws),
   // and again in the backward with tfjs's dy.
   const differentiated = tf.engine().isTapeOn();
 
-  // customGrad passes the inputs followed by the save function.
+  // customGrad passes the inputs (features, then the contrast rows when they get a gradient)
+  // followed by the save function.
   const op = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const x = inputs[0] as tf.Tensor;
-    const save = inputs[1] as tf.GradSaveFunc;
+    const save = inputs[inputs.length - 1] as tf.GradSaveFunc;
+    const contrastRows = contrastTensor
+      ? {
+          features: (contrastGradient ? (inputs[1] as tf.Tensor) : contrastTensor).dataSync() as Float32Array,
+          labels: checked.contrastLabelSets ?? checked.contrastLabels,
+          gradient: contrastGradient,
+        }
+      : undefined;
     const { args, geometry, ranges } = prepareLossArgs(
       {
         features: x.dataSync() as Float32Array,
         shape: x.shape,
         labels: checked.labelSets ?? checked.labels,
-        contrast,
+        contrast: contrastRows,
         wantGrad: differentiated,
       },
       opts,
       TENSOR_NAMES,
     );
     const forward = callNative(() => addon.lossForward(args));
-    save([x]);
+    save(contrastGradient ? [x, inputs[1] as tf.Tensor] : [x]);
     const value = opts.reduction === 'none' ? tf.tensor1d(forward.perAnchor) : tf.scalar(forward.loss);
     return {
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const xs = saved[0];
         const upstream = Float32Array.from(dy.dataSync());
-        checkGradientRange(ranges, geometry, opts, upstream, TENSOR_NAMES);
+        checkGradientRange(ranges, geometry, opts, upstream, TENSOR_NAMES, contrastGradient);
         args.features = xs.dataSync() as Float32Array;
-        const grad = callNative(() => addon.lossBackward(args, forward.stats, upstream));
-        return tf.tensor(grad, xs.shape, 'float32');
+        if (!contrastGradient) {
+          const grad = callNative(() => addon.lossBackward(args, forward.stats, upstream));
+          return tf.tensor(grad, xs.shape, 'float32');
+        }
+        const cs = saved[1];
+        args.contrastFeatures = cs.dataSync() as Float32Array;
+        const contrastGrad = new Float32Array(cs.size);
+        const grad = callNative(() => addon.lossBackward(args, forward.stats, upstream, contrastGrad));
+        return [tf.tensor(grad, xs.shape, 'float32'), tf.tensor(contrastGrad, cs.shape, 'float32')];
       },
     };
   });
-  return op(features);
+  return contrastGradient && contrastTensor ? op(features, contrastTensor) : op(features);
 }
 
 /**

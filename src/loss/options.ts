@@ -143,12 +143,21 @@ export interface LabelSets {
   numLabels: number;
 }
 
-/** An extra contrast set: rows contrasted against that are not anchors and get no gradient. */
+/**
+ * An extra contrast set: rows contrasted against that are not anchors (a memory queue, or the
+ * rows of the other workers of a data-parallel step).
+ */
 export interface ContrastSet {
   /** [M, D] rows, row-major. */
   features: Float32Array;
   /** [M] class ids, or label sets of M rows (the kind of the main labels); required when the main labels are given, absent for SimCLR. */
   labels?: Int32Array | LabelSets | null;
+  /**
+   * Also compute the rows' gradient dLoss/dContrastFeatures (`contrastGrad` of the result; the
+   * tfjs op's gradient of `contrast.features`). Default false: a memory queue needs none, and it
+   * costs a pass of M x anchors similarity tiles.
+   */
+  gradient?: boolean;
 }
 
 /**
@@ -257,6 +266,8 @@ export interface LossRanges {
   maxSquaredNorm: number;
   /** Smallest norm of the feature rows (they get the gradient). */
   minFeatureNorm: number;
+  /** Smallest norm of the extra contrast rows (Infinity without any). */
+  minContrastNorm: number;
 }
 
 /**
@@ -294,13 +305,14 @@ export function checkLossValues(
       `a bound of ${lossBound.toPrecision(6)}`,
     );
   }
-  return { maxSquaredNorm, minFeatureNorm: Math.sqrt(f.minSquared) };
+  return { maxSquaredNorm, minFeatureNorm: Math.sqrt(f.minSquared), minContrastNorm: Math.sqrt(c.minSquared) };
 }
 
 /**
  * The gradient's range rule, for an upstream gradient `upstream` (1 value, or one per anchor for
  * reduction 'none'): finite, and 4 W max(1, 1/tau) max||z|| / max(min ||x||, 1e-12 with normalize)
- * <= the limit, W the total anchor weight.
+ * <= the limit, W the total anchor weight; the minimum is over the extra contrast rows too when
+ * their gradient is computed (`contrastGradient`).
  */
 export function checkGradientRange(
   ranges: LossRanges,
@@ -308,6 +320,7 @@ export function checkGradientRange(
   opts: ResolvedSupConOptions,
   upstream: ArrayLike<number>,
   names: ArgumentNames & { upstream: string },
+  contrastGradient = false,
 ): void {
   let mass = 0;
   for (let i = 0; i < upstream.length; i++) {
@@ -317,7 +330,8 @@ export function checkGradientRange(
   const invT = Math.fround(1 / Math.fround(opts.temperature));
   const scale = Math.fround(Math.fround(opts.temperature) / Math.fround(opts.baseTemperature));
   const weight = scale * mass * (opts.reduction === 'sum' ? geometry.anchors : 1);
-  const through = opts.normalize ? 1 / Math.max(ranges.minFeatureNorm, 1e-12) : 1;
+  const minNorm = contrastGradient ? Math.min(ranges.minFeatureNorm, ranges.minContrastNorm) : ranges.minFeatureNorm;
+  const through = opts.normalize ? 1 / Math.max(minNorm, 1e-12) : 1;
   const bound = 4 * weight * Math.max(1, invT) * Math.sqrt(ranges.maxSquaredNorm) * through;
   if (!(bound <= RANGE_LIMIT)) {
     throw new InvalidArgumentError(
@@ -369,8 +383,10 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
   let contrastLabels: Int32Array | null = null;
   let contrastLabelSets: LabelSets | null = null;
   let contrastRows = 0;
+  let wantContrastGrad = false;
   if (input.contrast !== undefined) {
-    const c = v.options('contrast', input.contrast, ['features', 'labels']);
+    const c = v.options('contrast', input.contrast, ['features', 'labels', 'gradient']);
+    if (c.gradient !== undefined) wantContrastGrad = v.boolean('contrast.gradient', c.gradient);
     contrastFeatures = v.typedArray(names.contrastFeatures, c.features, Float32Array);
     if (contrastFeatures.length === 0 || contrastFeatures.length % dim !== 0) {
       throw new InvalidArgumentError(
@@ -401,7 +417,10 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
   const geometry = lossGeometry(shape, labels !== null || labelSets !== null, contrastRows, opts, names);
   const wantGrad = input.wantGrad === undefined ? true : v.boolean('wantGrad', input.wantGrad);
   const ranges = checkLossValues(features, contrastFeatures, geometry, opts, names);
-  if (wantGrad) checkGradientRange(ranges, geometry, opts, unitUpstream(geometry, opts), { ...names, upstream: 'upstream' });
+  wantContrastGrad = wantContrastGrad && wantGrad;
+  if (wantGrad) {
+    checkGradientRange(ranges, geometry, opts, unitUpstream(geometry, opts), { ...names, upstream: 'upstream' }, wantContrastGrad);
+  }
   const args: NativeLossArgs = {
     features,
     batch,
@@ -427,6 +446,7 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
     device: opts.device,
     precision: opts.precision,
     wantGrad,
+    wantContrastGrad,
   };
   return { args, geometry, ranges };
 }

@@ -86,10 +86,16 @@ export function referenceLoss(
   );
   if (tf.engine().isTapeOn()) {
     // Differentiated: the gradient's range for a unit upstream, up front (as supConLoss).
-    checkGradientRange(ranges, checked.geometry, opts, unitUpstream(checked.geometry, opts), TENSOR_NAMES);
+    checkGradientRange(ranges, checked.geometry, opts, unitUpstream(checked.geometry, opts), TENSOR_NAMES, checked.contrastGradient);
   }
   const guard = gradientRangeGuard(ranges, checked, opts);
-  return tf.tidy(() => guard(composedLoss(features, checked, opts, extraFeatures)));
+  return tf.tidy(() => {
+    // Contrast rows get no gradient unless asked for: a copy off the tape (as the native op,
+    // which then has no path to them either).
+    const extra =
+      extraFeatures && !checked.contrastGradient ? tf.tensor(extraFeatures.dataSync(), extraFeatures.shape, 'float32') : extraFeatures;
+    return guard(composedLoss(features, checked, opts, extra));
+  });
 }
 
 function composedLoss(
@@ -196,7 +202,7 @@ function gradientRangeGuard(ranges: LossRanges, checked: CheckedTensors, opts: R
     return {
       value: t.clone(),
       gradFunc: (dy: tf.Tensor) => {
-        checkGradientRange(ranges, checked.geometry, opts, dy.dataSync(), TENSOR_NAMES);
+        checkGradientRange(ranges, checked.geometry, opts, dy.dataSync(), TENSOR_NAMES, checked.contrastGradient);
         return dy.clone();
       },
     };

@@ -26,10 +26,12 @@ export type LabelsLike = tf.Tensor | Int32Array | readonly number[] | ReadonlyAr
 /** Options of the tfjs op: the loss options plus an optional extra contrast set as tensors. */
 export interface SupConLossOptions extends SupConOptions {
   /**
-   * Rows contrasted against but not anchors, and given no gradient (a memory queue, other
-   * workers' rows); their labels of the main labels' kind (class ids or label sets).
+   * Rows [M, D] contrasted against but not anchors (a memory queue, other workers' rows), with
+   * labels [M] when `labels` are given. They get no gradient unless `gradient` is true: then the
+   * op is differentiable in `features` too (dLoss/dContrast, docs/loss.md), at the cost of a
+   * pass of M x anchors similarity tiles.
    */
-  contrast?: { features: tf.Tensor; labels?: LabelsLike | null };
+  contrast?: { features: tf.Tensor; labels?: LabelsLike | null; gradient?: boolean };
 }
 
 /** The argument names of the tfjs op (the upstream gradient is tfjs's dy). */
@@ -47,6 +49,8 @@ export interface CheckedTensors {
   labelSets: LabelSets | null;
   contrastLabels: Int32Array | null;
   contrastLabelSets: LabelSets | null;
+  /** options.contrast.gradient: the contrast rows get a gradient. */
+  contrastGradient: boolean;
 }
 
 /** Labels read once: class ids or label sets. */
@@ -169,9 +173,11 @@ export function checkTensors(
   let contrastLabels: Int32Array | null = null;
   let contrastLabelSets: LabelSets | null = null;
   let contrastRows = 0;
+  let contrastGradient = false;
   const c = options?.contrast;
   if (c !== undefined) {
-    v.options('options.contrast', c, ['features', 'labels']);
+    v.options('options.contrast', c, ['features', 'labels', 'gradient']);
+    if (c.gradient !== undefined) contrastGradient = v.boolean('options.contrast.gradient', c.gradient);
     if (!(c.features instanceof tf.Tensor)) v.fail(TENSOR_NAMES.contrastFeatures, `a float32 tensor of shape [M, ${dim}]`, c.features);
     if (c.features.rank !== 2 || c.features.shape[1] !== dim || c.features.size === 0) {
       throw new InvalidArgumentError(TENSOR_NAMES.contrastFeatures, `a float32 tensor of shape [M, ${dim}]`, `shape [${c.features.shape.join(', ')}]`);
@@ -195,5 +201,5 @@ export function checkTensors(
     }
   }
   const geometry = lossGeometry(features.shape, read !== null, contrastRows, opts, TENSOR_NAMES);
-  return { geometry, labels: lab, labelSets, contrastLabels, contrastLabelSets };
+  return { geometry, labels: lab, labelSets, contrastLabels, contrastLabelSets, contrastGradient };
 }

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError, supConLoss, supConLossFn, supConLossReference, supConTargets } from '../../src';
+import { InvalidArgumentError, supcon, supConLoss, supConLossFn, supConLossReference, supConTargets } from '../../src';
 import { gaussian, maxAbs, maxAbsDiff, reference64, testRng } from '../helpers/reference64';
 
 beforeAll(async () => {
@@ -54,6 +54,72 @@ describe('supConLoss as a tfjs op', () => {
       expect(maxAbsDiff(gRef.dataSync(), gNative.dataSync()), what).toBeLessThan(1e-3 * maxAbs(r64.grad));
       tf.dispose([value, ref, gNative, gRef]);
     }
+    tf.dispose([x, labels, extra, extraLabels]);
+  });
+
+  it('gives the contrast rows their gradient when asked (contrast.gradient), on the native and the reference path', () => {
+    const x = tf.tensor3d(gaussian(rng, 9 * 2 * 6), [9, 2, 6]);
+    const labels = tf.tensor1d([0, 1, 2, 0, 1, 2, 3, 3, 0], 'int32');
+    const extra = tf.tensor2d(gaussian(rng, 11 * 6), [11, 6]);
+    const extraLabels = tf.tensor1d([0, 1, 2, 3, 9, 9, 1, 0, 0, 2, 5], 'int32');
+    const cases = [
+      { normalize: true },
+      { normalize: true, variant: 'in' as const, reduction: 'sum' as const },
+      { normalize: true, contrastMode: 'one' as const, temperature: 0.5 },
+      { normalize: true, simclr: true },
+    ];
+    for (const c of cases) {
+      const { simclr, ...loss } = c as typeof c & { simclr?: boolean };
+      const lab = simclr ? null : labels;
+      const contrast = { features: extra, labels: simclr ? null : extraLabels, gradient: true };
+      const opts = { ...loss, contrast };
+      const [gx, gc] = tf.grads((f: tf.Tensor, e: tf.Tensor) => supConLoss(f, lab, { ...opts, contrast: { ...contrast, features: e } }))([x, extra]);
+      const [rx, rc] = tf.grads((f: tf.Tensor, e: tf.Tensor) => supConLossReference(f, lab, { ...opts, contrast: { ...contrast, features: e } }))([x, extra]);
+      const r64 = reference64(
+        {
+          features: x.dataSync(),
+          shape: x.shape,
+          labels: lab?.dataSync() ?? null,
+          contrast: { features: extra.dataSync(), labels: simclr ? null : extraLabels.dataSync() },
+        },
+        {
+          temperature: loss.temperature ?? 0.1,
+          baseTemperature: loss.temperature ?? 0.1,
+          variant: loss.variant ?? 'out',
+          contrastMode: loss.contrastMode ?? 'all',
+          normalize: true,
+          reduction: loss.reduction ?? 'mean',
+        },
+      );
+      const what = JSON.stringify(c);
+      const scale = Math.max(maxAbs(r64.grad), maxAbs(r64.contrastGrad));
+      expect(maxAbs(r64.contrastGrad), what).toBeGreaterThan(0.01 * scale);
+      expect(maxAbsDiff(gx.dataSync(), r64.grad), what).toBeLessThan(1e-4 * scale);
+      expect(maxAbsDiff(gc.dataSync(), r64.contrastGrad), what).toBeLessThan(1e-4 * scale);
+      expect(maxAbsDiff(rx.dataSync(), r64.grad), what).toBeLessThan(1e-3 * scale);
+      expect(maxAbsDiff(rc.dataSync(), r64.contrastGrad), what).toBeLessThan(1e-3 * scale);
+      // The typed-array API gives the same rows' gradient.
+      const typed = supcon.forwardBackward({
+        features: x.dataSync() as Float32Array,
+        shape: x.shape,
+        labels: lab ? (lab.dataSync() as Int32Array) : null,
+        contrast: { features: extra.dataSync() as Float32Array, labels: simclr ? null : (extraLabels.dataSync() as Int32Array), gradient: true },
+        ...loss,
+      });
+      expect(maxAbsDiff(typed.contrastGrad!, gc.dataSync()), what).toBeLessThan(1e-6 * scale);
+      expect(supcon.forwardBackward({ features: x.dataSync() as Float32Array, shape: x.shape, contrast: { features: extra.dataSync() as Float32Array }, ...loss }).contrastGrad).toBeNull();
+      tf.dispose([gx, gc, rx, rc]);
+    }
+    // Without the flag the contrast rows get no gradient on either path (a memory queue): tfjs
+    // finds no path to them.
+    for (const fn of [supConLoss, supConLossReference]) {
+      expect(() =>
+        tf.grads((f: tf.Tensor, e: tf.Tensor) => fn(f, labels, { normalize: true, contrast: { features: e, labels: extraLabels } }))([x, extra]),
+      ).toThrow(/Cannot compute gradient/);
+    }
+    expect(() => supConLoss(x, labels, { contrast: { features: extra, labels: extraLabels, gradient: 1 as never } })).toThrow(
+      /Expected boolean for options\.contrast\.gradient but received 1/,
+    );
     tf.dispose([x, labels, extra, extraLabels]);
   });
 

@@ -6,8 +6,10 @@
 //  - anchors are numbered view-major, as the semantics note says: anchor k = v*batch + b in
 //    contrastMode 'all' (k < batch*views), anchor k = b in contrastMode 'one' (view 0 only).
 //    perAnchor outputs and per-anchor upstream gradients use that numbering.
-//  - the optional extra contrast set [contrastRows, dim] is contrasted against but gets no
-//    gradient and is never an anchor.
+//  - the optional extra contrast set [contrastRows, dim] is contrasted against but is never an
+//    anchor. Its gradient (the rows' part of dZ_C = G^T Z_A / tau, docs/loss.md) is computed only
+//    when asked for (contrastGrad): a memory queue needs none, rows gathered from other workers
+//    of a data-parallel step do (their owner adds it to its own gradient).
 //  - labels are class ids ([batch] int32) or label sets (multi-hot [batch, numLabels] bytes of 0
 //    or 1): two rows are positives when their sets intersect (docs/loss.md, "Positives").
 //
@@ -158,13 +160,24 @@ Status forward(const LossSpec& spec, const LossInputs& in, const RunOptions& run
                float* stats, ForwardResult* result);
 
 // Backward. upstream: one float (reduction kMean/kSum) or [numAnchors] (kNone), finite.
-// grad: [batch, views, dim], overwritten with dLoss/dFeatures.
+// grad: [batch, views, dim], overwritten with dLoss/dFeatures. contrastGrad: [contrastRows, dim],
+// overwritten with dLoss/dContrastFeatures, or nullptr when the extra rows' gradient is not wanted
+// (it costs a pass of contrastRows x anchors tiles).
 Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result);
+                const float* upstream, int64_t upstreamLength, float* grad, float* contrastGrad,
+                BackwardResult* result);
+inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
+                       const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result) {
+  return backward(spec, in, run, stats, upstream, upstreamLength, grad, nullptr, result);
+}
 
 // Both in one call (upstream 1 for kMean/kSum, all ones for kNone): one validation, and on
-// CUDA one upload. grad may be nullptr (forward only).
+// CUDA one upload. grad may be nullptr (forward only); contrastGrad as in backward (only with grad).
 Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
-                       float* grad, ForwardResult* result);
+                       float* grad, float* contrastGrad, ForwardResult* result);
+inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
+                              float* grad, ForwardResult* result) {
+  return forwardBackward(spec, in, run, perAnchor, grad, nullptr, result);
+}
 
 }  // namespace supcon

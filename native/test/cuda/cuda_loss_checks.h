@@ -25,6 +25,10 @@ struct Backend {
   std::function<Status(const LossSpec&, const LossInputs&, const RunOptions&, const float*, const float*, int64_t,
                        float*, BackwardResult*)>
       backward;
+  // backward with the extra rows' gradient (contrastGrad [contrastRows, dim]).
+  std::function<Status(const LossSpec&, const LossInputs&, const RunOptions&, const float*, const float*, int64_t,
+                       float*, float*, BackwardResult*)>
+      backwardContrast;
   // Sets SUPCON_CUDA_SPLITS (0: unset) for the next calls.
   static void forceSplits(int splits) {
     if (splits > 0) setenv("SUPCON_CUDA_SPLITS", std::to_string(splits).c_str(), 1);
@@ -263,6 +267,52 @@ inline int sweepAgainstReference(const Backend& b, const std::vector<SweepSize>&
 
 // tf32 / bf16: stated bounds against the reference, and proof that the engine changed the
 // arithmetic (results differ from float32's).
+// The extra rows' gradient, when asked for, against the float64 reference (and the feature
+// gradient unchanged by the request): 'all' and 'one', L_out and L_in, labeled and SimCLR,
+// with and without normalization, over several tiles of extra rows.
+inline int contrastGradientsMatchReference(const Backend& b, uint32_t seed) {
+  std::mt19937 rng(seed);
+  int cases = 0;
+  const int64_t dims[] = {24, 70, 130};  // the three gradient tile widths
+  for (int c = 0; c < 12; ++c) {
+    const bool labeled = c % 4 != 3;
+    Problem p = makeProblem(rng, 10 + 7 * c, 2, dims[c % 3], 3 + c % 4, 1 + (c * 61) % 200, labeled, c % 3 == 0);
+    p.spec.variant = c % 2 ? Variant::kIn : Variant::kOut;
+    p.spec.contrastMode = c % 4 >= 2 ? ContrastMode::kOne : ContrastMode::kAll;
+    p.spec.reduction = c % 5 == 4 ? Reduction::kNone : c % 5 == 3 ? Reduction::kSum : Reduction::kMean;
+    const LossInputs in = p.inputs();
+    std::vector<float> per(size_t(p.anchors())), stats(size_t(statsSize(p.spec, in))), grad(p.features.size()),
+        plain(p.features.size()), contrastGrad(p.contrast.size(), NAN);
+    const std::vector<float> up = upstreamFor(p);
+    ForwardResult fr;
+    BackwardResult br;
+    const RunOptions run = cudaRun();
+    Status st = b.forward(p.spec, in, run, per.data(), stats.data(), &fr);
+    if (st.isOk())
+      st = b.backwardContrast(p.spec, in, run, stats.data(), up.data(), int64_t(up.size()), grad.data(),
+                              contrastGrad.data(), &br);
+    if (st.isOk()) st = b.backward(p.spec, in, run, stats.data(), up.data(), int64_t(up.size()), plain.data(), &br);
+    CHECK(st.isOk()) << describe(p) << ": " << st.message();
+    if (!st.isOk()) continue;
+    std::vector<double> upD(up.begin(), up.end());
+    const auto ref = supcon_test::referenceLoss(p.spec, in, p.spec.reduction == Reduction::kNone ? &upD : nullptr);
+    const double scale = std::max(maxAbs(ref.grad), maxAbs(ref.contrastGrad));
+    // The feature gradient stays what it was (the contrast pass then has more rows, so its
+    // split plan, and with it the float32 summation order, may differ: equal within rounding).
+    double worst = 0, worstFeatures = 0;
+    for (size_t i = 0; i < ref.grad.size(); ++i)
+      worstFeatures = std::max(worstFeatures, std::fabs(double(grad[i]) - double(plain[i])));
+    CHECK(worstFeatures <= 1e-6 * scale) << describe(p) << ": the feature gradient moved by " << worstFeatures
+                                         << " when the contrast gradient was asked for";
+    for (size_t i = 0; i < ref.contrastGrad.size(); ++i)
+      worst = std::max(worst, std::fabs(double(contrastGrad[i]) - ref.contrastGrad[i]));
+    CHECK(maxAbs(ref.contrastGrad) > 0) << describe(p);
+    CHECK(worst <= 1e-4 * scale + 1e-6) << describe(p) << ": contrast grad max err " << worst << " vs " << scale;
+    ++cases;
+  }
+  return cases;
+}
+
 inline void precisionSweep(const Backend& b, Precision precision, const std::vector<SweepSize>& sizes, uint32_t seed) {
   std::mt19937 rng(seed);
   const Tolerance tol = toleranceFor(precision);

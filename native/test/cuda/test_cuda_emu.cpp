@@ -26,7 +26,13 @@ Backend emulatorBackend() {
                   const float* up, int64_t n, float* grad, BackwardResult* r) {
     SUPCON_RETURN_IF_ERROR(validateBackward(s, in, stats, up, n));
     BackwardResult local;
-    return cuda_emu::backward(s, in, run, stats, up, grad, r ? r : &local);
+    return cuda_emu::backward(s, in, run, stats, up, grad, nullptr, r ? r : &local);
+  };
+  b.backwardContrast = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
+                          const float* up, int64_t n, float* grad, float* contrastGrad, BackwardResult* r) {
+    SUPCON_RETURN_IF_ERROR(validateBackward(s, in, stats, up, n));
+    BackwardResult local;
+    return cuda_emu::backward(s, in, run, stats, up, grad, contrastGrad, r ? r : &local);
   };
   return b;
 }
@@ -74,6 +80,11 @@ TEST(emu_tensor_core_engines_within_bounds) {
 
 TEST(emu_cross_device_stats) { crossDeviceStats(emu(), 5); }
 
+TEST(emu_contrast_gradient_matches_reference) {
+  CHECK(contrastGradientsMatchReference(emu(), 23) == 12);
+  expectNoDeviceMemoryLeft("the contrast gradients");
+}
+
 TEST(emu_splits_agree) {
   splitsAgree(emu(), 140, 24, 9);
   expectNoDeviceMemoryLeft("the split runs");
@@ -89,7 +100,7 @@ TEST(emu_forward_backward_uploads_once) {
   std::vector<float> per(size_t(p.anchors())), stats(size_t(statsSize(p.spec, p.inputs()))), grad(p.features.size());
   ForwardResult fr;
   supcon_emu::state().hostToDeviceBytes = 0;
-  Status st = cuda_emu::forwardBackward(p.spec, p.inputs(), cudaRun(), per.data(), grad.data(), &fr, nullptr);
+  Status st = cuda_emu::forwardBackward(p.spec, p.inputs(), cudaRun(), per.data(), grad.data(), nullptr, &fr, nullptr);
   const size_t once = supcon_emu::state().hostToDeviceBytes;
   CHECK(st.isOk()) << st.message();
   CHECK(once >= featureBytes && once < 2 * featureBytes) << once << " bytes uploaded for " << featureBytes;
@@ -97,7 +108,7 @@ TEST(emu_forward_backward_uploads_once) {
   const std::vector<float> up(1, 1.0f);
   st = cuda_emu::forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), &fr);
   BackwardResult br;
-  if (st.isOk()) st = cuda_emu::backward(p.spec, p.inputs(), cudaRun(), stats.data(), up.data(), grad.data(), &br);
+  if (st.isOk()) st = cuda_emu::backward(p.spec, p.inputs(), cudaRun(), stats.data(), up.data(), grad.data(), nullptr, &br);
   CHECK(st.isOk() && supcon_emu::state().hostToDeviceBytes >= 2 * featureBytes);
   expectNoDeviceMemoryLeft("the upload counts");
 }

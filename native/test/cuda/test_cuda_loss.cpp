@@ -25,6 +25,10 @@ const Backend& gpu() {
                     const float* up, int64_t n, float* grad, BackwardResult* r) {
       return backward(s, in, run, stats, up, n, grad, r);
     };
+    x.backwardContrast = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
+                            const float* up, int64_t n, float* grad, float* contrastGrad, BackwardResult* r) {
+      return backward(s, in, run, stats, up, n, grad, contrastGrad, r);
+    };
     return x;
   }();
   return b;
@@ -107,6 +111,8 @@ TEST(cuda_tensor_core_engines_within_bounds) {
 }
 
 TEST(cuda_cross_device_stats) { crossDeviceStats(gpu(), 5); }
+
+TEST(cuda_contrast_gradient_matches_reference) { CHECK(contrastGradientsMatchReference(gpu(), 23) == 12); }
 
 TEST(cuda_splits_agree) { splitsAgree(gpu(), 900, 72, 9); }
 
