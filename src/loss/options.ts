@@ -376,7 +376,9 @@ export function prepareLossArgs(input: LossInput, opts: ResolvedSupConOptions, n
   }
   const features = v.typedArray(names.features, input.features, Float32Array, batch * views * dim);
   const given = input.labels === undefined || input.labels === null ? null : input.labels;
-  const labelSets = given !== null && !(given instanceof Int32Array) ? checkLabelSets(names.labels, given, batch) : null;
+  // Label sets come as an object { sets, numLabels }; anything else must be class ids.
+  const isSets = given !== null && typeof given === 'object' && !ArrayBuffer.isView(given) && !Array.isArray(given);
+  const labelSets = isSets ? checkLabelSets(names.labels, given, batch) : null;
   const labels = given !== null && labelSets === null ? v.typedArray(names.labels, given, Int32Array, batch) : null;
 
   let contrastFeatures: Float32Array | null = null;

@@ -142,7 +142,9 @@ function composedLoss(
     const positive = tf.greater(w, 0);
     const negative = tf.logicalAnd(tf.equal(w, 0), others);
     const absent = tf.fill(s.shape, -Infinity);
-    const zeros = tf.zerosLike(s);
+    // Constants, not zerosLike(s): a mask derived from s would put the non-differentiable ops
+    // that read it (greater, logicalAnd) on the tape's path from the features.
+    const zeros = tf.zeros(s.shape);
     const anyIn = (mask: tf.Tensor) => tf.greater(tf.sum(mask.cast('float32'), 1), 0);
     // A set for every row: rows whose set is empty take their other entries instead, so that
     // every intermediate stays finite (their results are masked out below, and so is their
@@ -174,7 +176,7 @@ function composedLoss(
         const q = logSumExp(tf.where(posSafe, tf.sub(logW, tf.softplus(d)), absent));
         perAnchor = tf.sub(tf.log(safeTotal), tf.add(q.m, q.logSum));
       }
-      perAnchor = tf.where(hasNegative, perAnchor, tf.zerosLike(perAnchor));
+      perAnchor = tf.where(hasNegative, perAnchor, tf.zeros([anchorCount]));
     } else {
       const inDenominator = opts.denominator === 'all' ? tf.logicalOr(positive, negative) : negative;
       const all = logSumExp(tf.where(safe(inDenominator), s, absent));
@@ -187,7 +189,7 @@ function composedLoss(
         perAnchor = tf.add(tf.add(tf.sub(all.m, pos.m), tf.sub(all.logSum, pos.logSum)), tf.log(safeTotal));
       }
     }
-    perAnchor = tf.mul(tf.where(valid, perAnchor, tf.zerosLike(perAnchor)), opts.temperature / opts.baseTemperature);
+    perAnchor = tf.mul(tf.where(valid, perAnchor, tf.zeros([anchorCount])), opts.temperature / opts.baseTemperature);
     if (opts.reduction === 'none') return perAnchor;
     const sum = tf.sum(perAnchor);
     if (opts.reduction === 'sum') return sum;

@@ -16,6 +16,7 @@ import {
   supConLossFn,
   supConLossReference,
   supConTargets,
+  type LabelSets,
   type SupConOptions,
 } from '../../src';
 import { restoreKernels, useNativeKernels } from '../../src/kernels';
@@ -32,8 +33,9 @@ interface Row {
   item: number | null;
   shape: number[];
   features: Value[] | FeatureSpec;
-  labels: number[] | null;
-  contrast?: { rows: number; width?: number; features: Value[] | FeatureSpec; labels: number[] | null };
+  /** Class ids, or label sets written as rows of 0/1 (issue 12). */
+  labels: number[] | number[][] | null;
+  contrast?: { rows: number; width?: number; features: Value[] | FeatureSpec; labels: number[] | number[][] | null };
   options: SupConOptions;
   scaleRows?: Array<[number, number]>;
   expect: 'match' | { error: string; pattern: string; stage?: 'gradient' };
@@ -83,9 +85,19 @@ interface Problem {
   views: number;
   dim: number;
   features: Float32Array;
-  labels: Int32Array | null;
-  contrast?: { features: Float32Array; labels: Int32Array | null; width: number };
+  labels: Int32Array | LabelSets | null;
+  contrast?: { features: Float32Array; labels: Int32Array | LabelSets | null; width: number };
   options: SupConOptions;
+}
+
+/** Class ids, or label sets when the entries are rows (multi-hot, as native/test/edge_cases.h). */
+function labelsOf(list: number[] | number[][] | null): Int32Array | LabelSets | null {
+  if (list === null) return null;
+  if (list.length > 0 && Array.isArray(list[0])) {
+    const rows = list as number[][];
+    return { sets: Uint8Array.from(rows.flat()), numLabels: rows[0].length };
+  }
+  return Int32Array.from(list as number[]);
 }
 
 function problem(row: Row): Problem {
@@ -93,13 +105,13 @@ function problem(row: Row): Problem {
   const [batch, views, dim] = rank3 ? row.shape : [row.shape[0], 1, row.shape[1]];
   const features = values(row.features, batch * views, dim);
   for (const [r, f] of row.scaleRows ?? []) for (let k = 0; k < dim; k++) features[r * dim + k] = Math.fround(features[r * dim + k] * f);
-  const labels = row.labels ? Int32Array.from(row.labels) : null;
+  const labels = labelsOf(row.labels);
   let contrast: Problem['contrast'];
   if (row.contrast) {
     const width = row.contrast.width ?? dim;
     contrast = {
       features: values(row.contrast.features, row.contrast.rows, width),
-      labels: row.contrast.labels ? Int32Array.from(row.contrast.labels) : null,
+      labels: labelsOf(row.contrast.labels),
       width,
     };
   }
@@ -115,6 +127,10 @@ function resolved(o: SupConOptions): Ref64Options {
     contrastMode: o.contrastMode ?? 'all',
     normalize: o.normalize ?? false,
     reduction: o.reduction ?? 'mean',
+    denominator: o.denominator ?? 'all',
+    positiveWeighting: o.positiveWeighting ?? 'none',
+    positivesCap: o.positivesCap ?? null,
+    positivesCapSeed: o.positivesCapSeed ?? 0,
   };
 }
 
@@ -263,6 +279,13 @@ describe('the shared edge-case table', () => {
   it('holds a row for each numbered failure of issue 9 and both kinds of expectation', () => {
     const items = new Set(table.rows.map((r) => r.item));
     for (const item of [1, 2, 3, 4, 5, 6, 8, 9]) expect(items.has(item), `item ${item}`).toBe(true);
+    // Issue 12's options: label sets, each denominator, Jaccard weights, the cap, and a refusal.
+    const issue12 = table.rows.filter((r) => r.item === 12);
+    expect(issue12.some((r) => r.labels !== null && Array.isArray(r.labels[0]))).toBe(true);
+    for (const d of ['one-positive', 'only-negatives']) expect(issue12.some((r) => r.options.denominator === d), d).toBe(true);
+    expect(issue12.some((r) => r.options.positiveWeighting === 'jaccard')).toBe(true);
+    expect(issue12.some((r) => r.options.positivesCap !== undefined && r.expect === 'match')).toBe(true);
+    expect(issue12.some((r) => r.expect !== 'match')).toBe(true);
     expect(matchRows.length).toBeGreaterThan(10);
     expect(errorRows.length).toBeGreaterThan(5);
   });
@@ -292,15 +315,16 @@ describe('the shared edge-case table', () => {
         restoreKernels();
       }
     });
-    it.runIf(row.labels !== null && !row.contrast && row.options.reduction !== 'none')(
+    it.runIf(p.labels instanceof Int32Array && !row.contrast && row.options.reduction !== 'none')(
       'labels mean the same through every entry: arrays, int32 tensors, Keras targets of the output shape',
       () => {
         const x = tf.tensor(p.features, p.shape, 'float32');
         const direct = supConLoss(x, p.labels, p.options).dataSync()[0];
         const fn = supConLossFn(p.options);
-        const targets = p.shape.length === 3 ? supConTargets(p.labels!, [p.views, p.dim]) : supConTargets(p.labels!, p.dim);
+        const ids = p.labels as Int32Array;
+        const targets = p.shape.length === 3 ? supConTargets(ids, [p.views, p.dim]) : supConTargets(ids, p.dim);
         expect(targets.dtype).toBe('int32');
-        const int32 = tf.tensor1d(p.labels!, 'int32');
+        const int32 = tf.tensor1d(ids, 'int32');
         const viaTargets = fn(targets, x).dataSync()[0];
         const viaTensor = supConLoss(x, int32, p.options).dataSync()[0];
         const viaFnLabels = fn(int32, x).dataSync()[0];

@@ -40,21 +40,47 @@ struct Problem {
   LossSpec spec;
   int64_t batch = 0, views = 1, dim = 0, extra = 0;
   bool labeled = true;
+  // Label sets instead of class ids (labeled and sets: multi-hot [rows, numLabels]).
+  bool sets = false;
+  int64_t numLabels = 0;
   std::vector<float> features, contrast;
   std::vector<int32_t> labels, contrastLabels;
+  std::vector<uint8_t> labelSets, contrastLabelSets;
   LossInputs inputs() const {
     LossInputs in;
     in.features = features.data();
     in.batch = batch;
     in.views = views;
     in.dim = dim;
-    in.labels = labeled ? labels.data() : nullptr;
+    in.labels = labeled && !sets ? labels.data() : nullptr;
     in.contrastRows = extra;
     in.contrastFeatures = extra ? contrast.data() : nullptr;
-    in.contrastLabels = extra && labeled ? contrastLabels.data() : nullptr;
+    in.contrastLabels = extra && labeled && !sets ? contrastLabels.data() : nullptr;
+    if (labeled && sets) {
+      in.labelSets = labelSets.data();
+      in.numLabels = numLabels;
+      in.contrastLabelSets = extra ? contrastLabelSets.data() : nullptr;
+    }
     return in;
   }
   int64_t anchors() const { return numAnchors(spec, inputs()); }
+  // Random label sets of `labels` labels, about `density` of them set per row; every
+  // `emptyEvery`-th row gets an empty set (0: none). As test_loss.cpp's.
+  void useLabelSets(std::mt19937& rng, int64_t count, double density, int emptyEvery) {
+    sets = true;
+    labeled = true;
+    numLabels = count;
+    std::bernoulli_distribution on(density);
+    auto fill = [&](std::vector<uint8_t>& out, int64_t rows) {
+      out.assign(static_cast<size_t>(rows * count), 0);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (emptyEvery > 0 && r % emptyEvery == emptyEvery - 1) continue;
+        for (int64_t c = 0; c < count; ++c) out[size_t(r * count + c)] = on(rng) ? 1 : 0;
+      }
+    };
+    fill(labelSets, batch);
+    fill(contrastLabelSets, extra);
+  }
 };
 
 inline std::vector<float> randomRows(std::mt19937& rng, int64_t rows, int64_t dim, bool unitNorm, float scale) {
@@ -91,13 +117,16 @@ inline Problem makeProblem(std::mt19937& rng, int64_t batch, int64_t views, int6
 }
 
 inline std::string describe(const Problem& p) {
-  char buf[320];
+  char buf[480];
   const LossSpec& s = p.spec;
-  std::snprintf(buf, sizeof buf, "B=%lld V=%lld D=%lld M=%lld labeled=%d tau=%g base=%g %s %s norm=%d %s",
+  std::snprintf(buf, sizeof buf,
+                "B=%lld V=%lld D=%lld M=%lld labeled=%d sets=%lld tau=%g base=%g %s %s norm=%d %s den=%s w=%s cap=%lld/%u",
                 (long long)p.batch, (long long)p.views, (long long)p.dim, (long long)p.extra, int(p.labeled),
-                s.temperature, s.effectiveBaseTemperature(), s.variant == Variant::kIn ? "in" : "out",
-                s.contrastMode == ContrastMode::kOne ? "one" : "all", int(s.normalize),
-                s.reduction == Reduction::kMean ? "mean" : s.reduction == Reduction::kSum ? "sum" : "none");
+                (long long)(p.sets ? p.numLabels : 0), s.temperature, s.effectiveBaseTemperature(),
+                s.variant == Variant::kIn ? "in" : "out", s.contrastMode == ContrastMode::kOne ? "one" : "all",
+                int(s.normalize), s.reduction == Reduction::kMean ? "mean" : s.reduction == Reduction::kSum ? "sum" : "none",
+                kDenominatorNames[int(s.denominator)].name, kPositiveWeightingNames[int(s.positiveWeighting)].name,
+                (long long)s.positivesCap, s.positivesCapSeed);
   return buf;
 }
 
@@ -503,6 +532,59 @@ inline void statuses(const Backend& b, uint32_t seed) {
   // And the device is usable afterwards.
   const Run after = runLoss(&b, p, cudaRun());
   expectMatchesReference(after, p, Tolerance{}, std::string(b.name) + " after out-of-memory");
+}
+
+// Issue 12's options (the denominators, label sets, Jaccard weights, the positives cap) crossed
+// with the older ones, against the float64 reference and the CPU core, the extra rows' gradient
+// included whenever there are extra rows. Sizes span several row blocks and column tiles.
+inline int optionsMatchReference(const Backend& b, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const SweepSize sizes[] = {{3, 2, 5}, {40, 2, 16}, {150, 1, 33}, {70, 3, 70}};
+  int cases = 0;
+  for (const SweepSize& sz : sizes)
+    for (int den = 0; den < 3; ++den)
+      for (int variant = 0; variant < 2; ++variant)
+        for (int relation = 0; relation < 4; ++relation) {  // classes, sets, sets + jaccard, classes + cap
+          const int64_t extra = cases % 3 == 1 ? 1 + (cases * 29) % 150 : 0;
+          Problem p = makeProblem(rng, sz.batch, sz.views, sz.dim, cases % 2 ? 4 : 2, extra, true, cases % 4 == 0);
+          if (relation == 1 || relation == 2) p.useLabelSets(rng, cases % 5 == 0 ? 130 : 6, cases % 5 == 0 ? 0.03 : 0.3, 5);
+          if (relation == 2) p.spec.positiveWeighting = PositiveWeighting::kJaccard;
+          if (relation == 3 || (relation == 1 && cases % 2 == 0)) {
+            p.spec.positivesCap = sz.views * (cases % 3);  // 0, V, 2V
+            p.spec.positivesCapSeed = uint32_t(cases * 7919);
+          }
+          if (sz.views > 1 && cases % 3 == 2) p.spec.contrastMode = ContrastMode::kOne;
+          p.spec.denominator = static_cast<Denominator>(den);
+          p.spec.variant = variant ? Variant::kIn : Variant::kOut;
+          p.spec.reduction = static_cast<Reduction>(cases % 3);
+          const float temps[] = {0.07f, 0.1f, 0.5f, 1.0f};
+          p.spec.temperature = temps[cases % 4];
+          const std::string what = std::string(b.name) + " " + describe(p);
+          const Run gpu = runLoss(&b, p, cudaRun());
+          expectMatchesReference(gpu, p, Tolerance{}, what);
+          expectMatchesCpu(gpu, runLoss(nullptr, p, RunOptions{}), p, what);
+          if (extra > 0 && gpu.status.isOk()) {
+            // The extra rows' gradient (and the feature gradient unchanged by asking for it).
+            const LossInputs in = p.inputs();
+            const std::vector<float> up = upstreamFor(p);
+            std::vector<float> grad(p.features.size()), contrastGrad(p.contrast.size(), NAN);
+            BackwardResult br;
+            const Status st = b.backwardContrast(p.spec, in, cudaRun(), gpu.stats.data(), up.data(),
+                                                 int64_t(up.size()), grad.data(), contrastGrad.data(), &br);
+            CHECK(st.isOk()) << what << ": " << st.message();
+            std::vector<double> upD(up.begin(), up.end());
+            const auto ref = supcon_test::referenceLoss(p.spec, in, p.spec.reduction == Reduction::kNone ? &upD : nullptr);
+            const double scale = std::max(maxAbs(ref.grad), maxAbs(ref.contrastGrad));
+            double worst = 0, changed = 0;
+            for (size_t i = 0; i < ref.contrastGrad.size(); ++i)
+              worst = std::max(worst, std::fabs(double(contrastGrad[i]) - ref.contrastGrad[i]));
+            for (size_t i = 0; i < grad.size(); ++i) changed = std::max(changed, double(std::fabs(grad[i] - gpu.grad[i])));
+            CHECK(worst <= 1e-4 * scale + 1e-6) << what << ": extra rows' gradient off by " << worst << " (scale " << scale << ")";
+            CHECK(changed <= 1e-6 * scale) << what << ": the feature gradient moved by " << changed;
+          }
+          ++cases;
+        }
+  return cases;
 }
 
 }  // namespace supcon_cuda_test

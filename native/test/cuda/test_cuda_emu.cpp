@@ -85,6 +85,11 @@ TEST(emu_contrast_gradient_matches_reference) {
   expectNoDeviceMemoryLeft("the contrast gradients");
 }
 
+TEST(emu_options_match_reference_and_cpu) {
+  CHECK(optionsMatchReference(emu(), 1212) == 96);
+  expectNoDeviceMemoryLeft("the options sweep");
+}
+
 TEST(emu_splits_agree) {
   splitsAgree(emu(), 140, 24, 9);
   expectNoDeviceMemoryLeft("the split runs");

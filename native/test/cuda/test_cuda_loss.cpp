@@ -114,6 +114,8 @@ TEST(cuda_cross_device_stats) { crossDeviceStats(gpu(), 5); }
 
 TEST(cuda_contrast_gradient_matches_reference) { CHECK(contrastGradientsMatchReference(gpu(), 23) == 12); }
 
+TEST(cuda_options_match_reference_and_cpu) { CHECK(optionsMatchReference(gpu(), 1212) == 96); }
+
 TEST(cuda_splits_agree) { splitsAgree(gpu(), 900, 72, 9); }
 
 TEST(cuda_edge_cases) { edgeCases(gpu(), 11); }
