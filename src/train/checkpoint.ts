@@ -384,13 +384,14 @@ export async function writeJsonAtomic(path: string, value: unknown): Promise<voi
 }
 
 /**
- * Saves a whole checkpoint: model, optimizer, then `state` as state.json. Every file is first
+ * Saves a whole checkpoint: model, optimizer, any extra `files` (name, bytes: the memory
+ * queue's), then `state` as state.json. Every file is first
  * written under a temporary name, then all are renamed into place with state.json last: a
  * crash can only leave a mixed checkpoint during those few renames.
  */
 export async function saveCheckpoint(
   dir: string,
-  parts: { model: tf.LayersModel; optimizer: TrainOptimizer; state: unknown },
+  parts: { model: tf.LayersModel; optimizer: TrainOptimizer; state: unknown; files?: Array<[string, Uint8Array]> },
 ): Promise<void> {
   await mkdir(dir, { recursive: true });
   const staged: Array<[string, string | Uint8Array]> = [];
@@ -416,6 +417,7 @@ export async function saveCheckpoint(
   const optimizerFiles = await encodeOptimizerState(parts.optimizer, parts.model);
   staged.push([CHECKPOINT_FILES.optimizerWeights, optimizerFiles.data]);
   staged.push([CHECKPOINT_FILES.optimizer, optimizerFiles.json]);
+  for (const file of parts.files ?? []) staged.push(file);
   staged.push([CHECKPOINT_FILES.state, JSON.stringify(parts.state, null, 2) + '\n']);
   const tmp = (name: string) => join(dir, `${name}.tmp-${process.pid}`);
   for (const [name, data] of staged) await writeFile(tmp(name), data);

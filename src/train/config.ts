@@ -61,6 +61,12 @@ export interface TrainConfig {
   warmupEpochs: number;
   /** Temperature of the SupCon / NT-Xent loss. */
   temperature: number;
+  /**
+   * Rows of the cross-batch memory queue (src/train/queue.ts): the last `queueSize` projected
+   * rows of earlier steps, detached, are the loss's extra contrast set. 0 (default): none.
+   * Contrastive methods only.
+   */
+  queueSize: number;
   /** Epochs of the linear classifier in linear evaluation. */
   linearEpochs: number;
   /** Peak learning rate of the linear classifier. */
@@ -96,6 +102,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   weightDecay: 1e-4,
   warmupEpochs: 1,
   temperature: 0.1,
+  queueSize: 0,
   linearEpochs: 30,
   linearLr: 0.1,
   knnK: 20,
@@ -136,6 +143,7 @@ export const TRAIN_CONFIG_KEYS = [
   'weightDecay',
   'warmupEpochs',
   'temperature',
+  'queueSize',
   'linearEpochs',
   'linearLr',
   'knnK',
@@ -176,6 +184,7 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     warmupEpochs: int('warmupEpochs', 0),
     // The loss's own rule (its float32 value and reciprocal finite and nonzero): refused here, up front.
     temperature: c.temperature === undefined ? d.temperature : validate.positiveFloat32(name('temperature'), c.temperature, { reciprocal: true }),
+    queueSize: int('queueSize', 0, 2 ** 31 - 1),
     linearEpochs: int('linearEpochs', 1),
     linearLr: num('linearLr', { gt: 0 }),
     knnK: int('knnK', 1),
@@ -202,6 +211,9 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     for (const key of ['imageSize', 'channels', 'valSplit', 'strict'] as const) {
       if (c[key] !== undefined) validate.fail(name(key), `no value (only dataset 'image-folder' has ${key})`, c[key]);
     }
+  }
+  if (resolved.method === 'ce' && resolved.queueSize > 0) {
+    throw new InvalidArgumentError(name('queueSize'), "0 for method 'ce' (a queue feeds the contrastive loss)", `${resolved.queueSize}`);
   }
   if (resolved.warmupEpochs > resolved.epochs) {
     throw new InvalidArgumentError(

@@ -9,7 +9,7 @@
  * resumed run repeats exactly the steps an uninterrupted one would have taken.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
@@ -35,6 +35,7 @@ import { JsonlMetricsSink, type EpochRecord, type MetricsSink, type ResultRecord
 import { createOptimizer, type TrainOptimizer } from './optimizers';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
 import { loadConfigSplit, writeRunDataset, RUN_DATASET_FILE, type DataHooks } from './run_dataset';
+import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE, type SavedQueueInfo } from './queue';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
 import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
 
@@ -73,6 +74,8 @@ export interface TrainingState {
   metrics: EpochRecord[];
   /** True once every pre-training epoch is done. */
   pretrainingDone: boolean;
+  /** The memory queue's layout when `config.queueSize` > 0; its rows are in queue.bin. */
+  queue?: SavedQueueInfo;
   /** The final evaluation, once done. */
   result?: ResultRecord;
   savedAt: string;
@@ -247,6 +250,8 @@ interface Session {
   callbacks: TrainCallbacks;
   signal?: AbortSignal;
   tensorboard: boolean;
+  /** The cross-batch memory (config.queueSize > 0). */
+  queue?: MemoryQueue;
 }
 
 async function runTraining(config: TrainConfig, options: TrainRunOptions, state: TrainingState | undefined): Promise<TrainRunResult> {
@@ -288,9 +293,11 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
     tensorboard: options.tensorboard !== false,
   };
   try {
+    if (config.queueSize > 0) session.queue = new MemoryQueue(config.queueSize, config.projectionDim, config.method === 'supcon');
     if (state !== undefined) {
       await loadWeightsInto(models.trainModel, outDir);
       await loadOptimizerState(optimizer, models.trainModel, outDir);
+      if (session.queue) session.queue = await loadQueue(outDir, state, session.queue);
       if (state.stepsPerEpoch !== stepsPerEpoch) {
         throw new CheckpointError(join(outDir, CHECKPOINT_FILES.state), `has ${state.stepsPerEpoch} steps per epoch but the run now has ${stepsPerEpoch}`);
       }
@@ -338,7 +345,36 @@ async function checkpoint(s: Session, state: TrainingState): Promise<void> {
   s.callbacks.onPhase?.('checkpoint', s.outDir);
   state.rng = rngPosition(s.config.seed, state.epoch, state.batch);
   state.savedAt = new Date().toISOString();
-  await saveCheckpoint(s.outDir, { model: s.models.trainModel, optimizer: s.optimizer, state });
+  const files: Array<[string, Uint8Array]> = [];
+  if (s.queue) {
+    const { info, data } = encodeQueue(s.queue);
+    state.queue = info;
+    files.push([QUEUE_FILE, data]);
+  }
+  await saveCheckpoint(s.outDir, { model: s.models.trainModel, optimizer: s.optimizer, state, files });
+}
+
+/** The queue of a checkpoint (queue.bin, described by state.queue), checked against the run's. */
+async function loadQueue(dir: string, state: TrainingState, fresh: MemoryQueue): Promise<MemoryQueue> {
+  const path = join(dir, QUEUE_FILE);
+  const info = state.queue;
+  if (!info || info.size !== fresh.size || info.dim !== fresh.dim || info.labeled !== fresh.labeled) {
+    throw new CheckpointError(
+      join(dir, CHECKPOINT_FILES.state),
+      `describes ${info ? `a queue of ${info.size} rows of ${info.dim}` : 'no memory queue'} but the run has one of ${fresh.size} rows of ${fresh.dim}`,
+    );
+  }
+  let data: Uint8Array;
+  try {
+    data = await readFile(path);
+  } catch (e) {
+    throw new CheckpointError(path, `cannot be read: ${(e as Error).message}`);
+  }
+  try {
+    return decodeQueue(info, data, path);
+  } catch (e) {
+    throw new CheckpointError(path, (e as Error).message);
+  }
 }
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -453,6 +489,8 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
 function trainStep(s: Session, records: Int32Array, rng: Rng): number {
   const { config, models, train } = s;
   const batch = batchOf(train, records);
+  let projected: Float32Array | undefined;
+  const batchLabels = s.queue?.labeled ? (batch.labels.dataSync() as Int32Array) : undefined;
   try {
     const loss = tf.tidy(() => {
       const lossFn = (): tf.Scalar => {
@@ -467,12 +505,21 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
         // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
         const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
         const labels = config.method === 'supcon' ? batch.labels : null;
-        return supConLoss(features, labels, { temperature: config.temperature }) as tf.Scalar;
+        // The queue's rows (earlier steps', constants here) join the contrast set.
+        const contrast = s.queue?.contrastSet();
+        if (s.queue) projected = (features.dataSync() as Float32Array).slice();
+        return supConLoss(features, labels, { temperature: config.temperature, ...(contrast ? { contrast } : {}) }) as tf.Scalar;
       };
       const { value, grads } = tf.variableGrads(lossFn, s.variables);
       s.optimizer.applyGradients(grads);
       return value;
     });
+    if (s.queue && projected) {
+      // This step's rows, [B, 2, D] in memory order (sample-major), each with its sample's label.
+      const views = projected.length / (records.length * s.queue.dim);
+      const rowLabels = s.queue.labeled ? Int32Array.from({ length: records.length * views }, (_, r) => batchLabels![Math.floor(r / views)]) : null;
+      s.queue.push(projected, rowLabels);
+    }
     const value = loss.dataSync()[0];
     loss.dispose();
     return value;
