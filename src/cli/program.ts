@@ -125,6 +125,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--warmup-epochs <n>', 'epochs of linear learning-rate warmup before the cosine decay').default(d.warmupEpochs).argParser(integerFlag('--warmup-epochs', 0)))
     .addOption(new Option('--temperature <x>', 'temperature of the SupCon / NT-Xent loss').default(d.temperature).argParser(numberFlag('--temperature', { gt: 0 })))
     .addOption(new Option('--queue-size <n>', 'supcon/simclr: rows of the cross-batch memory queue (the last n projected rows of earlier steps join the contrast set; 0: none)').default(d.queueSize).argParser(integerFlag('--queue-size', 0, 2 ** 31 - 1)))
+    .addOption(new Option('--chunk-size <n>', 'supcon/simclr: gradient caching, the model over the 2 x batch views in chunks of n rows (peak memory follows the chunk; 0: no chunks)').default(d.chunkSize).argParser(integerFlag('--chunk-size', 0, 2 ** 31 - 1)))
     .addOption(new Option('--projection-dim <n>', 'output size of the projection head').default(d.projectionDim).argParser(integerFlag('--projection-dim', 1)))
     .addOption(new Option('--head <kind>', `projection head: ${PROJECTION_HEAD_KINDS.join(', ')}`).default(d.projectionHead).argParser(choiceFlag('--head', PROJECTION_HEAD_KINDS)))
     .addOption(new Option('--linear-epochs <n>', 'epochs of the linear classifier in linear evaluation').default(d.linearEpochs).argParser(integerFlag('--linear-epochs', 1)))
@@ -188,6 +189,7 @@ export function buildProgram(io: CliIo): Command {
             warmupEpochs: opts.warmupEpochs as number,
             temperature: opts.temperature as number,
             queueSize: opts.queueSize as number,
+            chunkSize: opts.chunkSize as number,
             projectionDim: opts.projectionDim as number,
             projectionHead: opts.head as TrainConfig['projectionHead'],
             linearEpochs: opts.linearEpochs as number,

@@ -67,6 +67,12 @@ export interface TrainConfig {
    * Contrastive methods only.
    */
   queueSize: number;
+  /**
+   * Gradient caching (src/train/grad_cache.ts): run the model over the 2 x batchSize views in
+   * chunks of this many rows, so peak memory follows the chunk, not the batch. 0 (default):
+   * one pass over the whole batch. Contrastive methods only.
+   */
+  chunkSize: number;
   /** Epochs of the linear classifier in linear evaluation. */
   linearEpochs: number;
   /** Peak learning rate of the linear classifier. */
@@ -103,6 +109,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   warmupEpochs: 1,
   temperature: 0.1,
   queueSize: 0,
+  chunkSize: 0,
   linearEpochs: 30,
   linearLr: 0.1,
   knnK: 20,
@@ -144,6 +151,7 @@ export const TRAIN_CONFIG_KEYS = [
   'warmupEpochs',
   'temperature',
   'queueSize',
+  'chunkSize',
   'linearEpochs',
   'linearLr',
   'knnK',
@@ -185,6 +193,7 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     // The loss's own rule (its float32 value and reciprocal finite and nonzero): refused here, up front.
     temperature: c.temperature === undefined ? d.temperature : validate.positiveFloat32(name('temperature'), c.temperature, { reciprocal: true }),
     queueSize: int('queueSize', 0, 2 ** 31 - 1),
+    chunkSize: int('chunkSize', 0, 2 ** 31 - 1),
     linearEpochs: int('linearEpochs', 1),
     linearLr: num('linearLr', { gt: 0 }),
     knnK: int('knnK', 1),
@@ -214,6 +223,9 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
   }
   if (resolved.method === 'ce' && resolved.queueSize > 0) {
     throw new InvalidArgumentError(name('queueSize'), "0 for method 'ce' (a queue feeds the contrastive loss)", `${resolved.queueSize}`);
+  }
+  if (resolved.method === 'ce' && resolved.chunkSize > 0) {
+    throw new InvalidArgumentError(name('chunkSize'), "0 for method 'ce' (gradient caching serves the contrastive loss)", `${resolved.chunkSize}`);
   }
   if (resolved.warmupEpochs > resolved.epochs) {
     throw new InvalidArgumentError(

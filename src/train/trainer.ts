@@ -35,6 +35,7 @@ import { JsonlMetricsSink, type EpochRecord, type MetricsSink, type ResultRecord
 import { createOptimizer, type TrainOptimizer } from './optimizers';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
 import { loadConfigSplit, writeRunDataset, RUN_DATASET_FILE, type DataHooks } from './run_dataset';
+import { chunkedGradients } from './grad_cache';
 import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE, type SavedQueueInfo } from './queue';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
 import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
@@ -492,6 +493,11 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
   let projected: Float32Array | undefined;
   const batchLabels = s.queue?.labeled ? (batch.labels.dataSync() as Int32Array) : undefined;
   try {
+    if (config.chunkSize > 0 && config.method !== 'ce') {
+      const { value, features } = chunkedStep(s, records, batch, rng);
+      if (s.queue) s.queue.push(features, rowLabelsOf(s.queue, batchLabels, records.length, features.length));
+      return value;
+    }
     const loss = tf.tidy(() => {
       const lossFn = (): tf.Scalar => {
         if (config.method === 'ce') {
@@ -514,18 +520,48 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
       s.optimizer.applyGradients(grads);
       return value;
     });
-    if (s.queue && projected) {
-      // This step's rows, [B, 2, D] in memory order (sample-major), each with its sample's label.
-      const views = projected.length / (records.length * s.queue.dim);
-      const rowLabels = s.queue.labeled ? Int32Array.from({ length: records.length * views }, (_, r) => batchLabels![Math.floor(r / views)]) : null;
-      s.queue.push(projected, rowLabels);
-    }
+    if (s.queue && projected) s.queue.push(projected, rowLabelsOf(s.queue, batchLabels, records.length, projected.length));
     const value = loss.dataSync()[0];
     loss.dispose();
     return value;
   } finally {
     batch.images.dispose();
     batch.labels.dispose();
+  }
+}
+
+/** Labels of a step's rows [B, V, D] (memory order, sample-major) for the queue: each its sample's. */
+function rowLabelsOf(queue: MemoryQueue, labels: Int32Array | undefined, batch: number, floats: number): Int32Array | null {
+  if (!queue.labeled) return null;
+  const views = floats / (batch * queue.dim);
+  return Int32Array.from({ length: batch * views }, (_, r) => labels![Math.floor(r / views)]);
+}
+
+/**
+ * A contrastive step with gradient caching (config.chunkSize, src/train/grad_cache.ts); returns
+ * the loss and the step's detached rows [B, 2, D] (for the queue).
+ */
+function chunkedStep(s: Session, records: Int32Array, batch: { images: tf.Tensor4D; labels: tf.Tensor1D }, rng: Rng): { value: number; features: Float32Array } {
+  const { config, models, train } = s;
+  const x = tf.tidy(() => {
+    const [first, second] = twoViews(batch.images, rng);
+    return normalize(tf.concat([first, second], 0), train.normalization);
+  });
+  const contrast = s.queue?.contrastSet();
+  let features = new Float32Array(0);
+  try {
+    const labels = config.method === 'supcon' ? batch.labels : null;
+    const { value, grads } = chunkedGradients(models.trainModel, x, config.chunkSize, s.variables, (z) => {
+      // [2B, D] view-major -> [B, 2, D], the loss's layout (docs/loss.md).
+      const f = tf.transpose(tf.reshape(z, [2, records.length, -1]), [1, 0, 2]);
+      if (s.queue) features = (f.dataSync() as Float32Array).slice();
+      return supConLoss(f, labels, { temperature: config.temperature, ...(contrast ? { contrast } : {}) }) as tf.Scalar;
+    });
+    s.optimizer.applyGradients(grads);
+    tf.dispose(Object.values(grads));
+    return { value, features };
+  } finally {
+    tf.dispose([x, contrast?.features ?? []]);
   }
 }
 
