@@ -116,6 +116,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--channels <n>', 'image-folder: 1 (grayscale) or 3 (RGB; default)').argParser((raw: string) => Number(choiceFlag('--channels', ['1', '3'] as const)(raw))))
     .addOption(new Option('--val-split <fraction>', 'image-folder without a test/ folder: fraction of each class held out as the test split').argParser(numberFlag('--val-split', { gt: 0, lt: 1 })))
     .option('--strict', 'image-folder: an unreadable image is an error (default: skipped with a warning)')
+    .addOption(new Option('--labels-csv <file>', "image-folder: label sets of the training images ('path,label1;label2' lines, paths relative to --data-dir): SupCon's positives share a label").argParser(pathFlag('--labels-csv')))
     .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
     .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
     .addOption(new Option('--optimizer <name>', `optimizer: ${OPTIMIZER_NAMES.join(', ')}`).default(d.optimizer).argParser(choiceFlag('--optimizer', OPTIMIZER_NAMES)))
@@ -209,6 +210,7 @@ export function buildProgram(io: CliIo): Command {
             ['channels', 'channels'],
             ['valSplit', 'valSplit'],
             ['strict', 'strict'],
+            ['labelsCsv', 'labelsCsv'],
           ] as const) {
             if (opts[flagKey] !== undefined) (config as Record<string, unknown>)[key] = opts[flagKey];
           }

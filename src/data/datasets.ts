@@ -2,6 +2,7 @@
  * The dataset registry: which image datasets exist, where their files live, and a loader that
  * returns any of them in one typed, NHWC uint8 form.
  */
+import { gatherLabelSets, type DatasetLabelSets } from './label_sets';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../paths';
@@ -84,6 +85,11 @@ export interface ImageDataset {
   readonly store?: ImageStore;
   /** One class index per image. */
   readonly labels: Int32Array;
+  /**
+   * Multi-label data (src/data/label_sets.ts): label sets per image, which SupCon then uses as
+   * its positives (images sharing a label); absent for single-label data.
+   */
+  readonly labelSets?: DatasetLabelSets;
   readonly count: number;
   readonly height: number;
   readonly width: number;
@@ -366,7 +372,10 @@ export function subsetDataset<D extends ImageDataset>(dataset: D, indices: Array
     labels[i] = dataset.labels[r];
   }
   const paths = (dataset as { paths?: readonly string[] }).paths;
-  const perRecord = Array.isArray(paths) ? { paths: Array.from(indices, (r) => paths[r]) } : {};
+  const perRecord = {
+    ...(Array.isArray(paths) ? { paths: Array.from(indices, (r) => paths[r]) } : {}),
+    ...(dataset.labelSets ? { labelSets: { ...dataset.labelSets, sets: gatherLabelSets(dataset.labelSets, indices).sets } } : {}),
+  };
   // A split on disk stays on disk: the subset is a view of the same file.
   if (dataset.store !== undefined) return { ...dataset, ...perRecord, store: dataset.store.subset(indices), labels, count: indices.length };
   const images = new Uint8Array(indices.length * recordBytes);

@@ -4,6 +4,7 @@
  * batching, and two-view augmentation on tensors.
  */
 export { DatasetError } from './errors';
+export { withLabelSets, readLabelsCsv, parseLabelsCsv, gatherLabelSets, type DatasetLabelSets } from './label_sets';
 export {
   parseIdx,
   decodeIdx,

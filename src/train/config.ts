@@ -37,6 +37,12 @@ export interface TrainConfig {
   valSplit?: number;
   /** Dataset 'image-folder' only: an unreadable image is an error, not a skipped file (default false). */
   strict?: boolean;
+  /**
+   * Dataset 'image-folder' only: a labels CSV giving each training image a set of labels
+   * (src/data/label_sets.ts; `path,label1;label2`): SupCon's positives are then the images
+   * sharing a label. The folder classes stay the classes of kNN and linear evaluation.
+   */
+  labelsCsv?: string;
   /** Encoder architecture. */
   arch: Arch;
   /** Channel width multiplier of the encoder. */
@@ -137,6 +143,7 @@ export const TRAIN_CONFIG_KEYS = [
   'channels',
   'valSplit',
   'strict',
+  'labelsCsv',
   'arch',
   'width',
   'stem',
@@ -216,8 +223,9 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     resolved.channels = channels as 1 | 3;
     if (c.valSplit !== undefined) resolved.valSplit = validate.number(name('valSplit'), c.valSplit, { gt: 0, lt: 1 });
     if (c.strict !== undefined) resolved.strict = validate.boolean(name('strict'), c.strict);
+    if (c.labelsCsv !== undefined) resolved.labelsCsv = validate.string(name('labelsCsv'), c.labelsCsv);
   } else {
-    for (const key of ['imageSize', 'channels', 'valSplit', 'strict'] as const) {
+    for (const key of ['imageSize', 'channels', 'valSplit', 'strict', 'labelsCsv'] as const) {
       if (c[key] !== undefined) validate.fail(name(key), `no value (only dataset 'image-folder' has ${key})`, c[key]);
     }
   }

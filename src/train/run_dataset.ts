@@ -6,8 +6,8 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { datasetInfo, loadDataset, type DatasetName, type DecodeProgress, type ImageDataset, type LoadDatasetOptions, type Normalization, type Split } from '../data';
+import { join, resolve as resolvePath } from 'node:path';
+import { datasetInfo, loadDataset, readLabelsCsv, type DatasetName, type DecodeProgress, type ImageDataset, type LoadDatasetOptions, type Normalization, type Split } from '../data';
 import type { TrainConfig } from './config';
 import { CheckpointError } from './errors';
 
@@ -55,7 +55,12 @@ export function datasetOptions(config: TrainConfig, hooks: DataHooks = {}): Omit
 
 /** Loads one split of the config's dataset (no limits applied). */
 export async function loadConfigSplit(config: TrainConfig, split: Split, hooks: DataHooks = {}): Promise<ImageDataset> {
-  return loadDataset(config.dataset, { split, ...datasetOptions(config, hooks) });
+  const dataset = await loadDataset(config.dataset, { split, ...datasetOptions(config, hooks) });
+  // Label sets from the labels CSV, for the training split (the test split is scored by class).
+  if (config.labelsCsv !== undefined && split === 'train') {
+    return readLabelsCsv(resolvePath(config.labelsCsv), dataset as ImageDataset & { paths: readonly string[] }, resolvePath(config.dataDir!));
+  }
+  return dataset;
 }
 
 /** The description of a loaded training split. */

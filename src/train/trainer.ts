@@ -15,7 +15,8 @@ import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { supConLoss } from '../loss/op';
-import { augmentView, batchCount, batchOf, epochOrder, normalize, Rng, twoViews, type ImageDataset } from '../data';
+import { augmentView, batchCount, batchOf, epochOrder, gatherLabelSets, normalize, Rng, twoViews, type ImageDataset } from '../data';
+import type { LabelsLike } from '../loss/tensor_inputs';
 import {
   CHECKPOINT_FILES,
   hasCheckpoint,
@@ -260,6 +261,9 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
   const outDir = options.outDir;
   const { train, test } = await loadRunDatasets(config, options.datasets, options.callbacks);
   if (train.count < 2) throw new InvalidArgumentError('config.limitTrain', 'at least 2 training images', `${train.count}`);
+  if (train.labelSets && config.queueSize > 0) {
+    throw new InvalidArgumentError('config.queueSize', '0 with a multi-label dataset (the queue holds class ids)', `${config.queueSize}`);
+  }
   if (state !== undefined && (state.trainCount !== train.count || state.testCount !== test.count)) {
     throw new CheckpointError(
       join(outDir, CHECKPOINT_FILES.state),
@@ -510,7 +514,7 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
         const projections = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
         // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
         const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
-        const labels = config.method === 'supcon' ? batch.labels : null;
+        const labels = lossLabels(s, records, batch.labels);
         // The queue's rows (earlier steps', constants here) join the contrast set.
         const contrast = s.queue?.contrastSet();
         if (s.queue) projected = (features.dataSync() as Float32Array).slice();
@@ -528,6 +532,12 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
     batch.images.dispose();
     batch.labels.dispose();
   }
+}
+
+/** The loss's labels of a batch: none (SimCLR), its label sets (multi-label data), or its class ids. */
+function lossLabels(s: Session, records: Int32Array, classIds: tf.Tensor1D): LabelsLike | null {
+  if (s.config.method !== 'supcon') return null;
+  return s.train.labelSets ? gatherLabelSets(s.train.labelSets, records) : classIds;
 }
 
 /** Labels of a step's rows [B, V, D] (memory order, sample-major) for the queue: each its sample's. */
@@ -550,7 +560,7 @@ function chunkedStep(s: Session, records: Int32Array, batch: { images: tf.Tensor
   const contrast = s.queue?.contrastSet();
   let features = new Float32Array(0);
   try {
-    const labels = config.method === 'supcon' ? batch.labels : null;
+    const labels = lossLabels(s, records, batch.labels);
     const { value, grads } = chunkedGradients(models.trainModel, x, config.chunkSize, s.variables, (z) => {
       // [2B, D] view-major -> [B, 2, D], the loss's layout (docs/loss.md).
       const f = tf.transpose(tf.reshape(z, [2, records.length, -1]), [1, 0, 2]);
