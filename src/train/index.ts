@@ -91,6 +91,8 @@ export {
   type EmbeddingKind,
 } from './evaluate';
 export { enableFastKernels } from './fast_kernels';
+export { MemoryQueue, encodeQueue, decodeQueue, QUEUE_FILE, type QueueContents, type SavedQueueInfo } from './queue';
+export { chunkedGradients, type ChunkedGradients } from './grad_cache';
 export { encodeNpy, decodeNpy } from './npy';
 export {
   TensorBoardSink,
