@@ -31,6 +31,9 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
     ['missing required flag', ['embed', '--out', 'x.json'], /^supcon embed: required option '--checkpoint <dir>' not specified$/],
     ['bad output type', ['embed', '--checkpoint', 'runs/x', '--out', 'map.png'], /'\.json', '\.npy' or '\.tsv' for --out/],
     ['config flag with --resume', ['train', '--resume', 'runs/x', '--epochs', '3'], /^supcon train: Expected nothing when --resume is given .* for --epochs but received 3$/],
+    ['negative queue size', ['train', '--queue-size', '-1'], /^supcon train: Expected integer in \[0, 2147483647\] for --queue-size but received -1 of type number$/],
+    ['non-numeric chunk size', ['train', '--chunk-size', 'big'], /for --chunk-size but received 'big'/],
+    ['queue with cross-entropy', ['train', '--method', 'ce', '--queue-size', '8'], /config\.queueSize/],
     ['unknown command', ['fit'], /^supcon: unknown command 'fit'/],
     ['no command', [], /^supcon: missing command/],
   ];
@@ -47,7 +50,7 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
 describe.concurrent('help', () => {
   it.each([
     [[], 'Usage: supcon [options] [command]', ['train', 'eval', 'embed', 'neighbors', 'export', 'plot']],
-    [['train'], 'Usage: supcon train [options]', ['--method <name>', '--batch-size <n>', '(default: 256)', '--resume <dir>', '--optimizer <name>']],
+    [['train'], 'Usage: supcon train [options]', ['--method <name>', '--batch-size <n>', '(default: 256)', '--resume <dir>', '--optimizer <name>', '--queue-size <n>', '--chunk-size <n>', '--labels-csv <file>']],
     [['eval'], 'Usage: supcon eval [options]', ['--checkpoint <dir>', '--retrain']],
     [['embed'], 'Usage: supcon embed [options]', ['--out <file>', '--features <kind>', '--no-map']],
     [['plot'], 'Usage: supcon plot [options]', ['--run <dir>']],
@@ -84,6 +87,17 @@ describe('end to end', () => {
     const plotted = await supcon(['plot', '--run', out, '--out', join(out, 'again')]);
     expect(plotted.code).toBe(0);
     expect(existsSync(join(out, 'again.png'))).toBe(true);
+  });
+
+  it('trains with a memory queue and in chunks (--queue-size, --chunk-size) and saves the queue', async () => {
+    const out = join(root, 'queue');
+    const trained = await supcon(['train', ...TINY, '--knn-bank', '0', '--epochs', '1', '--queue-size', '48', '--chunk-size', '12', '--out', out]);
+    expect(errorLines(trained.stderr)).toEqual([]);
+    expect(trained.code).toBe(0);
+    const state = JSON.parse(await readFile(join(out, 'state.json'), 'utf8'));
+    expect(state.config).toMatchObject({ queueSize: 48, chunkSize: 12 });
+    expect(state.queue).toEqual({ size: 48, dim: 128, labeled: true, rows: 48 });
+    expect(existsSync(join(out, 'queue.bin'))).toBe(true);
   });
 
   it('saves a checkpoint on Ctrl-C (exit 130) and --resume finishes the run', async () => {
