@@ -34,6 +34,7 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
     ['negative queue size', ['train', '--queue-size', '-1'], /^supcon train: Expected integer in \[0, 2147483647\] for --queue-size but received -1 of type number$/],
     ['non-numeric chunk size', ['train', '--chunk-size', 'big'], /for --chunk-size but received 'big'/],
     ['queue with cross-entropy', ['train', '--method', 'ce', '--queue-size', '8'], /config\.queueSize/],
+    ['labels CSV on a built-in dataset', ['train', '--labels-csv', 'labels.csv'], /only dataset 'image-folder' has labelsCsv\) for config\.labelsCsv/],
     ['unknown command', ['fit'], /^supcon: unknown command 'fit'/],
     ['no command', [], /^supcon: missing command/],
   ];
