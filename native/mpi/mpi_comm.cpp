@@ -35,10 +35,10 @@ Status fromCode(int code, const char* what) {
 }
 
 Status ready(const char* what) {
-  if (gFinalized) return Status::unavailable(std::string(what) + ": MPI has been finalized");
+  if (gFinalized) return Status::communication(std::string(what) + ": MPI has been finalized");
   int on = 0;
   MPI_Initialized(&on);
-  if (!on) return Status::unavailable(std::string(what) + ": MPI is not initialized (call init first)");
+  if (!on) return Status::communication(std::string(what) + ": MPI is not initialized (call init first)");
   return Status::ok();
 }
 
@@ -77,7 +77,7 @@ void promoteLibraryToGlobal() {
 }  // namespace
 
 Status init() {
-  if (gFinalized) return Status::unavailable("MPI has been finalized in this process");
+  if (gFinalized) return Status::communication("MPI has been finalized in this process");
   int on = 0;
   MPI_Initialized(&on);
   if (!on) {
