@@ -156,16 +156,20 @@ Status backwardImpl(const ConvBatchNormBackwardArgs& a) {
       sums[c] += sumG[p * C + c];
       sums[C + c] += sumGZ[p * C + c];
     }
-  // Synchronized batch norm: the whole batch's sums replace this process's (training only:
-  // in inference mode the statistics are constants and the sums only give dgamma and dbeta).
+  // dgamma and dbeta are this process's (the parameter gradients are summed by the caller, like
+  // the filter's); synchronized batch norm takes dz from the whole batch's sums (training only:
+  // in inference mode the statistics are constants).
+  for (int64_t c = 0; c < C; ++c) {
+    const double invStd = 1.0 / std::sqrt(double(a.variance[c]) + double(a.epsilon));
+    a.dbeta[c] = static_cast<float>(sums[c]);
+    a.dgamma[c] = static_cast<float>(sums[C + c] * invStd);
+  }
   if (a.reduceSums && a.training) SUPCON_RETURN_IF_ERROR(a.reduceSums(C, sums.data(), sums.data() + C));
   std::vector<float> ka(C), kb(C), kk(C);
   for (int64_t c = 0; c < C; ++c) {
     const double sg = sums[c], sgz = sums[C + c];
     const double invStd = 1.0 / std::sqrt(double(a.variance[c]) + double(a.epsilon));
     const double dgamma = sgz * invStd;
-    a.dbeta[c] = static_cast<float>(sg);
-    a.dgamma[c] = static_cast<float>(dgamma);
     const double scale = double(a.gamma[c]) * invStd;
     if (a.training) {
       // dz = scale (g - sg/M - xhat dgamma/M), xhat = (z - mean) invStd

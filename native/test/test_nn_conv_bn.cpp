@@ -439,8 +439,8 @@ TEST(conv_bn_reduced_statistics_of_two_shards_equal_the_whole_batch) {
   // Synchronized batch norm as two data-parallel ranks would run it: the batch split 4 + 2, each
   // shard's moments and gradient sums replaced by the combination of both (Chan et al.'s formula,
   // as the MPI binding combines them). y, dx and the statistics of the shards are the whole
-  // batch's rows; dgamma and dbeta are the whole batch's on both; the shards' filter gradients sum
-  // to the whole batch's (what the gradient allreduce adds).
+  // batch's rows; the shards' filter, gamma and beta gradients sum to the whole batch's (what the
+  // gradient allreduce adds).
   Case c;
   c.g = same(6, 9, 5, 7, 3, 1);
   c.residual = true;
@@ -505,7 +505,7 @@ TEST(conv_bn_reduced_statistics_of_two_shards_equal_the_whole_batch) {
     }
     return supcon::Status::ok();
   };
-  std::vector<double> y, dx, dw(c.g.filterSize(), 0.0);
+  std::vector<double> y, dx, dw(c.g.filterSize(), 0.0), dgamma(C, 0.0), dbeta(C, 0.0);
   auto close = [](const std::vector<float>& a, const std::vector<double>& b) {
     double scale = 1e-30, worst = 0;
     for (size_t i = 0; i < b.size(); ++i) {
@@ -522,10 +522,14 @@ TEST(conv_bn_reduced_statistics_of_two_shards_equal_the_whole_batch) {
     y.insert(y.end(), o.y.begin(), o.y.end());
     dx.insert(dx.end(), o.dx.begin(), o.dx.end());
     for (size_t i = 0; i < dw.size(); ++i) dw[i] += o.dw[i];
+    for (int64_t k = 0; k < C; ++k) {
+      dgamma[k] += o.dgamma[k];
+      dbeta[k] += o.dbeta[k];
+    }
     CHECK(close(full.mean, asDouble(o.mean)) < 1e-6 && close(full.variance, asDouble(o.variance)) < 1e-6) << "shard " << s;
     CHECK(close(full.newMean, asDouble(o.newMean)) < 1e-6 && close(full.newVariance, asDouble(o.newVariance)) < 1e-6);
-    CHECK(close(full.dgamma, asDouble(o.dgamma)) < 1e-5 && close(full.dbeta, asDouble(o.dbeta)) < 1e-5) << "shard " << s;
   }
+  CHECK(close(full.dgamma, dgamma) < 1e-5 && close(full.dbeta, dbeta) < 1e-5) << close(full.dgamma, dgamma);
   CHECK(close(full.y, y) < 1e-5) << close(full.y, y);
   CHECK(close(full.dx, dx) < 1e-5) << close(full.dx, dx);
   CHECK(close(full.dw, dw) < 1e-5) << close(full.dw, dw);

@@ -19,6 +19,7 @@ import { TENSORBOARD_DIR } from '../train/tensorboard';
 import { embedImages, exportCheckpoint, findNeighbors } from '../apps';
 import type { DataHooks } from '../train/run_dataset';
 import { resumeRun, trainRun, readTrainingState, type TrainRunResult } from '../train/trainer';
+import { launcherWorld } from '../mpi';
 import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
 import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
 
@@ -102,7 +103,9 @@ export function buildProgram(io: CliIo): Command {
     .description(
       'Pre-train an encoder with SupCon, SimCLR or cross-entropy, then score it: linear evaluation of the frozen ' +
         'encoder (supcon, simclr) or the classifier head (ce). Writes a checkpoint every epoch, metrics.jsonl, ' +
-        'result.json and curves.svg/png into --out. Ctrl-C saves a checkpoint and exits; --resume continues.',
+        'result.json and curves.svg/png into --out. Ctrl-C saves a checkpoint and exits; --resume continues. ' +
+        'Under mpirun -np K (or srun) it trains data-parallel: --batch-size is the global batch, split across the K ' +
+        'processes, and the loss sees all of it; rank 0 writes the run.',
     )
     .addOption(new Option('--method <name>', `training method: ${METHODS.join(', ')}`).default(d.method).argParser(choiceFlag('--method', METHODS)))
     .addOption(new Option('--model <arch>', `encoder: ${ENCODER_ARCHS.join(', ')}`).default(d.arch).argParser(choiceFlag('--model', ENCODER_ARCHS)))
@@ -132,6 +135,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--knn-bank <n>', 'training images in the kNN bank (0: no kNN monitor)').default(d.knnBank).argParser(integerFlag('--knn-bank', 0)))
     .addOption(new Option('--knn-queries <n>', 'test images the kNN monitor classifies (0: no kNN monitor)').default(d.knnQueries).argParser(integerFlag('--knn-queries', 0)))
     .addOption(new Option('--seed <n>', 'seed of weights, shuffling and augmentation').default(d.seed).argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .option('--sync-bn', 'data-parallel runs: batch norm over the whole global batch (moments averaged across processes; needs MPI)')
     .addOption(new Option('--out <dir>', 'run directory (default: runs/<method>-<model>-<time>)').argParser(pathFlag('--out')))
     .addOption(new Option('--resume <dir>', "continue the run in <dir> from its checkpoint (its config is kept)").argParser(pathFlag('--resume')))
     .option('--no-plots', 'do not draw curves.svg/png at the end')
@@ -147,6 +151,9 @@ export function buildProgram(io: CliIo): Command {
           );
         }
       }
+      // Data-parallel: rank 0 shows progress and results; the other ranks report only errors.
+      const world = launcherWorld();
+      const quiet = world !== null && world.rank !== 0;
       const progress = new TrainingProgress({ stream: io.stdout, warningStream: io.stderr });
       const controller = new AbortController();
       let interrupts = 0;
@@ -157,14 +164,14 @@ export function buildProgram(io: CliIo): Command {
           io.stderr.write(`supcon train: ${signal} again: exiting without saving\n`);
           process.exit(EXIT.interrupted);
         }
-        progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
+        if (!quiet) progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
         controller.abort();
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       const common = {
         signal: controller.signal,
-        callbacks: progress,
+        ...(quiet ? {} : { callbacks: progress }),
         fastKernels: opts.fastKernels !== false,
         tensorboard: opts.tensorboard !== false,
       };
@@ -194,6 +201,7 @@ export function buildProgram(io: CliIo): Command {
             knnBank: opts.knnBank as number,
             knnQueries: opts.knnQueries as number,
             seed: opts.seed as number,
+            syncBatchNorm: opts.syncBn === true,
           };
           for (const [key, flagKey] of [
             ['lr', 'lr'],
@@ -218,6 +226,10 @@ export function buildProgram(io: CliIo): Command {
         progress.stop();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
+      }
+      if (run.rank !== 0) {
+        if (run.status === 'interrupted') throw new ExitRequest(EXIT.interrupted);
+        return;
       }
       if (run.status === 'interrupted') {
         const state = await readTrainingState(run.outDir);

@@ -75,6 +75,11 @@ export interface TrainConfig {
   knnQueries: number;
   /** Seed of the weights, shuffling and augmentation. */
   seed: number;
+  /**
+   * Data-parallel runs (mpirun -np K): batch norm over the whole global batch (moments averaged
+   * across the processes) instead of each process's shard. Needs MPI; ConvBatchNorm encoders.
+   */
+  syncBatchNorm: boolean;
 }
 
 /**
@@ -103,6 +108,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   knnBank: 2000,
   knnQueries: 1000,
   seed: 0,
+  syncBatchNorm: false,
 } satisfies TrainConfig);
 
 /**
@@ -143,6 +149,7 @@ export const TRAIN_CONFIG_KEYS = [
   'knnBank',
   'knnQueries',
   'seed',
+  'syncBatchNorm',
 ] as const satisfies ReadonlyArray<keyof TrainConfig>;
 
 /**
@@ -183,6 +190,7 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     knnBank: int('knnBank', 0),
     knnQueries: int('knnQueries', 0),
     seed: int('seed', 0, 2 ** 32 - 1),
+    syncBatchNorm: c.syncBatchNorm === undefined ? d.syncBatchNorm : validate.boolean(name('syncBatchNorm'), c.syncBatchNorm),
   };
   if (c.dataDir !== undefined) resolved.dataDir = validate.string(name('dataDir'), c.dataDir);
   if (c.limitTrain !== undefined) resolved.limitTrain = validate.integer(name('limitTrain'), c.limitTrain, 2);

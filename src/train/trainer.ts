@@ -37,6 +37,7 @@ import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type Encod
 import { loadConfigSplit, writeRunDataset, RUN_DATASET_FILE, type DataHooks } from './run_dataset';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
 import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
+import { checkSyncBatchNormAvailable, joinDataParallel, type DataParallel } from './distributed';
 
 /** Files of a run directory besides the checkpoint's. */
 export const RUN_FILES = Object.freeze({
@@ -62,6 +63,8 @@ export interface TrainingState {
   /** Optimizer steps taken. */
   step: number;
   stepsPerEpoch: number;
+  /** Processes of the data-parallel run that saved it (absent: 1); a resume needs as many. */
+  worldSize?: number;
   /** Size of the training and test sets the run used (checked on resume). */
   trainCount: number;
   testCount: number;
@@ -147,8 +150,11 @@ export interface TrainRunResult {
   epochs: number;
   step: number;
   metrics: EpochRecord[];
-  /** The final evaluation (status 'complete'). */
+  /** The final evaluation (status 'complete'; on rank 0 of a data-parallel run). */
   result?: ResultRecord;
+  /** This process's rank and the number of processes (0 and 1 unless data-parallel). */
+  rank: number;
+  worldSize: number;
 }
 
 const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'datasets', 'fastKernels', 'tensorboard'] as const;
@@ -171,7 +177,8 @@ export async function trainRun(config: Partial<TrainConfig>, options: TrainRunOp
       `${opts.outDir}, which holds ${CHECKPOINT_FILES.state}`,
     );
   }
-  return runTraining(resolved, opts, undefined);
+  const dp = joinDataParallel();
+  return asDataParallel(dp, () => runTraining(resolved, opts, undefined, dp));
 }
 
 /**
@@ -183,9 +190,32 @@ export async function trainRun(config: Partial<TrainConfig>, options: TrainRunOp
 export async function resumeRun(options: TrainRunOptions, overrides: Pick<Partial<TrainConfig>, 'dataDir'> = {}): Promise<TrainRunResult> {
   const opts = checkRunOptions(options);
   const o = validate.options('overrides', overrides, ['dataDir']);
-  const state = await readTrainingState(opts.outDir);
-  const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
-  return runTraining(config, opts, state);
+  const dp = joinDataParallel();
+  return asDataParallel(dp, async () => {
+    // Data-parallel: rank 0 reads the checkpoint and sends it (the others may not see its disk).
+    const state = dp ? dp.broadcastJson(dp.isRoot ? await readTrainingState(opts.outDir) : undefined) : await readTrainingState(opts.outDir);
+    const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
+    return runTraining(config, opts, state, dp);
+  });
+}
+
+/**
+ * Runs a training session; data-parallel, finalizes MPI after it (every rank waits for rank 0's
+ * evaluation), and on an error on this rank reports it and ends every rank (MPI_Abort) rather
+ * than leaving the others waiting in a collective.
+ */
+async function asDataParallel(dp: DataParallel | null, run: () => Promise<TrainRunResult>): Promise<TrainRunResult> {
+  if (!dp) return run();
+  let result: TrainRunResult;
+  try {
+    result = await run();
+  } catch (e) {
+    process.stderr.write(`supcon train [rank ${dp.rank} of ${dp.size}]: ${(e as Error).message ?? String(e)}; stopping every rank\n`);
+    dp.abort(1);
+    throw e;
+  }
+  dp.close();
+  return result;
 }
 
 function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
@@ -247,9 +277,24 @@ interface Session {
   callbacks: TrainCallbacks;
   signal?: AbortSignal;
   tensorboard: boolean;
+  /** The data-parallel job, or null for one process. */
+  dp: DataParallel | null;
 }
 
-async function runTraining(config: TrainConfig, options: TrainRunOptions, state: TrainingState | undefined): Promise<TrainRunResult> {
+async function runTraining(
+  config: TrainConfig,
+  options: TrainRunOptions,
+  state: TrainingState | undefined,
+  dp: DataParallel | null,
+): Promise<TrainRunResult> {
+  if (config.syncBatchNorm) checkSyncBatchNormAvailable();
+  const worldSize = dp ? dp.size : 1;
+  if (state !== undefined && (state.worldSize ?? 1) !== worldSize) {
+    throw new CheckpointError(
+      join(options.outDir, CHECKPOINT_FILES.state),
+      `was saved by a run of ${state.worldSize ?? 1} process(es) but this one has ${worldSize}: resume it with as many (mpirun -np ${state.worldSize ?? 1})`,
+    );
+  }
   const kernels = options.fastKernels === false ? [] : enableFastKernels();
   const outDir = options.outDir;
   const { train, test } = await loadRunDatasets(config, options.datasets, options.callbacks);
@@ -261,6 +306,7 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
     );
   }
   const models = buildRunModels(config, [train.height, train.width, train.channels], train.numClasses, options.buildEncoder);
+  if (config.syncBatchNorm) checkSyncableBatchNorm(models.trainModel);
   const batchSize = Math.min(config.batchSize, train.count);
   const stepsPerEpoch = batchCount(train.count, batchSize, true);
   const optimizer = createOptimizer(config.optimizer, {
@@ -286,22 +332,53 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
     callbacks: options.callbacks ?? {},
     ...(options.signal ? { signal: options.signal } : {}),
     tensorboard: options.tensorboard !== false,
+    dp,
   };
+  const writer = !dp || dp.isRoot; // rank 0 alone reads and writes the run directory
   try {
     if (state !== undefined) {
-      await loadWeightsInto(models.trainModel, outDir);
-      await loadOptimizerState(optimizer, models.trainModel, outDir);
+      if (writer) {
+        await loadWeightsInto(models.trainModel, outDir);
+        await loadOptimizerState(optimizer, models.trainModel, outDir);
+      }
       if (state.stepsPerEpoch !== stepsPerEpoch) {
         throw new CheckpointError(join(outDir, CHECKPOINT_FILES.state), `has ${state.stepsPerEpoch} steps per epoch but the run now has ${stepsPerEpoch}`);
       }
-    } else {
+    } else if (writer) {
       await mkdir(outDir, { recursive: true });
     }
-    if (state === undefined || !existsSync(join(outDir, RUN_FILES.dataset))) await writeRunDataset(outDir, train);
+    if (writer && (state === undefined || !existsSync(join(outDir, RUN_FILES.dataset)))) await writeRunDataset(outDir, train);
+    if (dp) {
+      // Every rank starts from rank 0's weights and optimizer state.
+      dp.broadcastWeights(models.trainModel);
+      await dp.broadcastOptimizer(optimizer);
+      dp.setSyncBatchNorm(config.syncBatchNorm);
+    }
     return await loop(session, state, kernels);
   } finally {
+    dp?.setSyncBatchNorm(false);
     optimizer.dispose();
     disposeRunModels(models);
+  }
+}
+
+/**
+ * Synchronized batch norm reaches the fused ConvBatchNorm layers only: a model with tfjs's own
+ * BatchNormalization layers (an encoder built with fused: false, a custom one) is refused.
+ */
+function checkSyncableBatchNorm(model: tf.LayersModel): void {
+  const plain: string[] = [];
+  const visit = (layer: tf.layers.Layer) => {
+    if (layer.getClassName() === 'BatchNormalization') plain.push(layer.name);
+    for (const inner of (layer as { layers?: tf.layers.Layer[] }).layers ?? []) visit(inner);
+  };
+  model.layers.forEach(visit);
+  if (plain.length > 0) {
+    throw new InvalidArgumentError(
+      'config.syncBatchNorm',
+      'an encoder of ConvBatchNorm layers (the fused default) for synchronized batch norm',
+      `a model with tfjs BatchNormalization layers (${plain.slice(0, 3).join(', ')}${plain.length > 3 ? ', ...' : ''})`,
+    );
   }
 }
 
@@ -316,6 +393,7 @@ function initialState(s: Session): TrainingState {
     stepsPerEpoch: s.stepsPerEpoch,
     trainCount: s.train.count,
     testCount: s.test.count,
+    ...(s.dp ? { worldSize: s.dp.size } : {}),
     rng: rngPosition(s.config.seed, 0, 0),
     partialEpoch: { lossSum: 0, steps: 0, seconds: 0, images: 0 },
     metrics: [],
@@ -335,6 +413,7 @@ function rngPosition(seed: number, epoch: number, batch: number): TrainingState[
 }
 
 async function checkpoint(s: Session, state: TrainingState): Promise<void> {
+  if (s.dp && !s.dp.isRoot) return; // rank 0 alone writes
   s.callbacks.onPhase?.('checkpoint', s.outDir);
   state.rng = rngPosition(s.config.seed, state.epoch, state.batch);
   state.savedAt = new Date().toISOString();
@@ -347,8 +426,9 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
   const { config } = s;
   const state = restored ?? initialState(s);
   // Every record goes to every sink: metrics.jsonl, and TensorBoard unless turned off.
-  const board = s.tensorboard ? new TensorBoardSink(join(s.outDir, RUN_FILES.tensorboard), state.step) : undefined;
-  const sinks: MetricsSink[] = [new JsonlMetricsSink(join(s.outDir, RUN_FILES.metrics)), ...(board ? [board] : [])];
+  const writer = !s.dp || s.dp.isRoot; // data-parallel: rank 0 alone writes metrics and evaluates
+  const board = writer && s.tensorboard ? new TensorBoardSink(join(s.outDir, RUN_FILES.tensorboard), state.step) : undefined;
+  const sinks: MetricsSink[] = writer ? [new JsonlMetricsSink(join(s.outDir, RUN_FILES.metrics)), ...(board ? [board] : [])] : [];
   const finish = (status: 'complete' | 'interrupted'): TrainRunResult => ({
     status,
     outDir: s.outDir,
@@ -357,6 +437,8 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     step: state.step,
     metrics: state.metrics,
     ...(state.result ? { result: state.result } : {}),
+    rank: s.dp?.rank ?? 0,
+    worldSize: s.dp?.size ?? 1,
   });
   s.callbacks.onStart?.({
     config,
@@ -380,7 +462,8 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     s.callbacks.onEpochStart?.(epoch, state.batch, s.stepsPerEpoch);
     let lr = s.schedule(Math.max(0, state.step - 1));
     while (state.batch < s.stepsPerEpoch) {
-      if (s.signal?.aborted) {
+      // Data-parallel: stop where every rank agreed to (a rank's request travels with the step).
+      if (s.dp ? s.dp.stopRequested : s.signal?.aborted) {
         await checkpoint(s, state);
         return finish('interrupted');
       }
@@ -388,7 +471,10 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
       lr = s.schedule(state.step);
       s.optimizer.learningRate = lr;
       const started = performance.now();
-      const loss = trainStep(s, order.subarray(b * s.batchSize, (b + 1) * s.batchSize), new Rng([config.seed, SEED_STREAMS.augmentation, epoch, b]));
+      // Data-parallel: this rank's shard of the global batch, augmented from its own stream.
+      const records = order.subarray(b * s.batchSize, (b + 1) * s.batchSize);
+      const stream = [config.seed, SEED_STREAMS.augmentation, epoch, b, ...(s.dp ? [s.dp.rank] : [])];
+      const loss = trainStep(s, s.dp ? s.dp.shard(records) : records, new Rng(stream));
       const seconds = (performance.now() - started) / 1000;
       if (!Number.isFinite(loss)) {
         throw new SupConError(
@@ -416,7 +502,7 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
       });
       await nextTick(); // lets a SIGINT handler run between steps
     }
-    const knn = knnMonitor(s);
+    const knn = writer ? knnMonitor(s) : undefined;
     const p = state.partialEpoch;
     const record: EpochRecord = {
       type: 'epoch',
@@ -439,7 +525,8 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     for (const sink of sinks) await sink.record(record);
     s.callbacks.onEpochEnd?.(record);
   }
-  if (s.signal?.aborted) return finish('interrupted');
+  if (s.dp ? s.dp.stopRequested : s.signal?.aborted) return finish('interrupted');
+  if (!writer) return finish('complete');
 
   state.result = await finalEvaluation(s);
   for (const sink of sinks) await sink.record(state.result);
@@ -459,7 +546,8 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
         if (config.method === 'ce') {
           const x = normalize(augmentView(batch.images, rng), train.normalization);
           const logits = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
-          return tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
+          const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
+          return s.dp ? s.dp.meanShare(ce, records.length, s.batchSize) : ce;
         }
         const [first, second] = twoViews(batch.images, rng);
         const x = normalize(tf.concat([first, second], 0), train.normalization);
@@ -467,9 +555,16 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
         // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
         const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
         const labels = config.method === 'supcon' ? batch.labels : null;
-        return supConLoss(features, labels, { temperature: config.temperature }) as tf.Scalar;
+        const options = { temperature: config.temperature };
+        return s.dp ? s.dp.supConLoss(features, labels, options) : (supConLoss(features, labels, options) as tf.Scalar);
       };
       const { value, grads } = tf.variableGrads(lossFn, s.variables);
+      if (s.dp) {
+        // One allreduce: the gradients, the loss and this rank's stop request.
+        const averaged = s.dp.averageGradients(grads, [value.dataSync()[0]], s.signal?.aborted === true);
+        s.optimizer.applyGradients(averaged.grads);
+        return tf.scalar(averaged.scalars[0]);
+      }
       s.optimizer.applyGradients(grads);
       return value;
     });

@@ -163,7 +163,8 @@ struct ConvBatchNormBackwardArgs {
   // Synchronized batch norm (training only): the count the forward's statistics were taken over
   // (its `count` output; 0 = this process's pixels), and a reduction called once with this
   // process's per-channel sums of g and of g (z - mean) (float64 [C]) that must replace them with
-  // their sums over the processes. dgamma and dbeta are then the whole batch's.
+  // their sums over the processes; dz then follows from the whole batch's. dgamma, dbeta (and
+  // dfilter) stay this process's: summed over the processes, they are the whole batch's.
   double count = 0;
   std::function<Status(int64_t channels, double* sumG, double* sumGZ)> reduceSums;
 };

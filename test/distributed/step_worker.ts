@@ -1,0 +1,140 @@
+/**
+ * One data-parallel step against one process on the concatenated global batch, run under
+ * `mpirun -np 2` by test/distributed/mpi.test.ts:
+ *   mpirun -np 2 node --import tsx test/distributed/step_worker.ts <out.json>
+ *
+ * Every rank builds the same model (rank 0's weights broadcast), takes its shard of a fixed
+ * global batch, and computes the loss share and gradients through DataParallel (the global batch
+ * in the loss, one allreduce of the gradients, synchronized batch norm when the case asks).
+ * Rank 0 then computes the single-process loss and gradients of the whole batch with the same
+ * weights (no collectives) and writes both, per case, to out.json; the test compares them.
+ */
+import { writeFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { createEncoder, createSupConModel } from '../../src/models';
+import { supConLoss } from '../../src/loss/op';
+import { enableFastKernels } from '../../src/train/fast_kernels';
+import { joinDataParallel, shardOf, type DataParallel } from '../../src/train/distributed';
+import type { ContrastMode } from '../../src/loss/options';
+
+interface Case {
+  name: string;
+  model: 'resnet' | 'mlp';
+  syncBatchNorm: boolean;
+  labeled: boolean;
+  contrastMode: ContrastMode;
+  globalBatch: number;
+}
+
+const CASES: Case[] = [
+  { name: 'supcon all, ResNet, sync-bn', model: 'resnet', syncBatchNorm: true, labeled: true, contrastMode: 'all', globalBatch: 12 },
+  { name: 'supcon one, ResNet, sync-bn', model: 'resnet', syncBatchNorm: true, labeled: true, contrastMode: 'one', globalBatch: 12 },
+  { name: 'simclr all, ResNet, sync-bn', model: 'resnet', syncBatchNorm: true, labeled: false, contrastMode: 'all', globalBatch: 12 },
+  { name: 'simclr one, ResNet, sync-bn, uneven shards 7 + 6', model: 'resnet', syncBatchNorm: true, labeled: false, contrastMode: 'one', globalBatch: 13 },
+  { name: 'supcon all, no batch norm', model: 'mlp', syncBatchNorm: false, labeled: true, contrastMode: 'all', globalBatch: 12 },
+  { name: 'simclr all, no batch norm', model: 'mlp', syncBatchNorm: false, labeled: false, contrastMode: 'all', globalBatch: 12 },
+  // Per-rank batch norm is not the single-process computation: the test expects a difference.
+  { name: 'supcon all, ResNet, per-rank batch norm', model: 'resnet', syncBatchNorm: false, labeled: true, contrastMode: 'all', globalBatch: 12 },
+];
+
+const SHAPE: [number, number, number] = [12, 12, 1];
+const VIEWS = 2;
+
+function buildModel(kind: Case['model']): tf.LayersModel {
+  if (kind === 'resnet') {
+    const encoder = createEncoder({ arch: 'resnet8', widthMultiplier: 0.5, inputShape: SHAPE, seed: 11 });
+    return createSupConModel({ encoder, head: { kind: 'mlp', outputDim: 16, seed: 12 } }).model;
+  }
+  const input = tf.input({ shape: SHAPE });
+  let x = tf.layers.flatten().apply(input) as tf.SymbolicTensor;
+  x = tf.layers.dense({ units: 32, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 13 }) }).apply(x) as tf.SymbolicTensor;
+  const encoder = tf.model({ inputs: input, outputs: x });
+  return createSupConModel({ encoder, head: { kind: 'mlp', outputDim: 16, seed: 14 } }).model;
+}
+
+/** Deterministic inputs of the global batch: VIEWS views of each image and labels (3 classes). */
+function globalBatch(n: number, seed: number): { views: Float32Array[]; labels: Int32Array } {
+  let state = seed >>> 0;
+  const next = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  const size = SHAPE[0] * SHAPE[1] * SHAPE[2];
+  const views = Array.from({ length: VIEWS }, () => Float32Array.from({ length: n * size }, next));
+  const labels = Int32Array.from({ length: n }, (_, i) => (i * 7) % 3);
+  return { views, labels };
+}
+
+/** Features [B, V, D] of samples [begin, end) of the global batch: view-major images through the model. */
+function features(model: tf.LayersModel, views: Float32Array[], begin: number, end: number): tf.Tensor3D {
+  const size = SHAPE[0] * SHAPE[1] * SHAPE[2];
+  const b = end - begin;
+  const x = tf.concat(views.map((v) => tf.tensor4d(v.subarray(begin * size, end * size), [b, ...SHAPE])), 0);
+  const projections = model.apply(x, { training: true }) as tf.Tensor2D;
+  return tf.transpose(tf.reshape(projections, [VIEWS, b, -1]), [1, 0, 2]) as tf.Tensor3D;
+}
+
+function snapshot(model: tf.LayersModel): Float32Array[] {
+  return model.weights.map((w) => Float32Array.from(w.read().dataSync()));
+}
+
+function restore(model: tf.LayersModel, values: Float32Array[]): void {
+  model.weights.forEach((w, i) => w.write(tf.tensor(values[i], w.read().shape)));
+}
+
+function runCase(dp: DataParallel, c: Case, seed: number) {
+  const model = buildModel(c.model);
+  dp.broadcastWeights(model);
+  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const initial = snapshot(model);
+  const { views, labels } = globalBatch(c.globalBatch, seed);
+  const all = Int32Array.from({ length: c.globalBatch }, (_, i) => i);
+  const shard = shardOf(all, dp.rank, dp.size);
+  const begin = shard[0];
+  const end = begin + shard.length;
+  const options = { temperature: 0.2, contrastMode: c.contrastMode };
+
+  dp.setSyncBatchNorm(c.syncBatchNorm);
+  const distributed = tf.tidy(() => {
+    const { value, grads } = tf.variableGrads(() => dp.supConLoss(features(model, views, begin, end), c.labeled ? labels.slice(begin, end) : null, options), variables);
+    const averaged = dp.averageGradients(grads, [value.dataSync()[0]], false);
+    return { loss: averaged.scalars[0], grads: variables.map((v) => Array.from(averaged.grads[v.name].dataSync())) };
+  });
+  dp.setSyncBatchNorm(false);
+  const movingDistributed = model.weights.filter((w) => !w.trainable).map((w) => Array.from(w.read().dataSync()));
+  // The trainable weights every rank used (rank 0's, broadcast): a checksum per rank.
+  let checksum = 0;
+  variables.forEach((v) => v.dataSync().forEach((x, i) => (checksum += x * ((i % 97) + 1))));
+  const checksums = Array.from(dp.comm.allgather(Float64Array.from([checksum])));
+
+  let single: { loss: number; grads: number[][]; moving: number[][] } | null = null;
+  if (dp.isRoot) {
+    restore(model, initial);
+    single = tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(
+        () => supConLoss(features(model, views, 0, c.globalBatch), c.labeled ? labels : null, options) as tf.Scalar,
+        variables,
+      );
+      return {
+        loss: value.dataSync()[0],
+        grads: variables.map((v) => Array.from(grads[v.name].dataSync())),
+        moving: model.weights.filter((w) => !w.trainable).map((w) => Array.from(w.read().dataSync())),
+      };
+    });
+  }
+  model.dispose();
+  return { name: c.name, shard: [begin, end], distributed, movingDistributed, checksums, single };
+}
+
+async function main(): Promise<void> {
+  const out = process.argv[2];
+  await tf.setBackend('cpu');
+  enableFastKernels();
+  const dp = joinDataParallel();
+  if (!dp) throw new Error('step_worker.ts must run under mpirun with 2 or more processes');
+  const results = CASES.map((c, i) => runCase(dp, c, 1000 + i));
+  if (dp.isRoot) writeFileSync(out, JSON.stringify({ size: dp.size, results }));
+  dp.close();
+}
+
+main().catch((e) => {
+  process.stderr.write(`step_worker: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
