@@ -176,10 +176,13 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
 void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y, bool direct) {
   const int64_t M = patchRows(g), N = g.outChannels;
   const detail::ConvForwardRows rows(g, x, filter, direct);
-  detail::forEachRowPiece(M, gemmBlocking().mr, g.flops(), [&](int64_t begin, int64_t end) {
-    rows(begin, end, y);
-    if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
-  });
+  detail::forEachRowPiece(
+      M, gemmBlocking().mr, g.flops(),
+      [&](int64_t begin, int64_t end) {
+        rows(begin, end, y);
+        if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
+      },
+      rows.maxPieces());
 }
 
 // The stride-1 input gradient's geometry: a forward convolution of dy into dx.

@@ -122,6 +122,13 @@ ConvForwardRows::ConvForwardRows(const G& g, const float* x, const float* filter
   runLen_ = g.filterWidth * g.inChannels;
 }
 
+int64_t ConvForwardRows::maxPieces() const {
+  const int64_t threads = numThreads();
+  if (direct_) return 4 * threads;
+  const int64_t rows = g_.batch * g_.outHeight * g_.outWidth;
+  return std::max<int64_t>(threads, std::min<int64_t>(4 * threads, rows / 512));
+}
+
 void ConvForwardRows::operator()(int64_t begin, int64_t end, float* y) const {
   if (!direct_) {
     gemmForwardRows(g_, x_, filter_, begin, end, y);

@@ -52,32 +52,6 @@ struct KernelTable {
   void (*microKernelNarrow)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                             float beta, int m, int n);
 
-  // ---- the fused loss (native/core/loss_cpu.cpp) ----
-  // Register block of the loss's tile kernel; lossMr divides lossNr, and both divide 128.
-  int lossMr, lossNr;
-  // C[m x n] (row stride ldc) = alpha * sum_k a[k*lda + 0..m) (x) b[k*ldb + 0..n) + beta * C:
-  // A is read k-major (lossMr values per k, so a transposed operand needs no packing), B row by
-  // row (lossNr values per k). lossMr (or lossNr) values are read per k even when m (or n) is
-  // smaller. beta == 0 ignores C's old contents.
-  void (*lossTileKernel)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
-                         int64_t ldc, float alpha, float beta, int m, int n);
-  // The same with A read row by row: a[i * kLossMaxTile + k] (a gradient tile as it is stored).
-  void (*lossTileKernelRowsA)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
-                              float alpha, float beta, int m, int n);
-  // Folds a rows x cols tile of scores (row stride ld; -inf = absent) into the running
-  // statistics of its rows and, when col is given (symmetric tiles), of its columns.
-  // colClasses: the columns' class ids (positives are present entries of the row's class).
-  // cols is a multiple of kLossColumnPad; the caller fills padding columns with -inf and keeps
-  // the column arrays valid up to cols.
-  void (*forwardTile)(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row,
-                      const int32_t* colClasses, const ForwardSide* col);
-  // Overwrites a rows x cols tile of scores with dL/ds (before the 1/tau of the chain rule):
-  //   g_ij = w_i (exp((s_ij - m_i) - log l_i) - [L_in, c_i == c_j] exp((s_ij - mP_i) - log lP_i))
-  //        + the same with i and j swapped when col->weight is given (symmetric tiles).
-  // Absent entries (-inf) give 0. cols is a multiple of kLossColumnPad, as for forwardTile;
-  // col->classes are the columns' class ids (L_in).
-  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
-
   // Batch-norm passes over a row-major [rows, C] block (NHWC pixels), per-channel parameters.
   // sum[c] += sum_r (z - shift[c]), sumSq[c] += sum_r (z - shift[c])^2.
   void (*channelMoments)(const float* z, int64_t rows, int64_t C, const float* shift, double* sum,
@@ -104,6 +78,32 @@ struct KernelTable {
   void (*directFilterGrad)(const float* x, const int64_t* base, int64_t pixels, int64_t runs, const int64_t* runOff,
                            int64_t runLen, const float* dy, int64_t ldy, int64_t N, float* dwT, int64_t K,
                            int64_t* shifted);
+
+  // ---- the fused loss (native/core/loss_cpu.cpp) ----
+  // Register block of the loss's tile kernel; lossMr divides lossNr, and both divide 128.
+  int lossMr, lossNr;
+  // C[m x n] (row stride ldc) = alpha * sum_k a[k*lda + 0..m) (x) b[k*ldb + 0..n) + beta * C:
+  // A is read k-major (lossMr values per k, so a transposed operand needs no packing), B row by
+  // row (lossNr values per k). lossMr (or lossNr) values are read per k even when m (or n) is
+  // smaller. beta == 0 ignores C's old contents.
+  void (*lossTileKernel)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                         int64_t ldc, float alpha, float beta, int m, int n);
+  // The same with A read row by row: a[i * kLossMaxTile + k] (a gradient tile as it is stored).
+  void (*lossTileKernelRowsA)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                              float alpha, float beta, int m, int n);
+  // Folds a rows x cols tile of scores (row stride ld; -inf = absent) into the running
+  // statistics of its rows and, when col is given (symmetric tiles), of its columns.
+  // colClasses: the columns' class ids (positives are present entries of the row's class).
+  // cols is a multiple of kLossColumnPad; the caller fills padding columns with -inf and keeps
+  // the column arrays valid up to cols.
+  void (*forwardTile)(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row,
+                      const int32_t* colClasses, const ForwardSide* col);
+  // Overwrites a rows x cols tile of scores with dL/ds (before the 1/tau of the chain rule):
+  //   g_ij = w_i (exp((s_ij - m_i) - log l_i) - [L_in, c_i == c_j] exp((s_ij - mP_i) - log lP_i))
+  //        + the same with i and j swapped when col->weight is given (symmetric tiles).
+  // Absent entries (-inf) give 0. cols is a multiple of kLossColumnPad, as for forwardTile;
+  // col->classes are the columns' class ids (L_in).
+  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
 };
 
 const KernelTable& kernels();

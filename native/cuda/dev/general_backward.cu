@@ -286,18 +286,18 @@ int main(int argc, char** argv) {
       }
       if (st.isOk()) st = impl::runForward(cx.dp, cx.arena, stats, posMean);
       auto version1 = [&]() -> Status {
-        SUPCON_RETURN_IF_ERROR(impl::runGradPasses<T>(cx.dp, cx.arena, stats, w, dz));
-        return impl::runBackwardTail(cx.dp, cx.arena, w, dz);
+        SUPCON_RETURN_IF_ERROR(impl::runGradPasses<T>(cx.dp, cx.arena, stats, w, dz, p.rows));
+        return impl::runBackwardTail(cx.dp, cx.arena, w, dz, p.rows);
       };
       auto version2 = [&]() -> Status {
         SUPCON_RETURN_IF_ERROR(impl::runGeneralAtomic<T>(cx.dp, cx.arena, stats, w, dz));
-        return impl::runBackwardTail(cx.dp, cx.arena, w, dz);
+        return impl::runBackwardTail(cx.dp, cx.arena, w, dz, p.rows);
       };
       if (st.isOk()) st = timeVersion(cx, version1, reps, &ms1);
-      if (st.isOk()) st = impl::downloadGrad(cx, dz, g1.data());
+      if (st.isOk()) st = impl::downloadGrad(cx, dz, g1.data(), nullptr);
       if (st.isOk()) st = impl::finish(cx);
       if (st.isOk()) st = timeVersion(cx, version2, reps, &ms2);
-      if (st.isOk()) st = impl::downloadGrad(cx, dz, g2.data());
+      if (st.isOk()) st = impl::downloadGrad(cx, dz, g2.data(), nullptr);
       if (st.isOk()) st = impl::finish(cx);
       double e1 = -1, e2 = -1, e12 = -1;
       if (st.isOk()) {
