@@ -164,7 +164,8 @@ export function buildProgram(io: CliIo): Command {
           io.stderr.write(`supcon train: ${signal} again: exiting without saving\n`);
           process.exit(EXIT.interrupted);
         }
-        if (!quiet) progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
+        if (quiet) io.stderr.write(`supcon train [rank ${world.rank} of ${world.size}]: ${signal}: every rank stops after the next step and rank 0 saves a checkpoint\n`);
+        else progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
         controller.abort();
       };
       process.on('SIGINT', onSignal);
@@ -235,7 +236,7 @@ export function buildProgram(io: CliIo): Command {
         const state = await readTrainingState(run.outDir);
         out(
           `interrupted: checkpoint saved in ${run.outDir} (epoch ${state.epoch + 1}, batch ${state.batch + 1}, step ${state.step}); ` +
-            `resume with: supcon train --resume ${run.outDir}`,
+            `resume with: ${run.worldSize > 1 ? `mpirun -np ${run.worldSize} ` : ''}supcon train --resume ${run.outDir}`,
         );
         throw new ExitRequest(EXIT.interrupted);
       }

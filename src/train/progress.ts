@@ -142,7 +142,8 @@ export class TrainingProgress implements TrainCallbacks {
         `(${info.trainCount} train / ${info.testCount} test), ${c.epochs} epochs x ${info.stepsPerEpoch} steps of ${Math.min(
           c.batchSize,
           info.trainCount,
-        )}, ${c.optimizer} lr ${c.lr}, ` + `native kernels: ${info.fastKernels.length ? info.fastKernels.length : 'off'}`,
+        )}${info.worldSize > 1 ? ` over ${info.worldSize} processes` : ''}, ${c.optimizer} lr ${c.lr}, ` +
+        `native kernels: ${info.fastKernels.length ? info.fastKernels.length : 'off'}`,
     );
   }
 

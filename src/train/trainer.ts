@@ -112,6 +112,8 @@ export interface StartInfo {
   parameters: number;
   /** Names of the native tfjs kernels in use ([] when none). */
   fastKernels: string[];
+  /** Processes of a data-parallel run (1: one process); each step's batch is split across them. */
+  worldSize: number;
 }
 
 /** Hooks for progress display; all optional. */
@@ -451,6 +453,7 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     testCount: s.test.count,
     parameters: s.models.trainModel.countParams(),
     fastKernels: kernels,
+    worldSize: s.dp?.size ?? 1,
   });
   if (state.result) return finish('complete');
 

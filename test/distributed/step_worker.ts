@@ -15,6 +15,7 @@ import { createEncoder, createSupConModel } from '../../src/models';
 import { supConLoss } from '../../src/loss/op';
 import { enableFastKernels } from '../../src/train/fast_kernels';
 import { joinDataParallel, shardOf, type DataParallel } from '../../src/train/distributed';
+import { createOptimizer } from '../../src/train/optimizers';
 import type { ContrastMode } from '../../src/loss/options';
 
 interface Case {
@@ -81,6 +82,8 @@ function restore(model: tf.LayersModel, values: Float32Array[]): void {
 
 function runCase(dp: DataParallel, c: Case, seed: number) {
   const model = buildModel(c.model);
+  // Ranks other than 0 start from other weights: only the broadcast makes them rank 0's.
+  if (!dp.isRoot) tf.tidy(() => model.weights.forEach((w) => w.write(tf.add(w.read(), 0.5 * dp.rank))));
   dp.broadcastWeights(model);
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const initial = snapshot(model);
@@ -123,6 +126,24 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
   return { name: c.name, shard: [begin, end], distributed, movingDistributed, checksums, single };
 }
 
+/**
+ * Rank 0's optimizer state (iterations, momentum) on every rank after broadcastOptimizer: rank 0
+ * takes two steps, the others none; returns every rank's state as a list of numbers.
+ */
+async function optimizerBroadcast(dp: DataParallel): Promise<number[][]> {
+  const variable = tf.variable(tf.tensor1d([1, -2, 3]), true, 'opt_probe');
+  const optimizer = createOptimizer('sgd', { learningRate: 0.1, momentum: 0.9 });
+  if (dp.isRoot) {
+    for (const g of [[0.5, 0.25, -1], [1, 2, 3]]) optimizer.applyGradients({ opt_probe: tf.tensor1d(g) });
+  }
+  await dp.broadcastOptimizer(optimizer);
+  const state = (await optimizer.getWeights()).flatMap((w) => Array.from(w.tensor.dataSync()));
+  optimizer.dispose();
+  variable.dispose();
+  const all = dp.comm.allgather(Float64Array.from(state));
+  return Array.from({ length: dp.size }, (_, r) => Array.from(all.subarray(r * state.length, (r + 1) * state.length)));
+}
+
 async function main(): Promise<void> {
   const out = process.argv[2];
   await tf.setBackend('cpu');
@@ -130,7 +151,8 @@ async function main(): Promise<void> {
   const dp = joinDataParallel();
   if (!dp) throw new Error('step_worker.ts must run under mpirun with 2 or more processes');
   const results = CASES.map((c, i) => runCase(dp, c, 1000 + i));
-  if (dp.isRoot) writeFileSync(out, JSON.stringify({ size: dp.size, results }));
+  const optimizerStates = await optimizerBroadcast(dp);
+  if (dp.isRoot) writeFileSync(out, JSON.stringify({ size: dp.size, results, optimizerStates }));
   dp.close();
 }
 

@@ -31,7 +31,7 @@ const record: EpochRecord = {
 /** Feeds one epoch of `steps` steps through the display. */
 function epoch(progress: TrainingProgress, steps: number): void {
   const config = resolveTrainConfig({ epochs: 5 });
-  progress.onStart({ config, outDir: 'runs/x', resumed: false, epoch: 0, batch: 0, stepsPerEpoch: steps, trainCount: 10000, testCount: 2000, parameters: 90256, fastKernels: [] });
+  progress.onStart({ config, outDir: 'runs/x', resumed: false, epoch: 0, batch: 0, stepsPerEpoch: steps, trainCount: 10000, testCount: 2000, parameters: 90256, fastKernels: [], worldSize: 1 });
   progress.onEpochStart(1, 0, steps);
   for (let b = 0; b < steps; b++) {
     progress.onStep({ epoch: 1, batch: b, stepsPerEpoch: steps, step: 39 + b + 1, loss: 5.5 - b / 100, lr: 0.05, imagesPerSecond: 250, seconds: 2 });
