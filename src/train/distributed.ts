@@ -18,8 +18,10 @@
  * - Batch norm is per rank unless `syncBatchNorm`: then ConvBatchNorm layers use the whole
  *   batch's moments (src/kernels/conv_batch_norm.ts).
  */
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, MpiError } from '../errors';
+import { supcon } from '../loss/native_loss';
 import { setBatchNormSync } from '../kernels/conv_batch_norm';
 import { supConLoss } from '../loss/op';
 import { initMpi, launcherWorld, mpiInfo, type Communicator } from '../mpi';
@@ -334,7 +336,23 @@ export function joinDataParallel(): DataParallel | null {
       'ERR_SUPCON_MPI',
     );
   }
+  shareCores(process.env);
   return new DataParallel(comm);
+}
+
+/**
+ * Ranks on one machine share its cores: unless SUPCON_NUM_THREADS says otherwise, each rank's
+ * native thread pool gets cores / (ranks on this machine), at least 1, when the launcher says
+ * how many ranks share the machine (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE, MPICH's
+ * MPI_LOCALNRANKS). Returns the pool size it set, or null when it left the pool alone.
+ */
+export function shareCores(env: NodeJS.ProcessEnv): number | null {
+  if (env.SUPCON_NUM_THREADS !== undefined && env.SUPCON_NUM_THREADS !== '') return null;
+  const local = Number(env.OMPI_COMM_WORLD_LOCAL_SIZE ?? env.MPI_LOCALNRANKS ?? 1);
+  if (!Number.isInteger(local) || local <= 1) return null;
+  const threads = Math.max(1, Math.floor(availableParallelism() / local));
+  supcon.setNumThreads(threads);
+  return threads;
 }
 
 /**

@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorLines, supcon } from '../helpers/cli';
 import { CLI_SCRIPT, mpiSkipReason, mpirun, plain } from '../helpers/mpi';
-import { shardOf, shardSizes } from '../../src/train/distributed';
+import { availableParallelism } from 'node:os';
+import { supcon as native } from '../../src/loss/native_loss';
+import { shardOf, shardSizes, shareCores } from '../../src/train/distributed';
 import { readTrainingState } from '../../src/train/trainer';
 
 const skipReason = mpiSkipReason();
@@ -35,6 +37,23 @@ describe('shards of a global batch', () => {
       expect(shards.flat()).toEqual(Array.from(batch));
       expect(shards.map((s) => s.length)).toEqual(shardSizes(length, size));
       expect(Math.max(...shards.map((s) => s.length)) - Math.min(...shards.map((s) => s.length))).toBeLessThanOrEqual(1);
+    }
+  });
+});
+
+describe.skipIf(!native.isAvailable())('ranks sharing a machine', () => {
+  it('split its cores between their thread pools unless SUPCON_NUM_THREADS is set', () => {
+    const before = native.info().cpu.threads;
+    try {
+      expect(shareCores({ OMPI_COMM_WORLD_LOCAL_SIZE: '2' })).toBe(Math.max(1, Math.floor(availableParallelism() / 2)));
+      expect(native.info().cpu.threads).toBe(Math.max(1, Math.floor(availableParallelism() / 2)));
+      expect(shareCores({ MPI_LOCALNRANKS: String(4 * availableParallelism()) })).toBe(1);
+      expect(native.info().cpu.threads).toBe(1);
+      expect(shareCores({ OMPI_COMM_WORLD_LOCAL_SIZE: '2', SUPCON_NUM_THREADS: '3' })).toBeNull();
+      expect(shareCores({ OMPI_COMM_WORLD_LOCAL_SIZE: '1' })).toBeNull();
+      expect(shareCores({})).toBeNull();
+    } finally {
+      native.setNumThreads(before);
     }
   });
 });
