@@ -145,7 +145,7 @@ describe.skipIf(skipReason !== null)(`under mpirun${skipReason ? ` (skipped: ${s
         expect(relative(d.grads, s.grads), c.name).toBeGreaterThan(1e-3);
       }
     }
-    expect(names).toEqual(expect.arrayContaining([expect.stringMatching(/^supcon all/), expect.stringMatching(/^supcon one/), expect.stringMatching(/^simclr all/), expect.stringMatching(/^simclr one/)]));
+    expect(names).toEqual(expect.arrayContaining([expect.stringMatching(/^supcon all/), expect.stringMatching(/^supcon one/), expect.stringMatching(/^simclr all/), expect.stringMatching(/^simclr one/), expect.stringMatching(/^cross-entropy/)]));
     expect(optimizerStates[0].length).toBeGreaterThan(1);
     expect(optimizerStates[1]).toEqual(optimizerStates[0]);
   });
@@ -172,6 +172,12 @@ describe.skipIf(skipReason !== null)(`under mpirun${skipReason ? ` (skipped: ${s
     const alone = await supcon(['train', '--resume', out]);
     expect(alone.code).not.toBe(0);
     expect(errorLines(alone.stderr).join('\n')).toMatch(/was saved by a run of 2 process\(es\) but this one has 1: resume it with as many \(mpirun -np 2\)/);
+
+    // An error on the ranks ends the job (MPI_Abort) with the rank's message, not a hang.
+    const three = await mpirun(3, CLI_SCRIPT, ['train', '--resume', out]);
+    expect(three.code).not.toBe(0);
+    expect(three.stderr).toMatch(/supcon train \[rank \d of 3\]: .*was saved by a run of 2 process\(es\) but this one has 3.*; stopping every rank/);
+    expect(await readTrainingState(out)).toMatchObject({ epoch: 2, step: 8, worldSize: 2 }); // untouched
   });
 
   it.skipIf(process.platform !== 'linux')('SIGTERM to one rank stops every rank at the same step, rank 0 saves a checkpoint; --resume on 2 ranks finishes the run', async () => {

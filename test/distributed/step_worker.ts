@@ -24,6 +24,8 @@ interface Case {
   syncBatchNorm: boolean;
   labeled: boolean;
   contrastMode: ContrastMode;
+  /** Cross-entropy on the first view's outputs as logits instead of SupCon (--method ce). */
+  crossEntropy?: boolean;
   globalBatch: number;
 }
 
@@ -34,6 +36,7 @@ const CASES: Case[] = [
   { name: 'simclr one, ResNet, sync-bn, uneven shards 7 + 6', model: 'resnet', syncBatchNorm: true, labeled: false, contrastMode: 'one', globalBatch: 13 },
   { name: 'supcon all, no batch norm', model: 'mlp', syncBatchNorm: false, labeled: true, contrastMode: 'all', globalBatch: 12 },
   { name: 'simclr all, no batch norm', model: 'mlp', syncBatchNorm: false, labeled: false, contrastMode: 'all', globalBatch: 12 },
+  { name: 'cross-entropy, ResNet, sync-bn, uneven shards 7 + 6', model: 'resnet', syncBatchNorm: true, labeled: true, contrastMode: 'all', globalBatch: 13, crossEntropy: true },
   // Per-rank batch norm is not the single-process computation: the test expects a difference.
   { name: 'supcon all, ResNet, per-rank batch norm', model: 'resnet', syncBatchNorm: false, labeled: true, contrastMode: 'all', globalBatch: 12 },
 ];
@@ -72,6 +75,14 @@ function features(model: tf.LayersModel, views: Float32Array[], begin: number, e
   return tf.transpose(tf.reshape(projections, [VIEWS, b, -1]), [1, 0, 2]) as tf.Tensor3D;
 }
 
+/** Mean softmax cross-entropy of samples [begin, end), the model's 16 outputs as logits (as the trainer's ce step). */
+function crossEntropy(model: tf.LayersModel, images: Float32Array, labels: Int32Array, begin: number, end: number): tf.Scalar {
+  const size = SHAPE[0] * SHAPE[1] * SHAPE[2];
+  const x = tf.tensor4d(images.subarray(begin * size, end * size), [end - begin, ...SHAPE]);
+  const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+  return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels.slice(begin, end), 'int32'), 16), logits) as tf.Scalar;
+}
+
 function snapshot(model: tf.LayersModel): Float32Array[] {
   return model.weights.map((w) => Float32Array.from(w.read().dataSync()));
 }
@@ -96,7 +107,13 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
 
   dp.setSyncBatchNorm(c.syncBatchNorm);
   const distributed = tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => dp.supConLoss(features(model, views, begin, end), c.labeled ? labels.slice(begin, end) : null, options), variables);
+    const { value, grads } = tf.variableGrads(
+      () =>
+        c.crossEntropy
+          ? dp.meanShare(crossEntropy(model, views[0], labels, begin, end), end - begin, c.globalBatch)
+          : dp.supConLoss(features(model, views, begin, end), c.labeled ? labels.slice(begin, end) : null, options),
+      variables,
+    );
     const averaged = dp.averageGradients(grads, [value.dataSync()[0]], false);
     return { loss: averaged.scalars[0], grads: variables.map((v) => Array.from(averaged.grads[v.name].dataSync())) };
   });
@@ -112,7 +129,10 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
     restore(model, initial);
     single = tf.tidy(() => {
       const { value, grads } = tf.variableGrads(
-        () => supConLoss(features(model, views, 0, c.globalBatch), c.labeled ? labels : null, options) as tf.Scalar,
+        () =>
+          c.crossEntropy
+            ? crossEntropy(model, views[0], labels, 0, c.globalBatch)
+            : (supConLoss(features(model, views, 0, c.globalBatch), c.labeled ? labels : null, options) as tf.Scalar),
         variables,
       );
       return {
