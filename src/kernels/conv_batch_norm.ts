@@ -27,6 +27,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { callNative, loadNative, requireNative, type NativeConv2DGeometry } from '../native';
+import { fail } from '../validate';
 import { type CpuBackend, float32Values, type KernelArgs, onCpuBackend, sizeOf } from './cpu_backend';
 import { convInfo, nativeGeometry } from './conv';
 import { outputPool } from './output_pool';
@@ -87,10 +88,11 @@ let batchNormSync: BatchNormSync | null = null;
  * layers) until turned off with null: the data-parallel driver sets it for a run's training
  * steps. The native kernel then reduces through the addon's MPI, which must be initialized
  * (src/mpi.ts initMpi); other communicators run the composed path.
+ * @throws InvalidArgumentError when `sync` is neither null nor such an object.
  */
 export function setBatchNormSync(sync: BatchNormSync | null): void {
   if (sync !== null && (typeof sync !== 'object' || typeof (sync as BatchNormSync).allreduceSum !== 'function')) {
-    throw new TypeError('setBatchNormSync expects an object with allreduceSum(values: Float64Array), or null');
+    fail('sync', 'an object with allreduceSum(values: Float64Array) (a Communicator), or null', sync);
   }
   batchNormSync = sync;
 }
