@@ -164,6 +164,11 @@ const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'dat
 /**
  * Trains a new run in `options.outDir` (which must not hold a checkpoint yet) and evaluates it.
  *
+ * Started by an MPI launcher with K > 1 processes (mpirun -np K, srun), every process calls it
+ * with the same config and the run is data-parallel (docs/distributed.md): `batchSize` is the
+ * global batch, rank 0 writes `outDir` and evaluates, and MPI is finalized when it returns (one
+ * run per process). Without MPI compiled that throws MpiError ERR_SUPCON_NO_MPI.
+ *
  * ```ts
  * const run = await trainRun({ method: 'supcon', epochs: 5 }, { outDir: 'runs/a' });
  * console.log(run.result?.testAccuracy);
