@@ -12,11 +12,11 @@
  * and alone (every rank entering together: the transfer itself). Also the loss's own cost
  * (forward and backward on fixed features): this rank's share against the whole batch, which
  * is what "recompute" (every rank taking every anchor's loss, no reduce-scatter) would pay.
- *   npx tsx bench/distributed.ts [--steps 10] [--batch 128]
+ *   npx tsx bench/distributed.ts [--steps 10] [--batch 128] [--rounds 3]
  */
 import { spawnSync } from 'node:child_process';
 import { mpiInfo } from '../src/mpi';
-import { machine, printTable, writeJson } from './util';
+import { machine, median, printTable, writeJson } from './util';
 
 /** What one process (rank) reported; times in ms, medians over the timed steps. */
 export interface RankTimes {
@@ -50,12 +50,18 @@ export interface DistributedBenchRow {
   gatherAloneMs: number;
   shareLossMs: number;
   wholeLossMs: number;
+  /** Per rank, medians over the rounds. */
   ranks: RankTimes[];
+  /** Every round's per-rank results. */
+  rounds: RankTimes[][];
 }
 
 export interface DistributedBenchResult {
   machine: ReturnType<typeof machine>;
   mpi: string | null;
+  /** Timed steps per run, and rounds. */
+  steps: number;
+  rounds: number;
   /** Why K = 2 was not measured, when it was not. */
   skipped?: string;
   rows: DistributedBenchRow[];
@@ -75,8 +81,13 @@ function runWorker(processes: number, threads: number, globalBatch: number, step
   return JSON.parse(line) as RankTimes[];
 }
 
-export function runDistributedBench(options: { steps?: number; batch?: number } = {}): DistributedBenchResult {
+/**
+ * Each round runs every setup once, one after the other; a row's numbers are the medians over
+ * the rounds of each run's medians (a shared host's load varies from second to second).
+ */
+export function runDistributedBench(options: { steps?: number; batch?: number; rounds?: number } = {}): DistributedBenchResult {
   const steps = options.steps ?? 10;
+  const rounds = options.rounds ?? 3;
   const globalBatch = options.batch ?? 128;
   const info = mpiInfo();
   const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' });
@@ -86,9 +97,18 @@ export function runDistributedBench(options: { steps?: number; batch?: number } 
     ['K=1, 2 threads', 1, 2],
     ...(skipped ? [] : ([['K=2, 1 thread per rank', 2, 1]] as Array<[string, number, number]>)),
   ];
-  const rows = setups.map(([setup, processes, threads]): DistributedBenchRow => {
-    console.error(`distributed: ${setup} ...`);
-    const ranks = runWorker(processes, threads, globalBatch, steps);
+  const runs: RankTimes[][][] = setups.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    setups.forEach(([setup, processes, threads], i) => {
+      console.error(`distributed: round ${round + 1}/${rounds}, ${setup} ...`);
+      runs[i].push(runWorker(processes, threads, globalBatch, steps));
+    });
+  }
+  const rows = setups.map(([setup, processes, threads], i): DistributedBenchRow => {
+    // Per rank and key, the median over rounds.
+    const ranks = runs[i][0].map((first, r) =>
+      Object.fromEntries(Object.keys(first).map((key) => [key, median(runs[i].map((run) => run[r][key as keyof RankTimes] as number))])) as unknown as RankTimes,
+    );
     const slowest = (key: keyof RankTimes) => Math.max(...ranks.map((r) => r[key] as number));
     return {
       setup,
@@ -105,14 +125,15 @@ export function runDistributedBench(options: { steps?: number; batch?: number } 
       shareLossMs: slowest('shareLossMs'),
       wholeLossMs: slowest('wholeLossMs'),
       ranks,
+      rounds: runs[i],
     };
   });
-  return { machine: machine(), mpi: info.version ?? null, ...(skipped ? { skipped } : {}), rows };
+  return { machine: machine(), mpi: info.version ?? null, steps, rounds, ...(skipped ? { skipped } : {}), rows };
 }
 
 export function printDistributedTable(r: DistributedBenchResult): void {
   printTable(
-    `Data-parallel SupCon step (ResNet-8, 28x28x1, global batch ${r.rows[0]?.globalBatch} x 2 views; ms, medians; collectives: slowest rank, in the step / alone)`,
+    `Data-parallel SupCon step (ResNet-8, 28x28x1, global batch ${r.rows[0]?.globalBatch} x 2 views; ms, medians of ${r.steps} steps, median over ${r.rounds} rounds; collectives: slowest rank)`,
     ['setup', 'step', 'img/s', 'allgather', 'reduce-scatter', 'allreduce', 'allgather alone', 'allreduce alone', 'loss: share', 'loss: whole batch'],
     r.rows.map((x) => [
       x.setup,
@@ -132,7 +153,7 @@ export function printDistributedTable(r: DistributedBenchResult): void {
 
 if (require.main === module) {
   const arg = (name: string, fallback: number) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : fallback);
-  const result = runDistributedBench({ steps: arg('--steps', 10), batch: arg('--batch', 128) });
+  const result = runDistributedBench({ steps: arg('--steps', 10), batch: arg('--batch', 128), rounds: arg('--rounds', 3) });
   printDistributedTable(result);
   writeJson('bench/results/distributed.json', result);
 }

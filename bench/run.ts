@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   }
   if (!only || only === 'distributed') {
     // K = 1 and K = 2 (mpirun -np 2, when MPI is here) on the same global batch.
-    const result = runDistributedBench(quick ? { steps: 5 } : {});
+    const result = runDistributedBench(quick ? { steps: 5, rounds: 1 } : {});
     printDistributedTable(result);
     writeJson('bench/results/distributed.json', result);
   }
