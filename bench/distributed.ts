@@ -144,7 +144,7 @@ export function printDistributedTable(r: DistributedBenchResult): void {
       x.processes > 1 ? x.allreduceMs : '-',
       x.processes > 1 ? x.gatherAloneMs : '-',
       x.processes > 1 ? x.allreduceAloneMs : '-',
-      x.shareLossMs,
+      x.processes > 1 ? x.shareLossMs : '-',
       x.wholeLossMs,
     ]),
   );
