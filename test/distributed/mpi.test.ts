@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorLines, supcon } from '../helpers/cli';
 import { CLI_SCRIPT, mpiSkipReason, mpirun, plain } from '../helpers/mpi';
 import { availableParallelism } from 'node:os';
+import { InvalidArgumentError } from '../../src/errors';
 import { supcon as native } from '../../src/loss/native_loss';
+import { launcherWorld } from '../../src/mpi';
 import { shardOf, shardSizes, shareCores } from '../../src/train/distributed';
 import { readTrainingState } from '../../src/train/trainer';
 
@@ -38,6 +40,30 @@ describe('shards of a global batch', () => {
       expect(shards.map((s) => s.length)).toEqual(shardSizes(length, size));
       expect(Math.max(...shards.map((s) => s.length)) - Math.min(...shards.map((s) => s.length))).toBeLessThanOrEqual(1);
     }
+  });
+});
+
+describe('the launcher\'s environment', () => {
+  it('gives rank and size (Open MPI first, then PMI, MVAPICH, Slurm), null without a launcher', () => {
+    expect(launcherWorld({})).toBeNull();
+    expect(launcherWorld({ OMPI_COMM_WORLD_RANK: '1', OMPI_COMM_WORLD_SIZE: '4', PMI_RANK: '0', PMI_SIZE: '2' })).toEqual({ rank: 1, size: 4, launcher: 'Open MPI' });
+    expect(launcherWorld({ PMI_RANK: '0', PMI_SIZE: '2' })).toEqual({ rank: 0, size: 2, launcher: 'PMI' });
+    expect(launcherWorld({ SLURM_PROCID: '3', SLURM_STEP_NUM_TASKS: '8' })).toEqual({ rank: 3, size: 8, launcher: 'Slurm' });
+    expect(launcherWorld({ SLURM_PROCID: '0' })).toBeNull(); // a batch script, not a task of srun
+  });
+
+  it('malformed variables are an InvalidArgumentError naming the variable', () => {
+    const error = (env: NodeJS.ProcessEnv) => {
+      try {
+        launcherWorld(env);
+      } catch (e) {
+        return e;
+      }
+      return null;
+    };
+    expect(error({ OMPI_COMM_WORLD_RANK: '2', OMPI_COMM_WORLD_SIZE: '2' })).toMatchObject({ argument: 'OMPI_COMM_WORLD_RANK', received: '"2"' });
+    expect(error({ OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: 'two' })).toBeInstanceOf(InvalidArgumentError);
+    expect(error({ OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: 'two' })).toMatchObject({ argument: 'OMPI_COMM_WORLD_SIZE' });
   });
 });
 
@@ -84,6 +110,11 @@ describe('without MPI', () => {
 });
 
 describe.skipIf(skipReason !== null)(`under mpirun${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  it('supcon.info().mpi: compiled, with its version; not initialized in a process no launcher started', () => {
+    expect(native.info().mpi).toMatchObject({ compiled: true, initialized: false, rank: 0, size: 1, launcher: null });
+    expect(native.info().mpi.version).toMatch(/MPI/);
+  });
+
   it('collectives: allreduce, allgather(v), reduce-scatter and broadcast on 3 ranks; bad arguments fail before any message', async () => {
     const prefix = join(root, 'collectives');
     const job = await mpirun(3, 'test/distributed/collectives_worker.ts', [prefix]);
