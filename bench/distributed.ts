@@ -16,6 +16,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mpiInfo } from '../src/mpi';
+import { MPI_ENV } from '../test/helpers/mpi'; // the tests' job environment: shared memory, root allowed
 import { machine, median, printTable, writeJson } from './util';
 
 /** What one process (rank) reported; times in ms, medians over the timed steps. */
@@ -67,7 +68,6 @@ export interface DistributedBenchResult {
   rows: DistributedBenchRow[];
 }
 
-const MPI_ENV = { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1', OMPI_MCA_rmaps_base_oversubscribe: '1', OMPI_MCA_btl_vader_single_copy_mechanism: 'none' };
 
 function runWorker(processes: number, threads: number, globalBatch: number, steps: number): RankTimes[] {
   const worker = ['--import', 'tsx', 'bench/distributed_worker.ts', '--batch', String(globalBatch), '--steps', String(steps)];

@@ -19,14 +19,18 @@ export function mpiSkipReason(): string | null {
 }
 
 /**
- * Environment of the launched ranks: Open MPI refuses root without the two ALLOW variables (CI
- * containers run as root), may oversubscribe a machine with fewer cores than ranks, and uses no
- * cross-memory attach (containers often forbid ptrace, which it needs).
+ * Environment of the launched ranks (Open MPI; other MPIs ignore it): root is refused without
+ * the two ALLOW variables (CI containers run as root); a machine with fewer cores than ranks
+ * may be oversubscribed; one machine's jobs use shared memory only (pml ob1, btl self + vader:
+ * no probing of network fabrics, whose warnings would fill stderr in containers), without
+ * cross-memory attach (containers often forbid the ptrace it needs).
  */
 export const MPI_ENV: Readonly<Record<string, string>> = Object.freeze({
   OMPI_ALLOW_RUN_AS_ROOT: '1',
   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
   OMPI_MCA_rmaps_base_oversubscribe: '1',
+  OMPI_MCA_pml: 'ob1',
+  OMPI_MCA_btl: 'self,vader',
   OMPI_MCA_btl_vader_single_copy_mechanism: 'none',
   SUPCON_DEBUG: '',
 });
