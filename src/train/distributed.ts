@@ -105,7 +105,10 @@ export class DataParallel {
     const flat = packTensors(variables);
     this.comm.broadcast(flat, 0);
     if (this.isRoot) return;
-    unpackTensors(flat, variables).forEach((t, i) => model.weights[i].write(t));
+    unpackTensors(flat, variables).forEach((t, i) => {
+      model.weights[i].write(t); // the variable keeps its own reference to the values
+      t.dispose();
+    });
   }
 
   /** Rank 0's optimizer state (iterations and momentum slots) on every rank. */

@@ -163,6 +163,7 @@ describe.skipIf(skipReason !== null)(`under mpirun${skipReason ? ` (skipped: ${s
       names.push(c.name);
       // Every rank used rank 0's weights (they started from others).
       expect(c.checksums[1], c.name).toBe(c.checksums[0]);
+      expect(c.leaked, `${c.name}: tensors left per rank`).toEqual([0, 0]);
       const exact = !/per-rank/.test(c.name);
       const { distributed: d, single: s } = c;
       expect(d.grads.length, c.name).toBe(s.grads.length);

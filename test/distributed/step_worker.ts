@@ -95,6 +95,7 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
   const model = buildModel(c.model);
   // Ranks other than 0 start from other weights: only the broadcast makes them rank 0's.
   if (!dp.isRoot) tf.tidy(() => model.weights.forEach((w) => w.write(tf.add(w.read(), 0.5 * dp.rank))));
+  const tensorsBefore = tf.memory().numTensors;
   dp.broadcastWeights(model);
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const initial = snapshot(model);
@@ -118,6 +119,8 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
     return { loss: averaged.scalars[0], grads: variables.map((v) => Array.from(averaged.grads[v.name].dataSync())) };
   });
   dp.setSyncBatchNorm(false);
+  // Tensors the broadcast and the distributed step left behind, per rank (the moving statistics are replaced, not added).
+  const leaked = Array.from(dp.comm.allgather(Int32Array.from([tf.memory().numTensors - tensorsBefore])));
   const movingDistributed = model.weights.filter((w) => !w.trainable).map((w) => Array.from(w.read().dataSync()));
   // The trainable weights every rank used (rank 0's, broadcast): a checksum per rank.
   let checksum = 0;
@@ -143,7 +146,7 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
     });
   }
   model.dispose();
-  return { name: c.name, shard: [begin, end], distributed, movingDistributed, checksums, single };
+  return { name: c.name, shard: [begin, end], distributed, movingDistributed, checksums, leaked, single };
 }
 
 /**
