@@ -5,17 +5,17 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { errorLines, supcon } from '../helpers/cli';
 import { CLI_SCRIPT, mpiSkipReason, mpirun, plain } from '../helpers/mpi';
-import { availableParallelism } from 'node:os';
 import { InvalidArgumentError } from '../../src/errors';
 import { supcon as native } from '../../src/loss/native_loss';
-import { launcherWorld } from '../../src/mpi';
+import { launcherWorld, mpiInfo } from '../../src/mpi';
 import { shardOf, shardSizes, shareCores } from '../../src/train/distributed';
-import { readTrainingState } from '../../src/train/trainer';
+import { readTrainingState, trainRun } from '../../src/train/trainer';
+import { smallSplits, tinyConfig, tinyEncoder } from '../train/helpers';
 
 const skipReason = mpiSkipReason();
 if (skipReason) process.stderr.write(`test/distributed/mpi.test.ts: skipping the mpirun jobs: ${skipReason}\n`);
@@ -81,6 +81,20 @@ describe.skipIf(!native.isAvailable())('ranks sharing a machine', () => {
     } finally {
       native.setNumThreads(before);
     }
+  });
+});
+
+describe.skipIf(!mpiInfo().compiled)('--sync-bn in one process', () => {
+  it('refuses an encoder whose batch norm it cannot reach (tfjs BatchNormalization layers), naming them', async () => {
+    const run = trainRun(tinyConfig({ syncBatchNorm: true, epochs: 1 }), {
+      outDir: join(root, 'plain-bn'),
+      datasets: await smallSplits(32, 16),
+      buildEncoder: tinyEncoder,
+      fastKernels: false,
+    });
+    await expect(run).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(run).rejects.toMatchObject({ argument: 'config.syncBatchNorm' });
+    await expect(run).rejects.toThrow(/tfjs BatchNormalization layers \(tiny_bn1, tiny_bn2\)/);
   });
 });
 
