@@ -463,6 +463,7 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
   if (state.result) return finish('complete');
 
   const contrastive = config.method !== 'ce';
+  let savedOnRequest = -1; // the step rank 0 saved at on a stop request of its own
   const imagesPerStep = s.batchSize * (contrastive ? 2 : 1);
   while (state.epoch < config.epochs) {
     const epoch = state.epoch;
@@ -474,6 +475,13 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
       if (s.dp ? s.dp.stopRequested : s.signal?.aborted) {
         await checkpoint(s, state);
         return finish('interrupted');
+      }
+      // Data-parallel: rank 0, itself asked to stop, saves at once (after a step every rank holds
+      // the same weights), before the ranks agree: a launcher that kills the job soon after its
+      // SIGTERM (Open MPI's mpirun after a second) then still leaves this step's checkpoint.
+      if (s.dp?.isRoot && s.signal?.aborted && savedOnRequest !== state.step) {
+        await checkpoint(s, state);
+        savedOnRequest = state.step;
       }
       const b = state.batch;
       lr = s.schedule(state.step);

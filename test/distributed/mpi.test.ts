@@ -254,6 +254,26 @@ describe.skipIf(skipReason !== null)(`under mpirun${skipReason ? ` (skipped: ${s
     expect(await readTrainingState(out)).toMatchObject({ epoch: 3, step: 12, worldSize: 2 });
   });
 
+  it('Ctrl-C on mpirun (Open MPI: SIGTERM to the ranks a second later, SIGKILL a second after) leaves a checkpoint that loads', async () => {
+    const out = join(root, 'ctrl-c');
+    let sent = false;
+    const job = await mpirun(2, CLI_SCRIPT, ['train', ...TINY, '--knn-bank', '0', '--epochs', '30', '--out', out], {
+      onStdout: (text, child) => {
+        if (!sent && text.includes(`run ${out}:`)) {
+          sent = true;
+          child.kill('SIGINT');
+        }
+      },
+    });
+    expect(sent).toBe(true);
+    expect(job.code).not.toBe(0);
+    // Rank 0 saves as soon as its SIGTERM arrives (before the ranks agree to stop): whether the
+    // launcher's SIGKILL came first or not, a whole checkpoint is there.
+    const state = await readTrainingState(out);
+    expect(state.step).toBeGreaterThanOrEqual(1);
+    expect(state.step).toBeLessThan(120);
+  });
+
   it.skipIf(process.platform !== 'linux')('a dead rank stops the job with a message naming it; the last checkpoint stays intact', async () => {
     const out = join(root, 'dead');
     let killed = false;
