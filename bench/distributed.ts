@@ -16,7 +16,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mpiInfo } from '../src/mpi';
-import { MPI_ENV } from '../test/helpers/mpi'; // the tests' job environment: shared memory, root allowed
+import { MPI_LAUNCH_ENV } from '../test/helpers/mpi'; // root allowed, oversubscription, Open MPI's own transports
 import { machine, median, printTable, writeJson } from './util';
 
 /** What one process (rank) reported; times in ms, medians over the timed steps. */
@@ -71,7 +71,7 @@ export interface DistributedBenchResult {
 
 function runWorker(processes: number, threads: number, globalBatch: number, steps: number): RankTimes[] {
   const worker = ['--import', 'tsx', 'bench/distributed_worker.ts', '--batch', String(globalBatch), '--steps', String(steps)];
-  const env = { ...process.env, ...MPI_ENV, SUPCON_NUM_THREADS: String(threads) };
+  const env = { ...process.env, ...MPI_LAUNCH_ENV, SUPCON_NUM_THREADS: String(threads) };
   const r =
     processes === 1
       ? spawnSync(process.execPath, worker, { encoding: 'utf8', env })

@@ -19,19 +19,27 @@ export function mpiSkipReason(): string | null {
 }
 
 /**
- * Environment of the launched ranks (Open MPI; other MPIs ignore it): root is refused without
- * the two ALLOW variables (CI containers run as root); a machine with fewer cores than ranks
- * may be oversubscribed; one machine's jobs use shared memory only (pml ob1, btl self + vader:
- * no probing of network fabrics, whose warnings would fill stderr in containers), without
- * cross-memory attach (containers often forbid the ptrace it needs).
+ * What every `mpirun` here needs (Open MPI; other MPIs ignore it): root is refused without the
+ * two ALLOW variables (CI containers run as root); a machine with fewer cores than ranks may be
+ * oversubscribed; no cross-memory attach (containers often forbid the ptrace it needs). The
+ * benchmark launches with this and Open MPI's own choice of transports.
  */
-export const MPI_ENV: Readonly<Record<string, string>> = Object.freeze({
+export const MPI_LAUNCH_ENV: Readonly<Record<string, string>> = Object.freeze({
   OMPI_ALLOW_RUN_AS_ROOT: '1',
   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1',
   OMPI_MCA_rmaps_base_oversubscribe: '1',
+  OMPI_MCA_btl_vader_single_copy_mechanism: 'none',
+});
+
+/**
+ * The tests' jobs: {@link MPI_LAUNCH_ENV}, one machine's shared memory only (pml ob1, btl self +
+ * vader: no probing of network fabrics, whose warnings would fill stderr in containers), and
+ * no SUPCON_DEBUG.
+ */
+export const MPI_ENV: Readonly<Record<string, string>> = Object.freeze({
+  ...MPI_LAUNCH_ENV,
   OMPI_MCA_pml: 'ob1',
   OMPI_MCA_btl: 'self,vader',
-  OMPI_MCA_btl_vader_single_copy_mechanism: 'none',
   SUPCON_DEBUG: '',
 });
 
