@@ -10,13 +10,14 @@ import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { packageRoot } from '../paths';
 import { DatasetError } from '../data/errors';
-import { DATASET_NAMES, SPLITS } from '../data';
+import { AUGMENT_PRESET_NAMES, DATASET_NAMES, SPLITS } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS } from '../models';
-import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, METHODS, type TrainConfig } from '../train/config';
+import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, LOSS_VARIANTS, METHODS, type TrainConfig } from '../train/config';
 import { CheckpointError } from '../train/errors';
 import { OPTIMIZER_NAMES } from '../train/optimizers';
 import { TrainingProgress } from '../train/progress';
-import { resumeRun, trainRun, readTrainingState, type TrainRunResult } from '../train/trainer';
+import { readTrainingState } from '../train/run_state';
+import { resumeRun, trainRun, type TrainRunResult } from '../train/trainer';
 import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
 import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
 
@@ -101,6 +102,12 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--weight-decay <x>', 'L2 weight decay (not on biases and BatchNorm)').default(d.weightDecay).argParser(numberFlag('--weight-decay', { ge: 0 })))
     .addOption(new Option('--warmup-epochs <n>', 'epochs of linear learning-rate warmup before the cosine decay').default(d.warmupEpochs).argParser(integerFlag('--warmup-epochs', 0)))
     .addOption(new Option('--temperature <x>', 'temperature of the SupCon / NT-Xent loss').default(d.temperature).argParser(numberFlag('--temperature', { gt: 0 })))
+    .addOption(new Option('--loss-variant <v>', `SupCon loss: ${LOSS_VARIANTS.join(', ')} (L_out or L_in of the paper)`).default(d.lossVariant).argParser(choiceFlag('--loss-variant', LOSS_VARIANTS)))
+    .addOption(
+      new Option('--augment <preset>', `augmentation: auto (by image kind: crop-flip for small grayscale, paper for RGB), ${AUGMENT_PRESET_NAMES.join(', ')}`)
+        .default(d.augment)
+        .argParser(choiceFlag('--augment', ['auto', ...AUGMENT_PRESET_NAMES] as const)),
+    )
     .addOption(new Option('--projection-dim <n>', 'output size of the projection head').default(d.projectionDim).argParser(integerFlag('--projection-dim', 1)))
     .addOption(new Option('--head <kind>', `projection head: ${PROJECTION_HEAD_KINDS.join(', ')}`).default(d.projectionHead).argParser(choiceFlag('--head', PROJECTION_HEAD_KINDS)))
     .addOption(new Option('--linear-epochs <n>', 'epochs of the linear classifier in linear evaluation').default(d.linearEpochs).argParser(integerFlag('--linear-epochs', 1)))
@@ -161,6 +168,8 @@ export function buildProgram(io: CliIo): Command {
             weightDecay: opts.weightDecay as number,
             warmupEpochs: opts.warmupEpochs as number,
             temperature: opts.temperature as number,
+            lossVariant: opts.lossVariant as TrainConfig['lossVariant'],
+            augment: opts.augment as TrainConfig['augment'],
             projectionDim: opts.projectionDim as number,
             projectionHead: opts.head as TrainConfig['projectionHead'],
             linearEpochs: opts.linearEpochs as number,

@@ -4,6 +4,13 @@
  * color jitter (brightness, contrast, saturation 0.4, hue 0.1; p 0.8) -> random grayscale (p 0.2).
  * Grayscale datasets get the crop, the flip, and brightness/contrast jitter.
  *
+ * Two more operations, off in the paper's recipe, serve small images, where a crop down to 20%
+ * of a 28-pixel image keeps too little of it: `padding` (a random translation with zero fill,
+ * torchvision's `RandomCrop(size, padding)`) and random erasing (Zhong et al., "Random Erasing
+ * Data Augmentation", AAAI 2020; torchvision's `RandomErasing`, here filling with 0).
+ * {@link AUGMENT_PRESETS} names whole recipes and {@link defaultAugmentPreset} picks one by the
+ * kind of images (the paper's for natural RGB images, a measured one for small grayscale ones).
+ *
  * Work is split in two: {@link sampleViewPlan} draws every random number (a few per sample, in
  * JavaScript, from a seeded {@link Rng}); {@link applyViewPlan} runs batched tfjs ops only
  * (one `cropAndResize` with per-sample boxes, then each color operation as one per-sample
@@ -42,6 +49,18 @@ export interface AugmentOptions {
   hue?: number;
   /** RGB only: probability of converting to grayscale, after jitter (default 0.2). */
   grayscaleProbability?: number;
+  /**
+   * Pixels of zero padding on every side before a random crop back to the size of the crop
+   * stage's output: a random translation by up to `padding` pixels in each axis, the uncovered
+   * border black (torchvision's `RandomCrop(size, padding=padding)`). Integer >= 0 (default 0).
+   */
+  padding?: number;
+  /** Probability of erasing one random rectangle of a view to 0, after the color operations (default 0). */
+  eraseProbability?: number;
+  /** Range of the erased rectangle's area as a fraction of the view (default [0.02, 0.33], torchvision's). */
+  eraseScale?: [number, number];
+  /** Range of the erased rectangle's aspect ratio height/width, log-uniform (default [0.3, 3.3], torchvision's). */
+  eraseRatio?: [number, number];
 }
 
 /** {@link AugmentOptions} with every default filled in. */
@@ -60,6 +79,10 @@ export const SUPCON_AUGMENTATION: ResolvedAugmentOptions = Object.freeze({
   saturation: 0.4,
   hue: 0.1,
   grayscaleProbability: 0.2,
+  padding: 0,
+  eraseProbability: 0,
+  eraseScale: [0.02, 0.33] as [number, number],
+  eraseRatio: [0.3, 3.3] as [number, number],
 });
 
 /** Options with everything off: views are the input, resized to `outputSize` if given. */
@@ -73,7 +96,84 @@ export const NO_AUGMENTATION: ResolvedAugmentOptions = Object.freeze({
   saturation: 0,
   hue: 0,
   grayscaleProbability: 0,
+  padding: 0,
+  eraseProbability: 0,
+  eraseScale: [0.02, 0.33] as [number, number],
+  eraseRatio: [0.3, 3.3] as [number, number],
 });
+
+/**
+ * Named augmentation recipes, selectable with `--augment` (`TrainConfig.augment`):
+ * - `paper`: the SupCon paper's recipe ({@link SUPCON_AUGMENTATION}), for natural RGB images.
+ * - `crop-flip`: random translation by up to 4 pixels (zero padding 4, then a crop back to the
+ *   input size) and a horizontal flip, the usual CIFAR / Fashion-MNIST training augmentation.
+ * - `none`: the images as they are ({@link NO_AUGMENTATION}).
+ */
+export const AUGMENT_PRESETS = Object.freeze({
+  paper: SUPCON_AUGMENTATION,
+  'crop-flip': Object.freeze({ ...NO_AUGMENTATION, padding: 4, flipProbability: 0.5 }) as ResolvedAugmentOptions,
+  none: NO_AUGMENTATION,
+});
+
+/** Names of {@link AUGMENT_PRESETS}. */
+export const AUGMENT_PRESET_NAMES = Object.keys(AUGMENT_PRESETS) as Array<keyof typeof AUGMENT_PRESETS>;
+export type AugmentPresetName = keyof typeof AUGMENT_PRESETS;
+
+/** The largest side (pixels) of the images {@link defaultAugmentPreset} treats as small. */
+export const SMALL_IMAGE_SIZE = 64;
+
+/**
+ * The preset for a kind of images: `crop-flip` for small grayscale images (one channel, sides
+ * up to {@link SMALL_IMAGE_SIZE} pixels: MNIST, Fashion-MNIST), where the paper's crop down to
+ * 20% of the area and its color jitter remove much of what tells the classes apart
+ * (`bench/results/sweep-augment.json` measures it), and `paper` for everything else.
+ * @param images `{ channels, height, width }` of the images, e.g. a dataset.
+ */
+export function defaultAugmentPreset(images: { channels: number; height: number; width: number }): AugmentPresetName {
+  validate.integer('images.channels', images.channels, 1);
+  validate.integer('images.height', images.height, 1);
+  validate.integer('images.width', images.width, 1);
+  const small = Math.max(images.height, images.width) <= SMALL_IMAGE_SIZE;
+  return images.channels === 1 && small ? 'crop-flip' : 'paper';
+}
+
+/**
+ * How a run augments: `'auto'` ({@link defaultAugmentPreset} of its images), a preset name, or
+ * explicit options (missing fields take the paper's values, as in {@link resolveAugmentOptions}).
+ */
+export type AugmentSetting = 'auto' | AugmentPresetName | AugmentOptions;
+
+/**
+ * Validates an {@link AugmentSetting}: a name must be `'auto'` or a preset; options are checked
+ * and completed by {@link resolveAugmentOptions}.
+ * @throws InvalidArgumentError naming `argument` (e.g. `config.augment`).
+ */
+export function checkAugmentSetting(argument: string, setting: unknown): AugmentSetting {
+  if (typeof setting === 'string') return validate.oneOf(argument, setting, ['auto', ...AUGMENT_PRESET_NAMES] as const);
+  if (setting === null || typeof setting !== 'object' || Array.isArray(setting)) {
+    validate.fail(argument, `'auto', a preset name (${AUGMENT_PRESET_NAMES.join(', ')}) or an options object`, setting);
+  }
+  try {
+    return resolveAugmentOptions(setting as AugmentOptions);
+  } catch (e) {
+    if (e instanceof InvalidArgumentError) throw new InvalidArgumentError(e.argument.replace(/^options/, argument), e.expected, e.received);
+    throw e;
+  }
+}
+
+/**
+ * The options a setting stands for with images of the given kind, and a name for it
+ * (the preset's, or `'custom'` for explicit options).
+ */
+export function augmentOptionsFor(
+  setting: AugmentSetting,
+  images: { channels: number; height: number; width: number },
+): { name: AugmentPresetName | 'custom'; options: ResolvedAugmentOptions } {
+  const checked = checkAugmentSetting('augment', setting);
+  if (typeof checked !== 'string') return { name: 'custom', options: resolveAugmentOptions(checked) };
+  const name = checked === 'auto' ? defaultAugmentPreset(images) : checked;
+  return { name, options: AUGMENT_PRESETS[name] };
+}
 
 const OPTION_NAMES = [
   'outputSize',
@@ -86,13 +186,17 @@ const OPTION_NAMES = [
   'saturation',
   'hue',
   'grayscaleProbability',
+  'padding',
+  'eraseProbability',
+  'eraseScale',
+  'eraseRatio',
 ] as const;
 
 /** Validates options and fills in the defaults of {@link SUPCON_AUGMENTATION}. */
 export function resolveAugmentOptions(options: AugmentOptions = {}): ResolvedAugmentOptions {
   const o = validate.options('options', options, OPTION_NAMES);
   const d = SUPCON_AUGMENTATION;
-  const probability = (key: 'flipProbability' | 'jitterProbability' | 'grayscaleProbability'): number =>
+  const probability = (key: 'flipProbability' | 'jitterProbability' | 'grayscaleProbability' | 'eraseProbability'): number =>
     o[key] === undefined ? d[key] : validate.number(`options.${key}`, o[key], { ge: 0, le: 1 });
   const strength = (key: 'brightness' | 'contrast' | 'saturation', max = Infinity): number =>
     o[key] === undefined ? d[key] : validate.number(`options.${key}`, o[key], { ge: 0, le: max });
@@ -109,6 +213,10 @@ export function resolveAugmentOptions(options: AugmentOptions = {}): ResolvedAug
     saturation: strength('saturation'),
     hue: o.hue === undefined ? d.hue : validate.number('options.hue', o.hue, { ge: 0, le: 0.5 }),
     grayscaleProbability: probability('grayscaleProbability'),
+    padding: o.padding === undefined ? d.padding : validate.integer('options.padding', o.padding, 0, 1024),
+    eraseProbability: probability('eraseProbability'),
+    eraseScale: o.eraseScale === undefined ? d.eraseScale : validate.interval('options.eraseScale', o.eraseScale, { gt: 0, le: 1 }),
+    eraseRatio: o.eraseRatio === undefined ? d.eraseRatio : validate.interval('options.eraseRatio', o.eraseRatio, { gt: 0 }),
   };
 }
 
@@ -234,6 +342,39 @@ export interface ViewPlan {
   readonly hue: Float32Array;
   /** Per-sample: 1 converts to grayscale (RGB only). */
   readonly grayscale: Uint8Array;
+  /** Zero padding (pixels per side) the crop boxes refer to; 0: the boxes refer to the input itself. */
+  readonly padding: number;
+  /**
+   * Per-sample `[top, left, height, width]` in view pixels of the rectangle erased to 0;
+   * height 0 erases nothing.
+   */
+  readonly erase: Int32Array;
+}
+
+/**
+ * Draws the rectangle random erasing removes from a `height x width` view, as torchvision's
+ * `RandomErasing` does: area fraction uniform in `scale`, aspect ratio (height/width)
+ * log-uniform in `ratio`, up to 10 tries to fit strictly inside; `undefined` when none fits.
+ */
+export function sampleEraseWindow(
+  height: number,
+  width: number,
+  rng: Rng,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+): CropWindow | undefined {
+  const area = height * width;
+  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const targetArea = area * rng.uniform(scale[0], scale[1]);
+    const aspect = Math.exp(rng.uniform(logRatio[0], logRatio[1]));
+    const h = Math.round(Math.sqrt(targetArea * aspect));
+    const w = Math.round(Math.sqrt(targetArea / aspect));
+    if (h > 0 && w > 0 && h < height && w < width) {
+      return { top: rng.int(height - h + 1), left: rng.int(width - w + 1), height: h, width: w };
+    }
+  }
+  return undefined;
 }
 
 /** Draws the plan of one view for a batch of `count` images of the given size. */
@@ -262,11 +403,19 @@ export function sampleViewPlan(
     hue: rgb ? options.hue : 0,
   };
   const factorIn = (s: number): number => rng.uniform(Math.max(0, 1 - s), 1 + s);
+  const pad = options.padding;
+  const erase = new Int32Array(count * 4);
   let jittered = 0;
   for (let b = 0; b < count; b++) {
-    const window = sampleCropWindow(height, width, rng, options.cropScale, options.cropRatio);
+    let window = sampleCropWindow(height, width, rng, options.cropScale, options.cropRatio);
+    if (pad > 0) {
+      // A shift in [-pad, pad] of the window, expressed in the coordinates of the padded image.
+      const dy = rng.int(2 * pad + 1);
+      const dx = rng.int(2 * pad + 1);
+      window = { ...window, top: window.top + dy, left: window.left + dx };
+    }
     const mirror = rng.next() < options.flipProbability;
-    boxes.set(cropBox(window, height, width, outHeight, outWidth, mirror), 4 * b);
+    boxes.set(cropBox(window, height + 2 * pad, width + 2 * pad, outHeight, outWidth, mirror), 4 * b);
     if (rng.next() < options.jitterProbability) {
       jittered++;
       if (strengths.brightness > 0) factors.brightness[b] = factorIn(strengths.brightness);
@@ -275,6 +424,10 @@ export function sampleViewPlan(
       if (strengths.hue > 0) factors.hue[b] = rng.uniform(-strengths.hue, strengths.hue);
     }
     if (rgb && rng.next() < options.grayscaleProbability) grayscale[b] = 1;
+    if (options.eraseProbability > 0 && rng.next() < options.eraseProbability) {
+      const hole = sampleEraseWindow(outHeight, outWidth, rng, options.eraseScale, options.eraseRatio);
+      if (hole) erase.set([hole.top, hole.left, hole.height, hole.width], 4 * b);
+    }
   }
   const active = (['brightness', 'contrast', 'saturation', 'hue'] as const).filter((op) => strengths[op] > 0 && jittered > 0);
   return {
@@ -283,6 +436,8 @@ export function sampleViewPlan(
     colorOrder: rng.shuffle([...active]),
     ...factors,
     grayscale,
+    padding: pad,
+    erase,
   };
 }
 
@@ -462,7 +617,30 @@ export function toGrayscale(images: tf.Tensor4D, selected: ArrayLike<number | bo
   return applyColorMatrices(images, Array.from(selected, (s) => (s ? GRAYSCALE_MATRIX : IDENTITY3)));
 }
 
-/** Turns a plan into a view: crop + flip, the color operations in plan order, grayscale. */
+/**
+ * Sets one rectangle per image to 0: `rects` holds `[top, left, height, width]` per image
+ * (height 0: none). The mask is built from row and column comparisons, no per-pixel loop.
+ */
+export function eraseRectangles(images: tf.Tensor4D, rects: Int32Array): tf.Tensor4D {
+  checkImages(images, 'images', undefined);
+  const [batch, height, width] = images.shape;
+  if (rects.length !== 4 * batch) {
+    throw new InvalidArgumentError('rects', `${4 * batch} numbers (4 per image)`, `${rects.length}`);
+  }
+  return tf.tidy(() => {
+    const column = (k: number, add?: number) =>
+      tf.tensor1d(Int32Array.from({ length: batch }, (_, b) => rects[4 * b + k] + (add === undefined ? 0 : rects[4 * b + add])), 'int32');
+    const inside = (coords: tf.Tensor, from: tf.Tensor, to: tf.Tensor) =>
+      tf.logicalAnd(tf.greaterEqual(coords, from), tf.less(coords, to));
+    const rows = tf.range(0, height, 1, 'int32').reshape([1, height]);
+    const cols = tf.range(0, width, 1, 'int32').reshape([1, width]);
+    const rowIn = inside(rows, column(0).reshape([batch, 1]), column(0, 2).reshape([batch, 1])).toFloat().reshape([batch, height, 1, 1]);
+    const colIn = inside(cols, column(1).reshape([batch, 1]), column(1, 3).reshape([batch, 1])).toFloat().reshape([batch, 1, width, 1]);
+    return tf.mul(images, tf.sub(1, tf.mul(rowIn, colIn))) as tf.Tensor4D;
+  });
+}
+
+/** Turns a plan into a view: crop + flip (of the zero-padded images when the plan pads), the color operations in plan order, grayscale, erasing. */
 export function applyViewPlan(images: tf.Tensor4D, plan: ViewPlan): tf.Tensor4D {
   checkImages(images);
   const batch = images.shape[0];
@@ -471,7 +649,9 @@ export function applyViewPlan(images: tf.Tensor4D, plan: ViewPlan): tf.Tensor4D 
   }
   return tf.tidy(() => {
     const boxIndex = tf.range(0, batch, 1, 'int32') as tf.Tensor1D;
-    let view = tf.image.cropAndResize(images, tf.tensor2d(plan.boxes, [batch, 4]), boxIndex, [
+    const p = plan.padding;
+    const source = p > 0 ? tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]]) : images;
+    let view = tf.image.cropAndResize(source, tf.tensor2d(plan.boxes, [batch, 4]), boxIndex, [
       plan.outputSize[0],
       plan.outputSize[1],
     ]);
@@ -482,6 +662,7 @@ export function applyViewPlan(images: tf.Tensor4D, plan: ViewPlan): tf.Tensor4D 
       else view = adjustHue(view, plan.hue);
     }
     if (images.shape[3] === 3 && plan.grayscale.some((g) => g === 1)) view = toGrayscale(view, plan.grayscale);
+    if (plan.erase.some((v, i) => i % 4 === 2 && v > 0)) view = eraseRectangles(view, plan.erase);
     return clip01(view);
   });
 }

@@ -5,13 +5,17 @@
  */
 import * as validate from '../validate';
 import { InvalidArgumentError } from '../errors';
-import { DATASET_NAMES, type DatasetName } from '../data';
+import { checkAugmentSetting, DATASET_NAMES, type AugmentSetting, type DatasetName } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS, type EncoderStem, type ProjectionHeadKind } from '../models';
 import { OPTIMIZER_NAMES, type OptimizerName } from './optimizers';
 
 /** Training methods: supervised contrastive, self-supervised contrastive, cross-entropy baseline. */
 export const METHODS = ['supcon', 'simclr', 'ce'] as const;
 export type Method = (typeof METHODS)[number];
+
+/** Where the SupCon loss sums over positives: `'out'` (L_out, the paper's choice) or `'in'` (L_in). */
+export const LOSS_VARIANTS = ['out', 'in'] as const;
+export type LossVariant = (typeof LOSS_VARIANTS)[number];
 
 /** Architecture names: the ResNets of `src/models`, or 'custom' for a caller-built encoder. */
 export const ARCHS = [...ENCODER_ARCHS, 'custom'] as const;
@@ -53,6 +57,13 @@ export interface TrainConfig {
   warmupEpochs: number;
   /** Temperature of the SupCon / NT-Xent loss. */
   temperature: number;
+  /** L_out or L_in (Khosla et al. 2020, eqs. 2 and 3; see docs/loss.md). */
+  lossVariant: LossVariant;
+  /**
+   * Augmentation: `'auto'` (by the kind of images: `defaultAugmentPreset`), a preset name
+   * (`AUGMENT_PRESET_NAMES`), or explicit `AugmentOptions`.
+   */
+  augment: AugmentSetting;
   /** Epochs of the linear classifier in linear evaluation. */
   linearEpochs: number;
   /** Peak learning rate of the linear classifier. */
@@ -88,6 +99,8 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   weightDecay: 1e-4,
   warmupEpochs: 1,
   temperature: 0.1,
+  lossVariant: 'out',
+  augment: 'auto',
   linearEpochs: 30,
   linearLr: 0.1,
   knnK: 20,
@@ -124,6 +137,8 @@ export const TRAIN_CONFIG_KEYS = [
   'weightDecay',
   'warmupEpochs',
   'temperature',
+  'lossVariant',
+  'augment',
   'linearEpochs',
   'linearLr',
   'knnK',
@@ -163,6 +178,8 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     weightDecay: num('weightDecay', { ge: 0 }),
     warmupEpochs: int('warmupEpochs', 0),
     temperature: num('temperature', { gt: 0 }),
+    lossVariant: c.lossVariant === undefined ? d.lossVariant : validate.oneOf(name('lossVariant'), c.lossVariant, LOSS_VARIANTS),
+    augment: c.augment === undefined ? d.augment : checkAugmentSetting(name('augment'), c.augment),
     linearEpochs: int('linearEpochs', 1),
     linearLr: num('linearLr', { gt: 0 }),
     knnK: int('knnK', 1),

@@ -18,7 +18,7 @@ import { classifierAccuracy, linearEvaluation } from './linear_eval';
 import { latestEpochs, readMetrics, type ResultRecord } from './metrics';
 import { curvesSpec, embeddingMapSpec, writeChart } from './plots';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
-import { readTrainingState, RUN_FILES, type TrainingState } from './trainer';
+import { readTrainingState, RUN_FILES, type TrainingState } from './run_state';
 
 /** Options shared by the functions that open a checkpoint. */
 export interface OpenCheckpointOptions {

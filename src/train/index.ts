@@ -45,26 +45,24 @@ export {
   TRAIN_CONFIG_KEYS,
   METHODS,
   ARCHS,
+  LOSS_VARIANTS,
+  type LossVariant,
   type TrainConfig,
   type Method,
   type Arch,
 } from './config';
 export { appendMetrics, readMetrics, latestEpochs, type EpochRecord, type ResultRecord, type MetricsRecord } from './metrics';
 export { buildRunModels, disposeRunModels, derivedSeed, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+export { trainRun, resumeRun, loadRunDatasets, type TrainRunOptions, type TrainRunResult } from './trainer';
 export {
-  trainRun,
-  resumeRun,
   readTrainingState,
-  loadRunDatasets,
   RUN_FILES,
   STATE_FORMAT,
   type TrainingState,
-  type TrainRunOptions,
-  type TrainRunResult,
   type TrainCallbacks,
   type StepInfo,
   type StartInfo,
-} from './trainer';
+} from './run_state';
 export { TrainingProgress, formatEpochRecord, type TrainingProgressOptions } from './progress';
 export { curvesSpec, embeddingMapSpec, renderSvg, svgToPng, writeChart, type VegaLiteSpec } from './plots';
 export {

@@ -5,7 +5,7 @@
  */
 import { SingleBar } from 'cli-progress';
 import type { EpochRecord } from './metrics';
-import type { StartInfo, StepInfo, TrainCallbacks } from './trainer';
+import type { StartInfo, StepInfo, TrainCallbacks } from './run_state';
 
 /** Options of {@link TrainingProgress}. */
 export interface TrainingProgressOptions {
@@ -69,7 +69,8 @@ export class TrainingProgress implements TrainCallbacks {
         `(${info.trainCount} train / ${info.testCount} test), ${c.epochs} epochs x ${info.stepsPerEpoch} steps of ${Math.min(
           c.batchSize,
           info.trainCount,
-        )}, ${c.optimizer} lr ${c.lr}, ` + `native kernels: ${info.fastKernels.length ? info.fastKernels.length : 'off'}`,
+        )}, ${c.optimizer} lr ${c.lr}, augmentation ${info.augmentation}, ` +
+        `native kernels: ${info.fastKernels.length ? info.fastKernels.length : 'off'}`,
     );
   }
 

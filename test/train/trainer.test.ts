@@ -12,7 +12,8 @@ import { CheckpointError } from '../../src/train/errors';
 import { embedCheckpoint, evaluateCheckpoint, openCheckpoint, plotRun, writeEmbedding } from '../../src/train/evaluate';
 import { readMetrics } from '../../src/train/metrics';
 import { buildRunModels, disposeRunModels } from '../../src/train/run_models';
-import { readTrainingState, resumeRun, RUN_FILES, trainRun, type TrainRunResult } from '../../src/train/trainer';
+import { readTrainingState, RUN_FILES } from '../../src/train/run_state';
+import { resumeRun, trainRun, type TrainRunResult } from '../../src/train/trainer';
 import { smallSplits, tinyConfig, tinyEncoder } from './helpers';
 
 let root: string;
