@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { packageRoot } from '../paths';
 import { DatasetError } from '../data/errors';
-import { AUGMENT_PRESET_NAMES, DATASET_NAMES, SPLITS } from '../data';
+import { AUGMENT_PRESET_NAMES, CORRUPTIONS, DATASET_NAMES, SPLITS } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS } from '../models';
 import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, LOSS_VARIANTS, METHODS, type TrainConfig } from '../train/config';
 import { CheckpointError } from '../train/errors';
@@ -19,7 +19,8 @@ import { TrainingProgress } from '../train/progress';
 import { readTrainingState } from '../train/run_state';
 import { resumeRun, trainRun, type TrainRunResult } from '../train/trainer';
 import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
-import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
+import { evaluateRobustness, formatRobustnessTable, writeRobustnessReport } from '../train/robustness';
+import { choiceFlag, integerFlag, listFlag, numberFlag, pathFlag } from './flags';
 
 /** Exit codes of the CLI. */
 
@@ -257,6 +258,42 @@ export function buildProgram(io: CliIo): Command {
         `test accuracy: ${percent(result.testAccuracy)} (${source}, ${result.testCount} test images, ${result.method}, ` +
           `${result.epochs} epochs)`,
       );
+    });
+
+  // ----------------------------------------------------------------------------------- robustness
+  program
+    .command('robustness')
+    .description(
+      "Test accuracy of a checkpoint under common corruptions (Hendrycks & Dietterich 2019, CIFAR-10-C's parameters), " +
+        'each at severities 1-5 with seeded noise: prints a table with the mean corruption accuracy and its ratio to ' +
+        'the clean accuracy, and writes JSON (default <checkpoint>/robustness.json).',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--corruptions <list>', `comma-separated kinds (default all): ${CORRUPTIONS.join(', ')}`).argParser(listFlag('--corruptions', choiceFlag('--corruptions', CORRUPTIONS))))
+    .addOption(new Option('--severities <list>', 'comma-separated severities, 1-5 (default all)').argParser(listFlag('--severities', integerFlag('--severities', 1, 5))))
+    .addOption(new Option('--seed <n>', "seed of the corruptions' noise").default(0).argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--limit-test <n>', "score only the first n test images (default: the run's limit)").argParser(integerFlag('--limit-test', 1)))
+    .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: the run's)").argParser(pathFlag('--data-dir')))
+    .addOption(new Option('--out <file>', 'JSON report (default: <checkpoint>/robustness.json)').argParser(pathFlag('--out')))
+    .option('--json', 'print the report as JSON instead of a table')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>) => {
+      await useCpuBackend();
+      const report = await evaluateRobustness(opts.checkpoint as string, {
+        ...(opts.corruptions === undefined ? {} : { corruptions: opts.corruptions as (typeof CORRUPTIONS)[number][] }),
+        ...(opts.severities === undefined ? {} : { severities: opts.severities as number[] }),
+        seed: opts.seed as number,
+        ...(opts.limitTest === undefined ? {} : { limitTest: opts.limitTest as number }),
+        ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
+        fastKernels: opts.fastKernels !== false,
+      });
+      const file = await writeRobustnessReport(report, ...(opts.out === undefined ? [] : [opts.out as string]));
+      if (opts.json === true) {
+        out(JSON.stringify(report));
+        return;
+      }
+      out(formatRobustnessTable(report));
+      out(`report: ${file}`);
     });
 
   // ---------------------------------------------------------------------------------------- embed

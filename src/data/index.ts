@@ -50,6 +50,18 @@ export {
 } from './datasets';
 export { Rng } from './rng';
 export {
+  corruptImages,
+  corruptDataset,
+  poissonSample,
+  jpegQuantizationTable,
+  CORRUPTIONS,
+  CORRUPTION_PARAMETERS,
+  SEVERITIES,
+  type CorruptionName,
+  type Severity,
+  type ImagesShape,
+} from './corruptions';
+export {
   batches,
   batchOf,
   batchCount,

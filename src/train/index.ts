@@ -23,6 +23,7 @@ export { predictDataset, firstRecords, accuracyOfLogits, type PredictOptions } f
 export {
   linearEvaluation,
   trainLinearClassifier,
+  trainLinearOnEncoder,
   classifierAccuracy,
   type LinearEvalOptions,
   type LinearEvalResult,
@@ -68,6 +69,9 @@ export { curvesSpec, embeddingMapSpec, renderSvg, svgToPng, writeChart, type Veg
 export {
   openCheckpoint,
   evaluateCheckpoint,
+  checkpointScorer,
+  loadSplit,
+  type CheckpointScorer,
   embedCheckpoint,
   writeEmbedding,
   plotRun,
@@ -82,3 +86,11 @@ export {
   type EmbeddingKind,
 } from './evaluate';
 export { enableFastKernels } from './fast_kernels';
+export {
+  evaluateRobustness,
+  formatRobustnessTable,
+  writeRobustnessReport,
+  type RobustnessOptions,
+  type RobustnessReport,
+  type CorruptionRow,
+} from './robustness';
