@@ -73,6 +73,26 @@ function readRow(dir: string, run: SweepRun, extra: Partial<SweepRow>): SweepRow
   };
 }
 
+/** min / median / max of the test accuracy of the rows of each value of `key` (e.g. per method). */
+export function spreadTable(rows: SweepRow[], key: keyof TrainConfig): { table: string; groups: Array<Record<string, unknown>> } {
+  const groups = new Map<string, number[]>();
+  for (const r of rows) {
+    const g = String(r.config[key]);
+    groups.set(g, [...(groups.get(g) ?? []), r.testAccuracy]);
+  }
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const out: Array<Record<string, unknown>> = [];
+  const lines = [`| ${key} | runs | min | median | max | max - min |`, '|---|---|---|---|---|---|'];
+  for (const [g, values] of groups) {
+    const sorted = [...values].sort((a, b) => a - b);
+    const m = sorted.length;
+    const median = m % 2 ? sorted[(m - 1) / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
+    out.push({ [key]: g, runs: m, min: sorted[0], median, max: sorted[m - 1] });
+    lines.push(`| ${g} | ${m} | ${pct(sorted[0])} | ${pct(median)} | ${pct(sorted[m - 1])} | ${(100 * (sorted[m - 1] - sorted[0])).toFixed(2)} points |`);
+  }
+  return { table: lines.join('\n'), groups: out };
+}
+
 function table(rows: SweepRow[]): string {
   const lines = ['| id | test accuracy | train accuracy | epochs | train s | wall s | load |', '|---|---|---|---|---|---|---|'];
   for (const r of rows) {
@@ -103,6 +123,7 @@ async function main(): Promise<void> {
   const outPath = join('bench', 'results', `sweep-${name}.json`);
   const previous: SweepRow[] = existsSync(outPath) ? (JSON.parse(readFileSync(outPath, 'utf8')) as { rows: SweepRow[] }).rows : [];
   const rows = new Map(previous.map((r) => [r.id, r]));
+  const done = () => sweep.runs.map((r) => rows.get(r.id)).filter((r): r is SweepRow => r !== undefined);
   const save = () =>
     writeJson(outPath, {
       sweep: name,
@@ -110,7 +131,8 @@ async function main(): Promise<void> {
       command: `npx tsx bench/sweep.ts ${name}`,
       base: sweep.base,
       machine: machine(),
-      rows: sweep.runs.map((r) => rows.get(r.id)).filter((r): r is SweepRow => r !== undefined),
+      ...(sweep.spreadBy ? { spread: spreadTable(done(), sweep.spreadBy).groups } : {}),
+      rows: done(),
     });
 
   for (const run of sweep.runs) {
@@ -141,7 +163,8 @@ async function main(): Promise<void> {
   }
   save();
   console.log(`\n${sweep.description}\n`);
-  console.log(table(sweep.runs.map((r) => rows.get(r.id)).filter((r): r is SweepRow => r !== undefined)));
+  console.log(table(done()));
+  if (sweep.spreadBy) console.log('\n' + spreadTable(done(), sweep.spreadBy).table);
 }
 
 main().catch((e) => {

@@ -15,6 +15,8 @@ export interface Sweep {
   description: string;
   base: Partial<TrainConfig>;
   runs: SweepRun[];
+  /** Summarize the spread (min / median / max) of the test accuracy per value of this setting. */
+  spreadBy?: keyof TrainConfig;
 }
 
 /** Augmentation options with everything off except what is given. */

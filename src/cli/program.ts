@@ -97,6 +97,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--limit-test <n>', 'use only the first n test images').argParser(integerFlag('--limit-test', 1)))
     .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
     .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--views <n>', 'augmented views per image in supcon/simclr (simclr needs 2 or more)').default(d.views).argParser(integerFlag('--views', 1, 16)))
     .addOption(new Option('--optimizer <name>', `optimizer: ${OPTIMIZER_NAMES.join(', ')}`).default(d.optimizer).argParser(choiceFlag('--optimizer', OPTIMIZER_NAMES)))
     .addOption(new Option('--lr <x>', `peak learning rate (default: ${DEFAULT_LR.sgd} for sgd, ${DEFAULT_LR.lars} for lars)`).argParser(numberFlag('--lr', { gt: 0 })))
     .addOption(new Option('--momentum <x>', 'momentum').default(d.momentum).argParser(numberFlag('--momentum', { ge: 0, lt: 1 })))
@@ -164,6 +165,7 @@ export function buildProgram(io: CliIo): Command {
             dataset: opts.dataset as TrainConfig['dataset'],
             epochs: opts.epochs as number,
             batchSize: opts.batchSize as number,
+            views: opts.views as number,
             optimizer: opts.optimizer as TrainConfig['optimizer'],
             momentum: opts.momentum as number,
             weightDecay: opts.weightDecay as number,

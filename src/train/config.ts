@@ -45,8 +45,14 @@ export interface TrainConfig {
   projectionDim: number;
   /** Pre-training epochs. */
   epochs: number;
-  /** Images per step (each gives two views in the contrastive methods). */
+  /** Images per step (each gives `views` views in the contrastive methods). */
   batchSize: number;
+  /**
+   * Augmented views of each image per step in the contrastive methods (default 2, as in the
+   * paper). SupCon also works with 1 (its positives are then the other images of the class in
+   * the batch) at half the cost per image; SimCLR needs at least 2. Cross-entropy uses 1.
+   */
+  views: number;
   /** 'sgd' (momentum) or 'lars'. */
   optimizer: OptimizerName;
   /** Peak learning rate (after warmup). */
@@ -93,6 +99,7 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   projectionDim: 128,
   epochs: 7,
   batchSize: 256,
+  views: 2,
   optimizer: 'sgd',
   lr: 0.1,
   momentum: 0.9,
@@ -131,6 +138,7 @@ export const TRAIN_CONFIG_KEYS = [
   'projectionDim',
   'epochs',
   'batchSize',
+  'views',
   'optimizer',
   'lr',
   'momentum',
@@ -172,6 +180,7 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     projectionDim: int('projectionDim', 1),
     epochs: int('epochs', 1),
     batchSize: int('batchSize', 2),
+    views: int('views', 1, 16),
     optimizer,
     lr: c.lr === undefined ? DEFAULT_LR[optimizer] : validate.number(name('lr'), c.lr, { gt: 0 }),
     momentum: num('momentum', { ge: 0, lt: 1 }),
@@ -192,6 +201,9 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
   if (c.limitTrain !== undefined) resolved.limitTrain = validate.integer(name('limitTrain'), c.limitTrain, 2);
   if (c.limitTest !== undefined) resolved.limitTest = validate.integer(name('limitTest'), c.limitTest, 1);
   if (c.stem !== undefined) resolved.stem = validate.oneOf(name('stem'), c.stem, ENCODER_STEMS);
+  if (resolved.method === 'simclr' && resolved.views < 2) {
+    throw new InvalidArgumentError(name('views'), "at least 2 with method 'simclr' (its only positives are other views)", `${resolved.views}`);
+  }
   if (resolved.warmupEpochs > resolved.epochs) {
     throw new InvalidArgumentError(
       name('warmupEpochs'),

@@ -1,6 +1,6 @@
 /**
- * The training loop: SupCon / SimCLR pre-training on two augmented views (or the
- * cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
+ * The training loop: SupCon / SimCLR pre-training on `config.views` augmented views of every
+ * image (two by default; or the cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
  * the final evaluation (linear evaluation of the frozen encoder, or the CE head's accuracy).
  *
  * Reproducibility: the shuffle of epoch e is `epochOrder(count, { seed, epoch: e })` and the
@@ -23,7 +23,6 @@ import {
   loadDataset,
   normalize,
   Rng,
-  twoViews,
   type ImageDataset,
   type ResolvedAugmentOptions,
 } from '../data';
@@ -266,7 +265,7 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
   if (state.result) return finish('complete');
 
   const contrastive = config.method !== 'ce';
-  const imagesPerStep = s.batchSize * (contrastive ? 2 : 1);
+  const imagesPerStep = s.batchSize * (contrastive ? config.views : 1);
   while (state.epoch < config.epochs) {
     const epoch = state.epoch;
     const order = epochOrder(s.train.count, { seed: config.seed, epoch });
@@ -354,11 +353,11 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
           const logits = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
           return tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
         }
-        const [first, second] = twoViews(batch.images, rng, augment);
-        const x = normalize(tf.concat([first, second], 0), train.normalization);
+        const views = Array.from({ length: config.views }, () => augmentView(batch.images, rng, augment));
+        const x = normalize(views.length === 1 ? views[0] : tf.concat(views, 0), train.normalization);
         const projections = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
-        // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
-        const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
+        // [V B, D] with view-major rows -> [B, V, D], the loss's layout (docs/loss.md).
+        const features = tf.transpose(tf.reshape(projections, [config.views, records.length, -1]), [1, 0, 2]);
         const labels = config.method === 'supcon' ? batch.labels : null;
         return supConLoss(features, labels, { temperature: config.temperature, variant: config.lossVariant }) as tf.Scalar;
       };

@@ -256,6 +256,15 @@ describe('augmentation and loss variant settings', () => {
     expect((await readTrainingState(dir)).config.augment).toBe('paper');
   });
 
+  it('trains SupCon on one view per image (positives: the other images of the class)', async () => {
+    const one = await oneEpoch('views-1', { augment: 'none', views: 1 });
+    const two = await oneEpoch('views-2', { augment: 'none', views: 2 });
+    expect(Number.isFinite(one.firstLoss)).toBe(true);
+    // Without augmentation the second view is a copy: every anchor has one more (identical) positive.
+    expect(one.firstLoss).not.toBe(two.firstLoss);
+    expect(() => resolveTrainConfig({ method: 'simclr', views: 1 })).toThrow(/at least 2 with method 'simclr' for config\.views/);
+  });
+
   it('rejects a bad setting naming it', () => {
     expect(() => resolveTrainConfig({ augment: 'strong' as never })).toThrow(/for config\.augment but/);
     expect(() => resolveTrainConfig({ augment: { padding: -1 } })).toThrow(/for config\.augment\.padding/);
