@@ -4,6 +4,8 @@
  *    ResNet-18 (batch 64), through tfjs (`engine().runKernel`), with GFLOP/s and the share of
  *    the machine's GEMM speed measured in the same run; the input gradient's two algorithms
  *    (direct convolution vs GEMM + col2im) timed side by side on the stride-1 layers;
+ *  - the narrow convolutions of ResNet-8 (batch 128, 1 to 64 channels, the 1-channel stem) by
+ *    native algorithm: the implicit-im2col GEMM against the direct kernels (addon called directly);
  *  - full training steps (forward, backward, SGD update) of ResNet-8 (28x28x1, batch 128) and
  *    ResNet-18 (CIFAR stem, 32x32x3), images/s, native vs JS.
  * The JS kernels are slow: they are timed once, at a smaller batch, and scaled linearly to the
@@ -77,8 +79,20 @@ export interface TrainingStepRow {
   note: string;
 }
 
+/** A narrow layer's native algorithms side by side (ms, median). */
+export interface NarrowLayerRow {
+  layer: string;
+  batch: number;
+  gflop: number;
+  forward: { gemmMs: number; directMs: number };
+  filterGrad: { gemmMs: number; directMs: number };
+  /** The flipped direct convolution exists for stride 1 only. */
+  inputGrad: { directMs: number | null; gemmCol2ImMs: number };
+}
+
 export interface KernelBenchResult {
   machine: { cpu: string; cores: number; simd: string; threads: number; node: string; tfjs: string };
+  narrow: NarrowLayerRow[];
   /** Native GEMM (BatchMatMul, addon called directly) in this run: the reference speed. */
   gemm: Array<{ size: number; ms: number; gflops: number }>;
   gemmGflops: number;
@@ -86,6 +100,18 @@ export interface KernelBenchResult {
   steps: TrainingStepRow[];
   date: string;
 }
+
+/** The distinct convolutions of ResNet-8 on 28x28x1 (stages of 16, 32, 64 channels). */
+const RESNET8_LAYERS: Array<{ layer: string; h: number; cin: number; cout: number; k: number; s: number }> = [
+  { layer: 'stem 3x3 1->16 @28', h: 28, cin: 1, cout: 16, k: 3, s: 1 },
+  { layer: 'stage1 3x3 16 @28', h: 28, cin: 16, cout: 16, k: 3, s: 1 },
+  { layer: 'stage2 3x3 16->32 s2', h: 28, cin: 16, cout: 32, k: 3, s: 2 },
+  { layer: 'stage2 3x3 32 @14', h: 14, cin: 32, cout: 32, k: 3, s: 1 },
+  { layer: 'stage2 1x1 16->32 s2', h: 28, cin: 16, cout: 32, k: 1, s: 2 },
+  { layer: 'stage3 3x3 32->64 s2', h: 14, cin: 32, cout: 64, k: 3, s: 2 },
+  { layer: 'stage3 3x3 64 @7', h: 7, cin: 64, cout: 64, k: 3, s: 1 },
+  { layer: 'stage3 1x1 32->64 s2', h: 14, cin: 32, cout: 64, k: 1, s: 2 },
+];
 
 /** The distinct convolutions of a CIFAR ResNet-18 (3x3 'same' convs, 1x1 stride-2 shortcuts). */
 const RESNET18_LAYERS: Array<{ layer: string; h: number; cin: number; cout: number; k: number; s: number }> = [
@@ -167,6 +193,37 @@ function timeInputGradAlgorithms(batch: number, l: (typeof RESNET18_LAYERS)[numb
   const dx = new Float32Array(batch * l.h * l.h * l.cin);
   const run = (algorithm: 1 | 2) => timeMedian(reps, () => addon.conv2dBackpropInput({ ...geometry, dy, filter, dx, algorithm }));
   return { directMs: run(1), gemmCol2ImMs: run(2) };
+}
+
+/** Each native algorithm of a narrow layer ('same' padding as tfjs puts it), addon called directly. */
+function timeNarrowLayer(batch: number, l: (typeof RESNET8_LAYERS)[number], reps: number): NarrowLayerRow {
+  const addon = requireNative();
+  const o = Math.ceil(l.h / l.s);
+  const padTotal = Math.max((o - 1) * l.s + l.k - l.h, 0);
+  const geometry = {
+    batch, inHeight: l.h, inWidth: l.h, inChannels: l.cin, outHeight: o, outWidth: o, outChannels: l.cout,
+    filterHeight: l.k, filterWidth: l.k, strideHeight: l.s, strideWidth: l.s, dilationHeight: 1, dilationWidth: 1,
+    padTop: padTotal >> 1, padLeft: padTotal >> 1,
+  };
+  const fill = (n: number, seed: number) => Float32Array.from({ length: n }, (_, i) => (((i + seed) * 7919) % 1000) / 1000 - 0.5);
+  const x = fill(batch * l.h * l.h * l.cin, 1);
+  const filter = fill(l.k * l.k * l.cin * l.cout, 2);
+  const dy = fill(batch * o * o * l.cout, 3);
+  const y = new Float32Array(dy.length);
+  const dx = new Float32Array(x.length);
+  const dfilter = new Float32Array(filter.length);
+  const forward = (algorithm: 1 | 2) =>
+    timeMedian(reps, () => addon.conv2dForward({ ...geometry, x, filter, y, bias: null, activation: 0, leakyReluAlpha: 0, algorithm }));
+  const filterGrad = (algorithm: 1 | 2) => timeMedian(reps, () => addon.conv2dBackpropFilter({ ...geometry, x, dy, dfilter, algorithm }));
+  const inputGrad = (algorithm: 1 | 2) => timeMedian(reps, () => addon.conv2dBackpropInput({ ...geometry, dy, filter, dx, algorithm }));
+  return {
+    layer: l.layer,
+    batch,
+    gflop: (2 * batch * o * o * l.k * l.k * l.cin * l.cout) / 1e9,
+    forward: { gemmMs: forward(1), directMs: forward(2) },
+    filterGrad: { gemmMs: filterGrad(1), directMs: filterGrad(2) },
+    inputGrad: { directMs: l.s === 1 ? inputGrad(1) : null, gemmCol2ImMs: inputGrad(2) },
+  };
 }
 
 /** Median time of native training steps, and one JS step at `jsBatch` (scaled) when asked. */
@@ -279,6 +336,11 @@ export async function runKernelBench(options: KernelBenchOptions = {}): Promise<
     log(`  ${l.layer}: native ${native.forwardMs.toFixed(1)} / ${native.inputGradMs.toFixed(1)} / ${native.filterGradMs.toFixed(1)} ms`);
   }
 
+  const narrow = RESNET8_LAYERS.map((l) => timeNarrowLayer(128, l, reps));
+  for (const n of narrow) {
+    log(`  ${n.layer}: forward gemm ${n.forward.gemmMs.toFixed(2)} / direct ${n.forward.directMs.toFixed(2)} ms`);
+  }
+
   const stepRows = [
     timeTrainingStep('ResNet-8 (28x28x1)', RESNET8, 128, steps, withJs ? (options.jsStepBatch ?? 8) : 0, log),
     timeTrainingStep('ResNet-18 (CIFAR, 32x32x3)', RESNET18_CIFAR, 64, Math.max(1, Math.min(steps, 3)), withJs ? (options.jsResNet18Batch ?? 0) : 0, log),
@@ -302,6 +364,7 @@ export async function runKernelBench(options: KernelBenchOptions = {}): Promise<
     },
     gemm,
     gemmGflops,
+    narrow,
     layers,
     steps: stepRows,
     date: new Date().toISOString(),
@@ -332,6 +395,24 @@ export function formatKernelBench(r: KernelBenchResult): string {
     l.speedup ? `${f(l.speedup.forward, 0)}x / ${f(l.speedup.inputGrad, 0)}x / ${f(l.speedup.filterGrad, 0)}x` : '-',
   ]);
   lines.push(...table(head, rows));
+  lines.push('');
+  lines.push(`Narrow convolutions of ResNet-8 (28x28x1), batch ${r.narrow[0]?.batch}, by native algorithm: median ms (GFLOP/s).`);
+  const gf = (gflop: number, ms: number) => `${f(ms, 2)} (${f(gflop / (ms / 1e3), 0)})`;
+  lines.push(
+    ...table(
+      ['layer', 'GFLOP', 'fwd GEMM', 'fwd direct', 'dW GEMM', 'dW direct', 'dx flipped direct', 'dx GEMM+col2im'],
+      r.narrow.map((n) => [
+        n.layer,
+        f(n.gflop, 3),
+        gf(n.gflop, n.forward.gemmMs),
+        gf(n.gflop, n.forward.directMs),
+        gf(n.gflop, n.filterGrad.gemmMs),
+        gf(n.gflop, n.filterGrad.directMs),
+        n.inputGrad.directMs === null ? '-' : gf(n.gflop, n.inputGrad.directMs),
+        gf(n.gflop, n.inputGrad.gemmCol2ImMs),
+      ]),
+    ),
+  );
   lines.push('');
   lines.push('Training step (forward, backward, SGD update), synthetic data. Native: median of the timed steps.');
   const stepHead = ['model', 'batch', 'native ms', 'native img/s', 'JS ms', 'JS img/s', 'speedup', 'note'];

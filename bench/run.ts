@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: every benchmark of the package, each comparing against its alternative in the
  * same run. Prints tables and writes bench/results/<name>.json.
- *   npm run bench -- [--only loss|kernels] [--quick]
+ *   npm run bench -- [--only loss|kernels|training] [--quick]
  * The full run times tfjs's JS kernels once per ResNet-18 layer (about 40 minutes on a 2-core
  * machine); --quick skips the JS side of the kernel table and the largest loss sizes (minutes).
  */
 import { supcon } from '../src';
 import { formatKernelBench, runKernelBench } from './kernels';
 import { printLossTable, runLossBench } from './loss';
+import { printTrainingTable, runTrainingBench } from './training';
 import { machine, writeJson } from './util';
 
 async function main(): Promise<void> {
@@ -23,6 +24,11 @@ async function main(): Promise<void> {
     const rows = await runLossBench(quick ? { sizes: [1024, 2048, 8192], reps: 3 } : {});
     printLossTable(rows);
     writeJson('bench/results/loss.json', { machine: m, rows });
+  }
+  if (!only || only === 'training') {
+    const result = await runTrainingBench(quick ? { steps: 5 } : {});
+    printTrainingTable(result);
+    writeJson('bench/results/training.json', result);
   }
   if (!only || only === 'kernels') {
     const result = await runKernelBench({ js: !quick, log: (line) => console.error(line) });

@@ -85,10 +85,15 @@ export interface NativeEpilogueArgs {
 
 // Every nn call writes its output array in full and never reads its old contents.
 
+/** How a convolution is computed: 0 auto, 1 implicit-im2col GEMM, 2 direct (narrow layers). */
+export type NativeConvAlgorithm = 0 | 1 | 2;
+
 export interface NativeConv2DForwardArgs extends NativeConv2DGeometry, NativeEpilogueArgs {
   x: Float32Array;
   filter: Float32Array;
   y: Float32Array;
+  /** Default 0 (auto). */
+  algorithm?: NativeConvAlgorithm;
 }
 
 export interface NativeConv2DBackpropInputArgs extends NativeConv2DGeometry {
@@ -103,6 +108,8 @@ export interface NativeConv2DBackpropFilterArgs extends NativeConv2DGeometry {
   x: Float32Array;
   dy: Float32Array;
   dfilter: Float32Array;
+  /** Default 0 (auto). */
+  algorithm?: NativeConvAlgorithm;
 }
 
 /** c[i] = epilogue(op(a[i % batchA]) op(b[i % batchB])); batchA and batchB equal or one of them 1. */
@@ -244,6 +251,29 @@ export interface NativeConvBatchNormBackwardArgs extends NativeConv2DGeometry {
   dz: Float32Array | null;
 }
 
+/** One variable of a native optimizer step; see native/include/supcon/nn.h. */
+export interface NativeOptimizerVariable {
+  value: Float32Array;
+  grad: Float32Array;
+  /** The momentum buffer; null on the first step (zeros). */
+  buffer: Float32Array | null;
+  newValue: Float32Array;
+  newBuffer: Float32Array;
+  /** Apply weight decay (and, for LARS, the trust ratio). */
+  decay: boolean;
+}
+
+/** A momentum-SGD or LARS step over many variables; see native/include/supcon/nn.h. */
+export interface NativeOptimizerArgs {
+  kind: 'sgd' | 'lars';
+  learningRate: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov: boolean;
+  trustCoefficient: number;
+  variables: NativeOptimizerVariable[];
+}
+
 /** The addon's raw surface. Everything here is called through the typed wrappers. */
 export interface NativeAddon {
   info(): NativeInfo;
@@ -267,6 +297,7 @@ export interface NativeAddon {
   avgPool2dBackward(args: NativeAvgPool2DBackwardArgs): void;
   convBatchNormForward(args: NativeConvBatchNormForwardArgs): void;
   convBatchNormBackward(args: NativeConvBatchNormBackwardArgs): void;
+  optimizerUpdate(args: NativeOptimizerArgs): void;
   /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
   releaseNnScratch(): void;
   [kernel: string]: unknown;

@@ -3,6 +3,9 @@
 // SUPCON_VEC (floats per vector) defined, and their own -m flags. See simd.h for the contracts.
 #include <cstdint>
 #include <cstring>
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "simd.h"
 
@@ -51,6 +54,18 @@ inline vf vexp(vf x) {
 }
 
 inline float sexp(float x) { return vexp(splat(x))[0]; }
+
+// *p in every lane, as one broadcast load (a scalar load then a register broadcast would cost a
+// shuffle per use, which the direct convolution kernels cannot afford).
+inline vf bcast(const float* p) {
+#if defined(__AVX512F__) && SUPCON_VEC == 16
+  return (vf)_mm512_set1_ps(*p);
+#elif defined(__AVX__) && SUPCON_VEC == 8
+  return (vf)_mm256_broadcast_ss(p);
+#else
+  return splat(*p);
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // GEMM micro-kernel: MR x (NV*W) block of C from packed panels.
@@ -364,6 +379,147 @@ void bnGradApply(const float* dy, const float* y, const float* z, int64_t rows, 
   else bnGradApplyT<false>(dy, y, z, rows, C, a, b, k, dz, dres);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Direct convolution for narrow outputs (see nn_conv_direct.cpp): no patch packing. The input is
+// read in place as "runs": for a pixel with base offset b, run k is the contiguous slice
+// x[b + runOff[k] .. + runLen) (with unit dilation, one filter row: fW taps x C channels).
+
+// y[r][0:n] = sum_k sum_j x[base[r] + runOff[k] + j] * w[(k runLen + j) ldw + 0:n], r < m <= MR.
+template <int MR, int NV>
+void directConvTile(const float* x, const int64_t* base, int m, int64_t runs, const int64_t* runOff,
+                    int64_t runLen, const float* w, int64_t ldw, float* y, int64_t ldy, int n) {
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = vf{};
+  for (int64_t k = 0; k < runs; ++k) {
+    const float* q[MR];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) q[r] = x + base[r < m ? r : 0] + runOff[k];
+    const float* wk = w + k * runLen * ldw;
+    int64_t j = 0;
+    for (; j + 2 <= runLen; j += 2) {
+      vf w0[NV], w1[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        w0[v] = load(wk + j * ldw + v * W);
+        w1[v] = load(wk + (j + 1) * ldw + v * W);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const vf a0 = bcast(q[r] + j);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] += a0 * w0[v];
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const vf a1 = bcast(q[r] + j + 1);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] += a1 * w1[v];
+      }
+    }
+    if (j < runLen) {
+      vf w0[NV];
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) w0[v] = load(wk + j * ldw + v * W);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const vf a0 = bcast(q[r] + j);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) acc[r][v] += a0 * w0[v];
+      }
+    }
+  }
+  if (n == NV * W) {
+    for (int r = 0; r < m; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) store(y + r * ldy + v * W, acc[r][v]);
+    return;
+  }
+  float tmp[NV * W];
+  for (int r = 0; r < m; ++r) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) store(tmp + v * W, acc[r][v]);
+    for (int c = 0; c < n; ++c) y[r * ldy + c] = tmp[c];
+  }
+}
+
+template <int MR, int NV>
+void directConvRowsT(const float* x, const int64_t* base, int64_t rows, int64_t runs, const int64_t* runOff,
+                     int64_t runLen, const float* w, int64_t ldw, float* y, int64_t ldy, int n) {
+  for (int64_t r0 = 0; r0 < rows; r0 += MR) {
+    const int m = static_cast<int>(rows - r0 < MR ? rows - r0 : MR);
+    directConvTile<MR, NV>(x, base + r0, m, runs, runOff, runLen, w, ldw, y + r0 * ldy, ldy, n);
+  }
+}
+
+void directConvRows(const float* x, const int64_t* base, int64_t rows, int64_t runs, const int64_t* runOff,
+                    int64_t runLen, const float* w, int64_t ldw, float* y, int64_t ldy, int n) {
+  switch ((n + W - 1) / W) {
+    case 1: return directConvRowsT<10, 1>(x, base, rows, runs, runOff, runLen, w, ldw, y, ldy, n);
+    case 2: return directConvRowsT<10, 2>(x, base, rows, runs, runOff, runLen, w, ldw, y, ldy, n);
+    case 3: return directConvRowsT<8, 3>(x, base, rows, runs, runOff, runLen, w, ldw, y, ldy, n);
+    default: return directConvRowsT<6, 4>(x, base, rows, runs, runOff, runLen, w, ldw, y, ldy, n);
+  }
+}
+
+// dwT[i][c] += sum_p dy[p ldy + i] * x[base[p] + c], i < m <= MR output channels, c < NV*W
+// consecutive patch columns (lanes past `lanes` are computed from neighbouring data and dropped).
+template <int MR, int NV>
+void directFilterGradTile(const float* x, const int64_t* base, int64_t pixels, const float* dy, int64_t ldy, int m,
+                          float* dwT, int64_t ldw, int lanes) {
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vf{};
+  for (int64_t p = 0; p < pixels; ++p) {
+    const float* q = x + base[p];
+    vf xv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) xv[v] = load(q + v * W);
+    const float* d = dy + p * ldy;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vf g = bcast(d + (i < m ? i : 0));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += g * xv[v];
+    }
+  }
+  float tmp[NV * W];
+  for (int i = 0; i < m; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) store(tmp + v * W, acc[i][v]);
+    float* o = dwT + i * ldw;
+    for (int c = 0; c < lanes; ++c) o[c] += tmp[c];
+  }
+}
+
+// dwT [N][K] += the filter gradient of a piece of pixels: K = runs * runLen patch columns (run k
+// at x[base[p] + runOff[k]]), N output channels with dy rows of stride ldy.
+void directFilterGrad(const float* x, const int64_t* base, int64_t pixels, int64_t runs, const int64_t* runOff,
+                      int64_t runLen, const float* dy, int64_t ldy, int64_t N, float* dwT, int64_t K,
+                      int64_t* shifted) {
+  constexpr int NV = 3;
+  for (int64_t k = 0; k < runs; ++k) {
+    for (int64_t p = 0; p < pixels; ++p) shifted[p] = base[p] + runOff[k];
+    for (int64_t j0 = 0; j0 < runLen; j0 += NV * W) {
+      const int lanes = static_cast<int>(runLen - j0 < NV * W ? runLen - j0 : NV * W);
+      if (j0) for (int64_t p = 0; p < pixels; ++p) shifted[p] += NV * W;
+      // 8 x 3, 12 x 2 or 12 x 1 vectors of accumulators, by the width of this chunk of the run.
+      const int mr = lanes > 2 * W ? 8 : 12;
+      for (int64_t i0 = 0; i0 < N; i0 += mr) {
+        const int m = static_cast<int>(N - i0 < mr ? N - i0 : mr);
+        float* out = dwT + i0 * K + k * runLen + j0;
+        if (lanes > 2 * W) directFilterGradTile<8, 3>(x, shifted, pixels, dy + i0, ldy, m, out, K, lanes);
+        else if (lanes > W) directFilterGradTile<12, 2>(x, shifted, pixels, dy + i0, ldy, m, out, K, lanes);
+        else directFilterGradTile<12, 1>(x, shifted, pixels, dy + i0, ldy, m, out, K, lanes);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const KernelTable& table() {
@@ -372,6 +528,7 @@ const KernelTable& table() {
       &rowLogSumExp,   &colLogSumExp, &maskPositives, &gradTile,
       W,               &microKernelT<SUPCON_MR, 1>,
       &channelMoments, &scaleShift,   &bnGradReduce,  &bnGradApply,
+      &directConvRows, &directFilterGrad,
   };
   return t;
 }

@@ -173,15 +173,32 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
 }
 
 // y = epilogue(P(x) W), pieces of output rows in parallel. g may have negative pads.
-void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y) {
-  const int64_t M = patchRows(g), K = patchCols(g), N = g.outChannels;
-  const int mr = gemmBlocking().mr;
-  const StridedB w(filter, K, N, N, 1);
-  detail::forEachRowPiece(M, mr, g.flops(), [&](int64_t begin, int64_t end) {
-    const PatchRowsA a(g, x, begin);
-    gemm(end - begin, N, K, 1.0f, a, w, 0.0f, y + begin * N, N);
+void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y, bool direct) {
+  const int64_t M = patchRows(g), N = g.outChannels;
+  const detail::ConvForwardRows rows(g, x, filter, direct);
+  detail::forEachRowPiece(M, gemmBlocking().mr, g.flops(), [&](int64_t begin, int64_t end) {
+    rows(begin, end, y);
     if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
   });
+}
+
+// The stride-1 input gradient's geometry: a forward convolution of dy into dx.
+G flippedGeometry(const G& g) {
+  G t;
+  t.batch = g.batch;
+  t.inHeight = g.outHeight;
+  t.inWidth = g.outWidth;
+  t.inChannels = g.outChannels;
+  t.outHeight = g.inHeight;
+  t.outWidth = g.inWidth;
+  t.outChannels = g.inChannels;
+  t.filterHeight = g.filterHeight;
+  t.filterWidth = g.filterWidth;
+  t.dilationHeight = g.dilationHeight;
+  t.dilationWidth = g.dilationWidth;
+  t.padTop = (g.filterHeight - 1) * g.dilationHeight - g.padTop;
+  t.padLeft = (g.filterWidth - 1) * g.dilationWidth - g.padLeft;
+  return t;
 }
 
 // Stride-1 input gradient as a forward convolution over dy (see the file comment).
@@ -197,21 +214,8 @@ void backpropInputDirect(const G& g, const float* dy, const float* filter, float
   };
   if (g.filterSize() >= (int64_t(1) << 16)) parallelFor(fh * fw, 1, flipTaps);
   else flipTaps(0, fh * fw);
-  G t;
-  t.batch = g.batch;
-  t.inHeight = g.outHeight;
-  t.inWidth = g.outWidth;
-  t.inChannels = co;
-  t.outHeight = g.inHeight;
-  t.outWidth = g.inWidth;
-  t.outChannels = ci;
-  t.filterHeight = fh;
-  t.filterWidth = fw;
-  t.dilationHeight = g.dilationHeight;
-  t.dilationWidth = g.dilationWidth;
-  t.padTop = (fh - 1) * g.dilationHeight - g.padTop;
-  t.padLeft = (fw - 1) * g.dilationWidth - g.padLeft;
-  forwardImpl(t, dy, flipped, Epilogue{}, dx);
+  const G t = flippedGeometry(g);
+  forwardImpl(t, dy, flipped, Epilogue{}, dx, detail::directForwardFits(t));
 }
 
 // dx += scatter of dcol rows [row0, row0 + rows) (global pixel rows (n, oh, ow)) into their taps.
@@ -277,7 +281,11 @@ void backpropInputCol2Im(const G& g, const float* dy, const float* filter, float
 
 // dW [K, Cout] = P(x)^T dY: pixels split into one range per thread, each range's product
 // computed by the GEMM (the first into dw, the others into scratch), then summed.
-void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) {
+void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw, bool direct) {
+  if (direct) {
+    detail::directFilterGradient(g, x, dy, dw);
+    return;
+  }
   const int64_t M = patchRows(g), K = patchCols(g), N = g.outChannels;
   const int threads = numThreads();
   // Enough pixels per range that the GEMM's depth blocks are full, and partial buffers that
@@ -315,7 +323,7 @@ void backpropFilterImpl(const G& g, const float* x, const float* dy, float* dw) 
 }  // namespace
 
 namespace detail {
-void convForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
+void gemmForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
                      float* y) {
   const int64_t K = patchCols(g), N = g.outChannels;
   const StridedB w(filter, K, N, N, 1);
@@ -356,11 +364,25 @@ Status validate(const Conv2DGeometry& g) {
   return Status::ok();
 }
 
+namespace {
+// Whether to run the direct kernel: kAuto's choice, or an explicit one (false and an error
+// Status when kDirect does not fit).
+Status chooseDirect(ConvAlgorithm algorithm, bool fits, const char* fn, bool* direct) {
+  *direct = algorithm == ConvAlgorithm::kDirect || (algorithm == ConvAlgorithm::kAuto && fits);
+  if (*direct && !fits)
+    return Status::invalid(std::string("Expected a geometry the direct kernel takes (unit dilation, few channels) for ") +
+                           fn + " algorithm kDirect but received one it does not");
+  return Status::ok();
+}
+}  // namespace
+
 Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filter, const Epilogue& epilogue,
-                     float* y) {
+                     float* y, ConvAlgorithm algorithm) {
   SUPCON_RETURN_IF_ERROR(validate(g));
   if (!x || !filter || !y) return Status::invalid("conv2dForward: null tensor pointer");
-  return guarded("conv2dForward", [&] { forwardImpl(g, x, filter, epilogue, y); });
+  bool direct = false;
+  SUPCON_RETURN_IF_ERROR(chooseDirect(algorithm, detail::directForwardFits(g), "conv2dForward", &direct));
+  return guarded("conv2dForward", [&] { forwardImpl(g, x, filter, epilogue, y, direct); });
 }
 
 Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx,
@@ -370,21 +392,26 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
   const bool unitStride = g.strideHeight == 1 && g.strideWidth == 1;
   if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride)
     return Status::invalid("conv2dBackpropInput: the direct algorithm needs stride 1");
-  // Measured (bench/kernels.ts): col2im is faster up to ~128 input channels (the direct
-  // convolution's GEMM is then only inChannels wide); the direct form wins from ~256, where
-  // col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk of rows.
+  // Measured (bench/kernels.ts): col2im is faster than the flipped convolution through the
+  // GEMM up to ~128 input channels (that GEMM is then only inChannels wide); the flipped form
+  // wins from ~256, where col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk
+  // of rows, and for narrow layers whose flipped convolution runs the direct kernel.
   const bool direct = algorithm == BackpropInputAlgorithm::kDirect ||
-                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride && g.inChannels >= 192);
+                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride &&
+                       (g.inChannels >= 192 || detail::directForwardFits(flippedGeometry(g))));
   return guarded("conv2dBackpropInput", [&] {
     if (direct) backpropInputDirect(g, dy, filter, dx);
     else backpropInputCol2Im(g, dy, filter, dx);
   });
 }
 
-Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter) {
+Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter,
+                            ConvAlgorithm algorithm) {
   SUPCON_RETURN_IF_ERROR(validate(g));
   if (!x || !dy || !dfilter) return Status::invalid("conv2dBackpropFilter: null tensor pointer");
-  return guarded("conv2dBackpropFilter", [&] { backpropFilterImpl(g, x, dy, dfilter); });
+  bool direct = false;
+  SUPCON_RETURN_IF_ERROR(chooseDirect(algorithm, detail::directFilterGradFits(g), "conv2dBackpropFilter", &direct));
+  return guarded("conv2dBackpropFilter", [&] { backpropFilterImpl(g, x, dy, dfilter, direct); });
 }
 
 }  // namespace nn

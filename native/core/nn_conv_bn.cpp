@@ -67,6 +67,7 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
   const KernelTable& kt = kernels();
   float* z = a.z ? a.z : a.y;
   const Pieces pieces(g, g.flops());
+  const detail::ConvForwardRows conv(g, a.x, a.filter);
   std::vector<float> scale(C), offset(C);
 
   if (!a.training) {
@@ -79,7 +80,7 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
     }
     pieces.run([&](int64_t p) {
       const int64_t b = pieces.begin(p), e = pieces.end(p);
-      detail::convForwardRows(g, a.x, a.filter, b, e, z);
+      conv(b, e, z);
       kt.scaleShift(z + b * C, a.residual ? a.residual + b * C : nullptr, e - b, C, scale.data(), offset.data(),
                     a.relu, a.y + b * C);
     });
@@ -91,7 +92,7 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
   std::vector<float> shift(pieces.count * C);
   pieces.run([&](int64_t p) {
     const int64_t b = pieces.begin(p), e = pieces.end(p);
-    detail::convForwardRows(g, a.x, a.filter, b, e, z);
+    conv(b, e, z);
     float* sh = shift.data() + p * C;
     for (int64_t c = 0; c < C; ++c) sh[c] = z[b * C + c];
     kt.channelMoments(z + b * C, e - b, C, sh, sum.data() + p * C, sumSq.data() + p * C);

@@ -58,6 +58,19 @@ struct KernelTable {
   // dz = a[c] g + b[c] z + k[c], and dres = g when dres is not null (g as in bnGradReduce).
   void (*bnGradApply)(const float* dy, const float* y, const float* z, int64_t rows, int64_t C, bool relu,
                       const float* a, const float* b, const float* k, float* dz, float* dres);
+
+  // Direct convolution for narrow outputs (nn_conv_direct.cpp), reading the input in place as
+  // runs: for output pixel r with base offset base[r], run k is x[base[r] + runOff[k] .. + runLen).
+  // y[r][0:n] = sum_k sum_j run_k[j] * w[(k runLen + j) ldw + 0:n] for r < rows; n <= 4 vectors,
+  // w rows zero-padded to whole vectors.
+  void (*directConvRows)(const float* x, const int64_t* base, int64_t rows, int64_t runs, const int64_t* runOff,
+                         int64_t runLen, const float* w, int64_t ldw, float* y, int64_t ldy, int n);
+  // dwT [N][K] += sum_p dy[p ldy + i] * run_k(p)[j] for K = runs * runLen columns (i, k runLen + j).
+  // Reads up to 3 vectors past a run's end (x needs that much slack); `shifted` holds `pixels`
+  // offsets of scratch.
+  void (*directFilterGrad)(const float* x, const int64_t* base, int64_t pixels, int64_t runs, const int64_t* runOff,
+                           int64_t runLen, const float* dy, int64_t ldy, int64_t N, float* dwT, int64_t K,
+                           int64_t* shifted);
 };
 
 const KernelTable& kernels();

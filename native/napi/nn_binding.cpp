@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "args.h"
 #include "supcon/nn.h"
@@ -59,7 +60,15 @@ Epilogue readEpilogue(const Napi::Object& o, int64_t channels) {
   return e;
 }
 
-// conv2dForward({x, filter, bias?, y, ...geometry, activation, leakyReluAlpha})
+// The optional `algorithm` of conv2dForward / conv2dBackpropFilter: 0 auto (absent), 1 GEMM,
+// 2 direct (supcon::nn::ConvAlgorithm's explicit numbers).
+supcon::nn::ConvAlgorithm readConvAlgorithm(const Napi::Object& o) {
+  Napi::Value v = o.Get("algorithm");
+  if (v.IsUndefined()) return supcon::nn::ConvAlgorithm::kAuto;
+  return static_cast<supcon::nn::ConvAlgorithm>(intField(o, "algorithm", 0, 2));
+}
+
+// conv2dForward({x, filter, bias?, y, ...geometry, activation, leakyReluAlpha, algorithm?})
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   Napi::Object o = argsObject(info);
   const Conv2DGeometry g = readGeometry(o);
@@ -67,7 +76,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const float* filter = floatArray(o, "filter", g.filterSize());
   float* y = floatArray(o, "y", g.outputSize());
   const Epilogue e = readEpilogue(o, g.outChannels);
-  supcon::Status st = supcon::nn::conv2dForward(g, x, filter, e, y);
+  supcon::Status st = supcon::nn::conv2dForward(g, x, filter, e, y, readConvAlgorithm(o));
   if (!st.isOk()) throwStatus(info.Env(), st);
   return info.Env().Undefined();
 }
@@ -85,14 +94,14 @@ Napi::Value Conv2dBackpropInput(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// conv2dBackpropFilter({x, dy, dfilter, ...geometry})
+// conv2dBackpropFilter({x, dy, dfilter, ...geometry, algorithm?})
 Napi::Value Conv2dBackpropFilter(const Napi::CallbackInfo& info) {
   Napi::Object o = argsObject(info);
   const Conv2DGeometry g = readGeometry(o);
   const float* x = floatArray(o, "x", g.inputSize());
   const float* dy = floatArray(o, "dy", g.outputSize());
   float* dfilter = floatArray(o, "dfilter", g.filterSize());
-  supcon::Status st = supcon::nn::conv2dBackpropFilter(g, x, dy, dfilter);
+  supcon::Status st = supcon::nn::conv2dBackpropFilter(g, x, dy, dfilter, readConvAlgorithm(o));
   if (!st.isOk()) throwStatus(info.Env(), st);
   return info.Env().Undefined();
 }
@@ -364,6 +373,44 @@ Napi::Value ConvBatchNormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// optimizerUpdate({kind: 'sgd' | 'lars', learningRate, momentum, weightDecay, nesterov,
+// trustCoefficient, variables: [{value, grad, buffer?, newValue, newBuffer, decay}]}); see
+// supcon/nn.h. The kind crosses by name.
+Napi::Value OptimizerUpdate(const Napi::CallbackInfo& info) {
+  Napi::Object o = argsObject(info);
+  supcon::nn::OptimizerStep step;
+  Napi::Value kind = o.Get("kind");
+  const std::string k = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : std::string();
+  if (k == "sgd") step.kind = supcon::nn::OptimizerKind::kSgd;
+  else if (k == "lars") step.kind = supcon::nn::OptimizerKind::kLars;
+  else typeError(info.Env(), "expected 'sgd' or 'lars' for kind");
+  step.learningRate = static_cast<float>(numberField(o, "learningRate"));
+  step.momentum = static_cast<float>(numberField(o, "momentum"));
+  step.weightDecay = static_cast<float>(numberField(o, "weightDecay"));
+  step.nesterov = boolField(o, "nesterov");
+  step.trustCoefficient = static_cast<float>(numberField(o, "trustCoefficient"));
+  Napi::Value list = o.Get("variables");
+  if (!list.IsArray()) typeError(info.Env(), "expected an array for variables");
+  Napi::Array arr = list.As<Napi::Array>();
+  std::vector<supcon::nn::OptimizerVariable> vars(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value item = arr.Get(i);
+    if (!item.IsObject()) typeError(info.Env(), "expected objects in variables");
+    Napi::Object v = item.As<Napi::Object>();
+    const int64_t n = typedArrayLength(v, "value");
+    vars[i].size = n;
+    vars[i].value = floatArray(v, "value", n);
+    vars[i].grad = floatArray(v, "grad", n);
+    vars[i].buffer = floatArray(v, "buffer", n, true);
+    vars[i].newValue = floatArray(v, "newValue", n);
+    vars[i].newBuffer = floatArray(v, "newBuffer", n);
+    vars[i].decay = boolField(v, "decay");
+  }
+  supcon::Status st = supcon::nn::optimizerUpdate(step, vars.data(), static_cast<int64_t>(vars.size()));
+  if (!st.isOk()) throwStatus(info.Env(), st);
+  return info.Env().Undefined();
+}
+
 // releaseNnScratch(): frees the convolutions' cached per-thread scratch buffers.
 Napi::Value ReleaseNnScratch(const Napi::CallbackInfo& info) {
   supcon::nn::releaseScratchMemory();
@@ -387,6 +434,7 @@ void registerNn(Napi::Env env, Napi::Object exports) {
   exports.Set("avgPool2dBackward", Napi::Function::New(env, AvgPool2dBackward, "avgPool2dBackward"));
   exports.Set("convBatchNormForward", Napi::Function::New(env, ConvBatchNormForward, "convBatchNormForward"));
   exports.Set("convBatchNormBackward", Napi::Function::New(env, ConvBatchNormBackward, "convBatchNormBackward"));
+  exports.Set("optimizerUpdate", Napi::Function::New(env, OptimizerUpdate, "optimizerUpdate"));
   exports.Set("releaseNnScratch", Napi::Function::New(env, ReleaseNnScratch, "releaseNnScratch"));
 }
 

@@ -16,6 +16,7 @@ namespace {
 using supcon::nn::Activation;
 using supcon::nn::BackpropInputAlgorithm;
 using supcon::nn::Conv2DGeometry;
+using supcon::nn::ConvAlgorithm;
 using supcon::nn::Epilogue;
 
 // Float64 forward, input gradient and filter gradient plus the sums of |terms| (error scale).
@@ -120,8 +121,36 @@ void checkAll(const Conv2DGeometry& g, uint32_t seed) {
   const Reference ref = reference(g, x, w, dy);
   // Outputs start as NaN: every element must be written.
   std::vector<float> y(g.outputSize(), NAN), dx(g.inputSize(), NAN), dw(g.filterSize(), NAN);
+  // Every forward / filter-gradient algorithm: the direct kernels must refuse what they cannot take.
+  const bool unitDilation = g.dilationHeight == 1 && g.dilationWidth == 1;
+  for (auto algo : {ConvAlgorithm::kAuto, ConvAlgorithm::kGemm, ConvAlgorithm::kDirect}) {
+    std::fill(y.begin(), y.end(), NAN);
+    supcon::Status st = supcon::nn::conv2dForward(g, x.data(), w.data(), Epilogue{}, y.data(), algo);
+    const bool directFits = unitDilation && g.outChannels <= 4 * supcon::gemmBlocking().nr / 2;
+    if (algo == ConvAlgorithm::kDirect && !unitDilation) {
+      CHECK(st.code() == supcon::StatusCode::kInvalidArgument) << "direct forward with dilation must be refused";
+      continue;
+    }
+    if (algo == ConvAlgorithm::kDirect && !st.isOk()) {
+      CHECK(!directFits) << "direct forward refused a geometry it should take: " << describe(g);
+      continue;
+    }
+    CHECK(st.isOk()) << st.message();
+    CHECK(worstRatio(y, ref.y, ref.yAbs) <= 1.0)
+        << "forward algo " << int(algo) << " " << describe(g) << " ratio " << worstRatio(y, ref.y, ref.yAbs);
+  }
+  for (auto algo : {ConvAlgorithm::kGemm, ConvAlgorithm::kDirect}) {
+    std::fill(dw.begin(), dw.end(), NAN);
+    supcon::Status st = supcon::nn::conv2dBackpropFilter(g, x.data(), dy.data(), dw.data(), algo);
+    if (algo == ConvAlgorithm::kDirect && !unitDilation) {
+      CHECK(st.code() == supcon::StatusCode::kInvalidArgument) << "direct filter gradient with dilation must be refused";
+      continue;
+    }
+    CHECK(st.isOk()) << st.message();
+    CHECK(worstRatio(dw, ref.dw, ref.dwAbs) <= 1.0)
+        << "filter gradient algo " << int(algo) << " " << describe(g) << " ratio " << worstRatio(dw, ref.dw, ref.dwAbs);
+  }
   CHECK(supcon::nn::conv2dForward(g, x.data(), w.data(), Epilogue{}, y.data()).isOk()) << describe(g);
-  CHECK(worstRatio(y, ref.y, ref.yAbs) <= 1.0) << "forward " << describe(g) << " ratio " << worstRatio(y, ref.y, ref.yAbs);
   for (auto algo : {BackpropInputAlgorithm::kAuto, BackpropInputAlgorithm::kDirect, BackpropInputAlgorithm::kGemmCol2Im}) {
     const bool unit = g.strideHeight == 1 && g.strideWidth == 1;
     std::fill(dx.begin(), dx.end(), NAN);

@@ -7,20 +7,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { callNative, type NativeAddon, type NativeConv2DGeometry } from '../native';
-import { type KernelArgs, type NativeKernelFunc, float32Values, sizeOf } from './cpu_backend';
+import { type KernelArgs, type NativeKernelFunc, type Rank4, float32Values, isNhwc, runOriginal, sameShape, sizeOf } from './cpu_backend';
 import { planEpilogue } from './epilogue';
 import { outputPool } from './output_pool';
 
 type Conv2DInfo = tf.backend_util.Conv2DInfo;
-type Rank4 = [number, number, number, number];
-
-function isNhwc(dataFormat: unknown): boolean {
-  return dataFormat === undefined || dataFormat === 'NHWC';
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
 
 /** tfjs's conv info for NHWC, or null when tfjs itself rejects the arguments. */
 export function convInfo(
@@ -97,7 +88,7 @@ function planForward(args: KernelArgs): ForwardPlan | null {
 export function conv2DKernel(addon: NativeAddon, original: tf.KernelConfig): NativeKernelFunc {
   return (args) => {
     const plan = planForward(args);
-    if (!plan) return original.kernelFunc(args as never);
+    if (!plan) return runOriginal(original, args);
     const y = outputPool.acquire(sizeOf(plan.outShape));
     callNative(() =>
       addon.conv2dForward({ ...plan.geometry, x: plan.x, filter: plan.filter, y, bias: null, activation: 0, leakyReluAlpha: 0 }),
@@ -122,7 +113,7 @@ export function fusedConv2DKernel(addon: NativeAddon, original: tf.KernelConfig)
         plan.geometry.outChannels,
         4,
       );
-    if (!plan || !epilogue) return original.kernelFunc(args as never);
+    if (!plan || !epilogue) return runOriginal(original, args);
     const y = outputPool.acquire(sizeOf(plan.outShape));
     callNative(() => addon.conv2dForward({ ...plan.geometry, ...epilogue.native, x: plan.x, filter: plan.filter, y }));
     const result = args.backend.makeTensorInfo(plan.outShape, 'float32', y);
@@ -150,7 +141,7 @@ export function conv2DBackpropInputKernel(addon: NativeAddon, original: tf.Kerne
       filter!.shape[2] !== inputShape![3] ||
       !inputShape!.every((d) => Number.isInteger(d))
     ) {
-      return original.kernelFunc(args as never);
+      return runOriginal(original, args);
     }
     const dx = outputPool.acquire(sizeOf(inputShape!));
     callNative(() => addon.conv2dBackpropInput({ ...geometry, dy: dyValues!, filter: filterValues!, dx, algorithm: 0 }));
@@ -172,7 +163,7 @@ export function conv2DBackpropFilterKernel(addon: NativeAddon, original: tf.Kern
         : null;
     const geometry = info && nativeGeometry(info);
     if (!info || !geometry || !sameShape(dy!.shape, info.outShape) || filterShape![2] !== x!.shape[3]) {
-      return original.kernelFunc(args as never);
+      return runOriginal(original, args);
     }
     const dfilter = outputPool.acquire(sizeOf(filterShape!));
     callNative(() => addon.conv2dBackpropFilter({ ...geometry, x: xValues!, dy: dyValues!, dfilter }));

@@ -19,7 +19,7 @@
  * where they run.
  */
 import * as tf from '@tensorflow/tfjs';
-import { callNative, loadNative, requireNative, type NativeAddon, type NativeConv2DGeometry } from '../native';
+import { callNative, loadNative, requireNative, type NativeConv2DGeometry } from '../native';
 import { type CpuBackend, float32Values, type KernelArgs, sizeOf } from './cpu_backend';
 import { convInfo, nativeGeometry } from './conv';
 import { outputPool } from './output_pool';

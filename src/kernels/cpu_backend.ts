@@ -1,9 +1,11 @@
 /**
- * The little of tfjs's `cpu` backend (MathBackendCPU) the native kernels touch, typed
- * structurally so the package needs no import of @tensorflow/tfjs-backend-cpu: zero-copy reads
- * of a tensor's storage, and outputs made by the backend itself so tfjs owns and frees them.
+ * What every native kernel shares: the little of tfjs's `cpu` backend (MathBackendCPU) they
+ * touch, typed structurally so the package needs no import of @tensorflow/tfjs-backend-cpu
+ * (zero-copy reads of a tensor's storage, outputs made by the backend itself so tfjs owns and
+ * frees them), the kernel factory type, and shape helpers.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { NativeAddon } from '../native';
 
 /** What the native kernels use of MathBackendCPU. */
 export interface CpuBackend {
@@ -20,6 +22,27 @@ export interface KernelArgs {
 }
 
 export type NativeKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[];
+
+/** Makes a native kernel; `original` is tfjs's own kernel, run for inputs the native one does not cover. */
+export type KernelFactory = (addon: NativeAddon, original: tf.KernelConfig) => NativeKernelFunc;
+
+/** Runs tfjs's own kernel on the same arguments. */
+export function runOriginal(original: tf.KernelConfig, args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] {
+  return original.kernelFunc(args as never) as tf.TensorInfo | tf.TensorInfo[];
+}
+
+/** A rank-4 shape, as tfjs's conv and pool helpers type it. */
+export type Rank4 = [number, number, number, number];
+
+/** Whether two shapes are equal. */
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** Whether a conv/pool `dataFormat` attribute is channels-last (absent counts as NHWC). */
+export function isNhwc(dataFormat: unknown): boolean {
+  return dataFormat === undefined || dataFormat === 'NHWC';
+}
 
 /**
  * The float32 storage of a tensor on the cpu backend, without copying; null when the tensor is

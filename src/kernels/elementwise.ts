@@ -5,28 +5,25 @@
  * Non-float32 inputs, empty tensors and anything tfjs would reject run the original JS kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { callNative, type NativeAddon, type NativeBinaryArgs, type NativeUnaryArgs } from '../native';
-import { type KernelArgs, type NativeKernelFunc, float32Values, sizeOf } from './cpu_backend';
+import { callNative, type NativeBinaryArgs, type NativeUnaryArgs } from '../native';
+import { type KernelFactory, float32Values, runOriginal, sizeOf } from './cpu_backend';
 import { outputPool } from './output_pool';
 
-type KernelFactory = (addon: NativeAddon, original: tf.KernelConfig) => NativeKernelFunc;
-
-const fallback = (original: tf.KernelConfig, args: KernelArgs) => original.kernelFunc(args as never);
 
 function binaryKernel(op: NativeBinaryArgs['op']): KernelFactory {
   return (addon, original) => (args) => {
     const { a, b } = args.inputs;
     const aValues = float32Values(args.backend, a);
     const bValues = float32Values(args.backend, b);
-    if (!a || !b || !aValues || !bValues) return fallback(original, args);
+    if (!a || !b || !aValues || !bValues) return runOriginal(original, args);
     let outShape: number[];
     try {
       outShape = tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape);
     } catch {
-      return fallback(original, args);  // tfjs's own message
+      return runOriginal(original, args);  // tfjs's own message
     }
     const size = sizeOf(outShape);
-    if (size === 0 || outShape.length > 8) return fallback(original, args);
+    if (size === 0 || outShape.length > 8) return runOriginal(original, args);
     const out = outputPool.acquire(size);
     callNative(() => addon.binaryOp({ op, a: aValues, aShape: a.shape, b: bValues, bShape: b.shape, out }));
     return args.backend.makeTensorInfo(outShape, 'float32', out);
@@ -37,7 +34,7 @@ function unaryKernel(op: NativeUnaryArgs['op']): KernelFactory {
   return (addon, original) => (args) => {
     const { x } = args.inputs;
     const xValues = float32Values(args.backend, x);
-    if (!x || !xValues || xValues.length === 0) return fallback(original, args);
+    if (!x || !xValues || xValues.length === 0) return runOriginal(original, args);
     const alpha = typeof args.attrs?.alpha === 'number' ? args.attrs.alpha : 0;
     const out = outputPool.acquire(xValues.length);
     callNative(() => addon.unaryOp({ op, x: xValues, alpha, out }));
@@ -50,12 +47,12 @@ function reduceKernel(mean: boolean): KernelFactory {
   return (addon, original) => (args) => {
     const { x } = args.inputs;
     const xValues = float32Values(args.backend, x);
-    if (!x || !xValues || xValues.length === 0 || x.shape.length > 8) return fallback(original, args);
+    if (!x || !xValues || xValues.length === 0 || x.shape.length > 8) return runOriginal(original, args);
     let axes: number[];
     try {
       axes = tf.util.parseAxisParam(args.attrs?.axis as number | number[], x.shape);
     } catch {
-      return fallback(original, args);
+      return runOriginal(original, args);
     }
     const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
     const reduceSize = sizeOf(reduceShape);
@@ -71,12 +68,12 @@ const tileKernel: KernelFactory = (addon, original) => (args) => {
   const reps = args.attrs?.reps as number[] | undefined;
   const xValues = float32Values(args.backend, x);
   if (!x || !xValues || !Array.isArray(reps) || reps.length !== x.shape.length || x.shape.length > 8) {
-    return fallback(original, args);
+    return runOriginal(original, args);
   }
-  if (!reps.every((r) => Number.isInteger(r) && r >= 0)) return fallback(original, args);
+  if (!reps.every((r) => Number.isInteger(r) && r >= 0)) return runOriginal(original, args);
   const outShape = x.shape.map((d, i) => d * reps[i]);
   const size = sizeOf(outShape);
-  if (size === 0 || size > 0x7fffffff) return fallback(original, args);
+  if (size === 0 || size > 0x7fffffff) return runOriginal(original, args);
   const out = outputPool.acquire(size);
   callNative(() => addon.tile({ x: xValues, shape: x.shape, reps, out }));
   return args.backend.makeTensorInfo(outShape, 'float32', out);
@@ -109,7 +106,7 @@ const batchNormKernel: KernelFactory = (addon, original) => (args) => {
     offsetValues?.length === 0 ||
     scaleValues?.length === 0
   ) {
-    return fallback(original, args);
+    return runOriginal(original, args);
   }
   const eps = args.attrs?.varianceEpsilon;
   const y = outputPool.acquire(xValues.length);

@@ -5,16 +5,15 @@
  * cover (NCHW, non-float32, exotic broadcasts), so results never depend on coverage.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type NativeAddon, loadNative, nativeLoadError } from '../native';
+import { loadNative, nativeLoadError } from '../native';
 import * as validate from '../validate';
-import type { CpuBackend, NativeKernelFunc } from './cpu_backend';
+import type { CpuBackend, KernelFactory } from './cpu_backend';
 import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel, conv2DKernel, fusedConv2DKernel } from './conv';
 import { ELEMENTWISE_KERNELS } from './elementwise';
 import { batchMatMulKernel, fusedMatMulKernel } from './matmul';
 import { type OutputPoolStats, outputPool } from './output_pool';
 import { POOL_KERNELS } from './pool';
 
-type KernelFactory = (addon: NativeAddon, original: tf.KernelConfig) => NativeKernelFunc;
 
 /** Every kernel this module can replace, by tfjs kernel name. */
 const FACTORIES: Record<string, KernelFactory> = {
@@ -43,7 +42,7 @@ export interface UseNativeKernelsOptions {
    * large allocations. Arrays read out with dataSync()/data() or aliased are never reused.
    */
   recycleOutputs?: boolean;
-  /** Most bytes of disposed output arrays kept for reuse (default 256 MiB). */
+  /** Most bytes of disposed output arrays kept for reuse (default 1 GiB); the oldest go first. */
   outputPoolBytes?: number;
 }
 

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { callNative, type NativeAddon } from '../native';
-import { type KernelArgs, type NativeKernelFunc, float32Values, sizeOf } from './cpu_backend';
+import { type KernelArgs, type NativeKernelFunc, float32Values, runOriginal, sizeOf } from './cpu_backend';
 import { planEpilogue } from './epilogue';
 import { outputPool } from './output_pool';
 
@@ -58,7 +58,7 @@ function planMatMul(args: KernelArgs): MatMulPlan | null {
 export function batchMatMulKernel(addon: NativeAddon, original: tf.KernelConfig): NativeKernelFunc {
   return (args) => {
     const plan = planMatMul(args);
-    if (!plan) return original.kernelFunc(args as never);
+    if (!plan) return runOriginal(original, args);
     const { outShape, ...shape } = plan;
     const c = outputPool.acquire(sizeOf(outShape));
     callNative(() => addon.batchMatMul({ ...shape, c, bias: null, activation: 0, leakyReluAlpha: 0 }));
@@ -82,7 +82,7 @@ export function fusedMatMulKernel(addon: NativeAddon, original: tf.KernelConfig)
         plan.n,
         plan.outShape.length,
       );
-    if (!plan || !epilogue) return original.kernelFunc(args as never);
+    if (!plan || !epilogue) return runOriginal(original, args);
     const { outShape, ...shape } = plan;
     const c = outputPool.acquire(sizeOf(outShape));
     callNative(() => addon.batchMatMul({ ...shape, ...epilogue.native, c }));

@@ -18,6 +18,14 @@ import type { CpuBackend } from './cpu_backend';
 /** Outputs smaller than this (in floats) are plain allocations: small arrays are cheap. */
 const MIN_POOLED_LENGTH = 16384;
 
+/**
+ * Default bytes kept for reuse: a training step's arrays come back at its end and are all needed
+ * again by the next, so the pool must hold a step's worth (measured: ~470 MB for the main job's
+ * SupCon step of 512 ResNet-8 images; less than that and every step re-allocates, and page-faults,
+ * the difference).
+ */
+export const DEFAULT_CAPACITY_BYTES = 1024 * 1024 * 1024;
+
 type Ownership = 'new' | 'held' | 'shared' | 'free';
 
 interface Block {
@@ -26,6 +34,8 @@ interface Block {
   dataId: tf.DataId | null;
   /** Pool generation the block was handed out in: events while detached were not observed. */
   generation: number;
+  /** Stamp of the block's latest return to the pool (its entry in the eviction queue). */
+  freedAt?: number;
 }
 
 /** Counters of the pool, for tests and benchmarks. */
@@ -58,7 +68,10 @@ class OutputPool {
   private readonly free = new Map<number, Block[]>();
   /** Hooked backends, with the instance's own methods they had before (usually none). */
   private readonly hooked = new Map<HookableBackend, Partial<BackendHooks>>();
-  private capBytes = 256 * 1024 * 1024;
+  private capBytes = DEFAULT_CAPACITY_BYTES;
+  /** Free blocks in the order they were freed, with their stamps (stale entries are skipped). */
+  private freeOrder: Array<{ block: Block; stamp: number }> = [];
+  private freeStamp = 0;
   private generation = 0;
   private stats: OutputPoolStats = { reused: 0, allocated: 0, recycled: 0, escaped: 0, freeBytes: 0 };
 
@@ -147,6 +160,7 @@ class OutputPool {
   releaseFree(): void {
     for (const list of this.free.values()) for (const block of list) this.blocks.delete(block.array.buffer);
     this.free.clear();
+    this.freeOrder = [];
     this.stats.freeBytes = 0;
   }
 
@@ -189,17 +203,50 @@ class OutputPool {
 
   private toFree(block: Block): void {
     const bytes = block.array.length * 4;
-    if (this.stats.freeBytes + bytes > this.capBytes) {
-      this.blocks.delete(block.array.buffer);  // over capacity: leave it to the garbage collector
+    if (bytes > this.capBytes) {
+      this.blocks.delete(block.array.buffer);  // larger than the whole pool: to the garbage collector
       return;
     }
+    // Over capacity: the least recently freed blocks go to the garbage collector first.
+    while (this.stats.freeBytes + bytes > this.capBytes) this.evictOldest();
     block.state = 'free';
     block.dataId = null;
     let list = this.free.get(block.array.length);
     if (!list) this.free.set(block.array.length, (list = []));
     list.push(block);
+    block.freedAt = ++this.freeStamp;
+    this.freeOrder.push({ block, stamp: block.freedAt });
+    if (this.freeOrder.length > 64 && this.freeOrder.length > 4 * this.countFree()) {
+      this.freeOrder = this.freeOrder.filter((e) => this.isCurrent(e));
+    }
     this.stats.freeBytes += bytes;
     this.stats.recycled++;
+  }
+
+  private countFree(): number {
+    let n = 0;
+    for (const list of this.free.values()) n += list.length;
+    return n;
+  }
+
+  private isCurrent(e: { block: Block; stamp: number }): boolean {
+    return e.block.state === 'free' && e.block.freedAt === e.stamp;
+  }
+
+  private evictOldest(): void {
+    for (;;) {
+      const entry = this.freeOrder.shift();
+      if (!entry) return;
+      if (!this.isCurrent(entry)) continue;  // reused (and maybe freed again) since
+      const oldest = entry.block;
+      const list = this.free.get(oldest.array.length)!;
+      list.splice(list.indexOf(oldest), 1);
+      if (list.length === 0) this.free.delete(oldest.array.length);
+      this.blocks.delete(oldest.array.buffer);
+      oldest.state = 'shared';  // no longer tracked: never recycled
+      this.stats.freeBytes -= oldest.array.length * 4;
+      return;
+    }
   }
 }
 

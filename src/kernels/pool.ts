@@ -6,12 +6,10 @@
  * anything tfjs rejects run the original JS kernel.
  */
 import * as tf from '@tensorflow/tfjs';
-import { callNative, type NativeAddon, type NativePool2DGeometry } from '../native';
-import { type KernelArgs, type NativeKernelFunc, float32Values, sizeOf } from './cpu_backend';
+import { callNative, type NativePool2DGeometry } from '../native';
+import { type KernelArgs, type KernelFactory, type Rank4, float32Values, runOriginal, sameShape, sizeOf } from './cpu_backend';
 import { outputPool } from './output_pool';
 
-type KernelFactory = (addon: NativeAddon, original: tf.KernelConfig) => NativeKernelFunc;
-type Rank4 = [number, number, number, number];
 
 /** tfjs's pool info and the explicit native geometry, or null for the JS kernel. */
 function poolGeometry(
@@ -54,10 +52,6 @@ function poolGeometry(
   return { info, geometry };
 }
 
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
-}
-
 function poolKernel(type: 0 | 1): KernelFactory {
   return (addon, original) => (args: KernelArgs) => {
     const { x } = args.inputs;
@@ -65,7 +59,7 @@ function poolKernel(type: 0 | 1): KernelFactory {
     const plan = x && xValues ? poolGeometry(x.shape, args.attrs, true) : null;
     // A 1x1 pool that keeps the shape is tfjs's identity (same data, no copy).
     const identity = plan && plan.info.filterHeight === 1 && plan.info.filterWidth === 1 && sameShape(plan.info.inShape, plan.info.outShape);
-    if (!plan || identity) return original.kernelFunc(args as never);
+    if (!plan || identity) return runOriginal(original, args);
     const y = outputPool.acquire(sizeOf(plan.info.outShape));
     callNative(() => addon.pool2d({ ...plan.geometry, type, x: xValues!, y }));
     return args.backend.makeTensorInfo(plan.info.outShape.slice(), 'float32', y);
@@ -77,7 +71,7 @@ const maxPoolGradKernel: KernelFactory = (addon, original) => (args) => {
   const xValues = float32Values(args.backend, input);
   const dyValues = float32Values(args.backend, dy);
   const plan = input && xValues && dyValues ? poolGeometry(input.shape, args.attrs, true) : null;
-  if (!plan || !sameShape(dy!.shape, plan.info.outShape)) return original.kernelFunc(args as never);
+  if (!plan || !sameShape(dy!.shape, plan.info.outShape)) return runOriginal(original, args);
   const dx = outputPool.acquire(sizeOf(input!.shape));
   callNative(() => addon.maxPool2dBackward({ ...plan.geometry, x: xValues!, dy: dyValues!, dx }));
   return args.backend.makeTensorInfo(input!.shape.slice(), 'float32', dx);
@@ -88,7 +82,7 @@ const avgPoolGradKernel: KernelFactory = (addon, original) => (args) => {
   const dyValues = float32Values(args.backend, dy);
   // tfjs's AvgPoolGrad ignores dimRoundingMode; so does this one.
   const plan = input && dyValues && input.dtype === 'float32' ? poolGeometry(input.shape, args.attrs, false) : null;
-  if (!plan || !sameShape(dy!.shape, plan.info.outShape)) return original.kernelFunc(args as never);
+  if (!plan || !sameShape(dy!.shape, plan.info.outShape)) return runOriginal(original, args);
   const dx = outputPool.acquire(sizeOf(input!.shape));
   callNative(() => addon.avgPool2dBackward({ ...plan.geometry, dy: dyValues!, dx }));
   return args.backend.makeTensorInfo(input!.shape.slice(), 'float32', dx);

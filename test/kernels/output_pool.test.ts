@@ -36,6 +36,29 @@ describe.skipIf(!nativeAvailable)('native output recycling', () => {
     tf.dispose([x, y]);
   });
 
+  it('over capacity, the least recently freed arrays are dropped first', () => {
+    releaseNativeKernelMemory();
+    useNativeKernels({ outputPoolBytes: (3 * N + 96) * 4 });
+    try {
+      const x = uniform([N], 11);
+      const sizes = [N, N + 16, N + 32, N + 48];
+      // Free four arrays of distinct sizes into a pool that holds three.
+      const outputs = sizes.map((n) => tf.tidy(() => tf.relu(tf.pad(x, [[0, n - N]]))));
+      for (const t of outputs) t.dispose();
+      expect(nativeOutputPoolStats().freeBytes).toBe((3 * N + 96) * 4);
+      const before = nativeOutputPoolStats();
+      // The newest size is still pooled, the oldest (N) is gone.
+      tf.tidy(() => void tf.relu(tf.pad(x, [[0, 48]])));
+      tf.tidy(() => void tf.relu(tf.pad(x, [[0, 0]])));
+      const after = nativeOutputPoolStats();
+      expect(after.reused - before.reused).toBe(1);
+      expect(after.allocated - before.allocated).toBe(1);
+      x.dispose();
+    } finally {
+      useNativeKernels({ outputPoolBytes: 1024 * 1024 * 1024 });
+    }
+  });
+
   it('never reuses an array handed out by dataSync() or data()', async () => {
     const x = uniform([N], 2);
     const a = tf.relu(x);

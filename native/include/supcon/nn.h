@@ -60,9 +60,17 @@ struct Epilogue {
   bool active() const { return bias != nullptr || activation != Activation::kLinear; }
 };
 
+// How conv2dForward and conv2dBackpropFilter compute.
+enum class ConvAlgorithm {
+  kAuto = 0,    // kDirect where it fits (unit dilation; forward: outC <= 4 SIMD vectors; filter
+                // gradient: inC and outC <= 64), else kGemm
+  kGemm = 1,    // implicit-im2col packing into the GEMM (any geometry)
+  kDirect = 2,  // the direct kernels of nn_conv_direct.cpp (refused where they do not fit)
+};
+
 // y = epilogue(conv2d(x, filter)). x, filter, y as in Conv2DGeometry; y is overwritten.
 Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filter, const Epilogue& epilogue,
-                     float* y);
+                     float* y, ConvAlgorithm algorithm = ConvAlgorithm::kAuto);
 
 // How conv2dBackpropInput computes dx.
 enum class BackpropInputAlgorithm {
@@ -77,7 +85,8 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
                            BackpropInputAlgorithm algorithm = BackpropInputAlgorithm::kAuto);
 
 // dfilter = d(sum y * dy)/dfilter: x and dy -> dfilter [fH, fW, inC, outC] (overwritten).
-Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter);
+Status conv2dBackpropFilter(const Conv2DGeometry& g, const float* x, const float* dy, float* dfilter,
+                            ConvAlgorithm algorithm = ConvAlgorithm::kAuto);
 
 // ---------------------------------------------------------------------------------------------
 // Convolution + batch normalization (+ residual) (+ ReLU): the unit of a ResNet, one forward
@@ -140,6 +149,37 @@ struct ConvBatchNormBackwardArgs {
   float* dz = nullptr;                   // [outputSize], or null (internal scratch)
 };
 Status convBatchNormBackward(const ConvBatchNormBackwardArgs& a);
+
+// ---------------------------------------------------------------------------------------------
+// Momentum optimizers over many variables in one call (src/train/optimizers.ts documents the
+// rules). Each variable's new value and momentum buffer go to separate outputs.
+//
+//   SGD (PyTorch's rule, dampening 0):  d = g + wd w;  b' = m b + d;  w' = w - lr (nesterov ? d + m b' : b')
+//   LARS (You et al. 2017):             trust = eta ||w|| / (||g|| + wd ||w||) (1 if a norm is 0)
+//                                       b' = m b + lr trust (g + wd w);  w' = w - b'
+// A variable with decay = false gets no weight decay (and, for LARS, b' = m b + lr g).
+enum class OptimizerKind { kSgd = 0, kLars = 1 };
+
+struct OptimizerVariable {
+  const float* value = nullptr;
+  const float* grad = nullptr;
+  const float* buffer = nullptr;  // momentum; null reads as zeros (the first step)
+  float* newValue = nullptr;
+  float* newBuffer = nullptr;
+  int64_t size = 0;
+  bool decay = true;
+};
+
+struct OptimizerStep {
+  OptimizerKind kind = OptimizerKind::kSgd;
+  float learningRate = 0.0f;
+  float momentum = 0.9f;
+  float weightDecay = 0.0f;
+  bool nesterov = false;          // SGD only
+  float trustCoefficient = 1e-3f;  // LARS only
+};
+
+Status optimizerUpdate(const OptimizerStep& step, const OptimizerVariable* variables, int64_t count);
 
 // Batched C[b] = epilogue(op(A[b % batchA]) op(B[b % batchB])), b in [0, max(batchA, batchB)).
 // op(A) is M x K (A stored K x M when transposeA), op(B) is K x N (B stored N x K when
