@@ -38,6 +38,11 @@ const SHORT_SUPCON: Partial<TrainConfig> = {
   seed: 0,
 };
 
+/** Horizontal flips only. */
+const FLIP = only({ flipProbability: 0.5 });
+/** The translation + flip augmentation of the augment sweep, as explicit options. */
+const PAD4_FLIP = only({ padding: 4, flipProbability: 0.5 });
+
 export const SWEEPS: Record<string, Sweep> = {
   augment: {
     description:
@@ -57,6 +62,52 @@ export const SWEEPS: Record<string, Sweep> = {
       },
       { id: 'crop0.6-flip', config: { augment: only({ cropScale: [0.6, 1], flipProbability: 0.5 }) } },
       { id: 'pad4', config: { augment: only({ padding: 4 }) } },
+    ],
+  },
+  schedule: {
+    description:
+      'Learning rate, warmup and batch size: SupCon, ResNet-8, 5 epochs, temperature 0.1, pad4-flip augmentation, ' +
+      'fashion-mnist-mini, linear evaluation (30 epochs)',
+    base: { ...SHORT_SUPCON, augment: PAD4_FLIP },
+    runs: [
+      { id: 'b256-lr0.1-warm1', config: { lr: 0.1, warmupEpochs: 1 } },
+      { id: 'b256-lr0.3-warm0', config: { lr: 0.3, warmupEpochs: 0 } },
+      { id: 'b128-lr0.2-warm0', config: { batchSize: 128, lr: 0.2, warmupEpochs: 0 } },
+      { id: 'b64-lr0.1-warm0', config: { batchSize: 64, lr: 0.1, warmupEpochs: 0 } },
+      { id: 'b256-lr0.1-warm0', config: { lr: 0.1, warmupEpochs: 0 } },
+      { id: 'b256-lr0.8-warm0', config: { lr: 0.8, warmupEpochs: 0 } },
+      { id: 'b128-lr0.5-warm0', config: { batchSize: 128, lr: 0.5, warmupEpochs: 0 } },
+      { id: 'b64-lr0.3-warm0', config: { batchSize: 64, lr: 0.3, warmupEpochs: 0 } },
+    ],
+  },
+  views: {
+    description:
+      'Views per image at an equal number of images processed (about equal time): SupCon, ResNet-8, 2 views x 5 epochs ' +
+      'vs 1 view x 10 epochs, batch 256, lr 0.1, temperature 0.1, fashion-mnist-mini, linear evaluation (30 epochs)',
+    base: SHORT_SUPCON,
+    runs: [
+      { id: 'v1-e10-none', config: { views: 1, epochs: 10, augment: 'none' } },
+      { id: 'v1-e10-flip', config: { views: 1, epochs: 10, augment: FLIP } },
+      { id: 'v1-e10-pad4-flip', config: { views: 1, epochs: 10, augment: PAD4_FLIP } },
+      { id: 'v2-e5-none', config: { views: 2, epochs: 5, augment: 'none' } },
+      { id: 'v2-e5-flip', config: { views: 2, epochs: 5, augment: FLIP } },
+      { id: 'v2-e5-pad4-flip', config: { views: 2, epochs: 5, augment: PAD4_FLIP } },
+    ],
+  },
+  'epochs-augment': {
+    description:
+      'Augmentation at longer budgets, one view per image: SupCon, ResNet-8, batch 256, lr 0.1, temperature 0.1, ' +
+      'fashion-mnist-mini, linear evaluation (30 epochs)',
+    base: { ...SHORT_SUPCON, views: 1 },
+    runs: [
+      { id: 'e20-none', config: { epochs: 20, augment: 'none' } },
+      { id: 'e20-flip', config: { epochs: 20, augment: FLIP } },
+      { id: 'e20-pad2-flip', config: { epochs: 20, augment: only({ padding: 2, flipProbability: 0.5 }) } },
+      { id: 'e20-pad4-flip', config: { epochs: 20, augment: PAD4_FLIP } },
+      { id: 'e30-none', config: { epochs: 30, augment: 'none' } },
+      { id: 'e30-flip', config: { epochs: 30, augment: FLIP } },
+      { id: 'e30-pad4-flip', config: { epochs: 30, augment: PAD4_FLIP } },
+      { id: 'e30-pad4-flip-erase', config: { epochs: 30, augment: only({ padding: 4, flipProbability: 0.5, eraseProbability: 0.5 }) } },
     ],
   },
 };
