@@ -110,4 +110,69 @@ export const SWEEPS: Record<string, Sweep> = {
       { id: 'e30-pad4-flip-erase', config: { epochs: 30, augment: only({ padding: 4, flipProbability: 0.5, eraseProbability: 0.5 }) } },
     ],
   },
+  recipe: {
+    description:
+      'Learning rate, temperature, batch, width and projection head at 30 epochs: SupCon, ResNet-8, one view per ' +
+      'image, flip augmentation, fashion-mnist-mini, linear evaluation (30 epochs); base: batch 256, lr 0.1, ' +
+      'temperature 0.1, MLP head to 128 (the epochs-augment sweep\'s e30-flip)',
+    base: { ...SHORT_SUPCON, views: 1, epochs: 30, augment: FLIP },
+    runs: [
+      { id: 'lr0.2', config: { lr: 0.2 } },
+      { id: 'lr0.4', config: { lr: 0.4 } },
+      { id: 'tau0.2', config: { temperature: 0.2 } },
+      { id: 'tau0.5', config: { temperature: 0.5 } },
+      { id: 'b128', config: { batchSize: 128 } },
+      { id: 'b512-lr0.2', config: { batchSize: 512, lr: 0.2 } },
+      { id: 'proj32', config: { projectionDim: 32 } },
+      { id: 'head-linear', config: { projectionHead: 'linear' } },
+      { id: 'tau0.05', config: { temperature: 0.05 } },
+      { id: 'width2-e10', config: { width: 2, epochs: 10 } },
+    ],
+  },
+  ce: {
+    description: 'Cross-entropy with the same encoder, augmentation and epochs (30), learning rate: ResNet-8, flip, batch 256, fashion-mnist-mini',
+    base: { ...SHORT_SUPCON, method: 'ce', epochs: 30, augment: FLIP },
+    runs: [
+      { id: 'lr0.05', config: { lr: 0.05 } },
+      { id: 'lr0.1', config: { lr: 0.1 } },
+      { id: 'lr0.2', config: { lr: 0.2 } },
+      { id: 'lr0.4', config: { lr: 0.4 } },
+    ],
+  },
+  stability: stabilitySweep(),
 };
+
+/**
+ * The paper's stability claim (Khosla et al. 2020, section 4: SupCon's accuracy varies less than
+ * cross-entropy's across optimizers and augmentations): both methods with every optimizer
+ * (SGD with momentum 0.9, plain SGD, LARS; plain SGD at 10x the rate, the same effective step)
+ * and four augmentation strengths, 15 epochs each, one view per image for SupCon.
+ */
+function stabilitySweep(): Sweep {
+  const optimizers: Array<[string, Partial<TrainConfig>]> = [
+    ['sgd', { optimizer: 'sgd', lr: 0.1, momentum: 0.9 }],
+    ['plain-sgd', { optimizer: 'sgd', lr: 1, momentum: 0 }],
+    ['lars', { optimizer: 'lars', lr: 1.2, momentum: 0.9 }],
+  ];
+  const augmentations: Array<[string, TrainConfig['augment']]> = [
+    ['none', 'none'],
+    ['flip', FLIP],
+    ['pad4-flip', PAD4_FLIP],
+    ['paper', 'paper'],
+  ];
+  const runs: SweepRun[] = [];
+  for (const method of ['supcon', 'ce'] as const) {
+    for (const [o, optimizer] of optimizers) {
+      for (const [a, augment] of augmentations) runs.push({ id: `${method}-${o}-${a}`, config: { method, ...optimizer, augment } });
+    }
+  }
+  return {
+    description:
+      'Stability over optimizers (SGD momentum 0.9 lr 0.1, plain SGD lr 1, LARS lr 1.2) and augmentation strengths ' +
+      '(none, flip, pad4-flip, the paper recipe): SupCon (one view) vs cross-entropy, ResNet-8, 15 epochs, batch 256, ' +
+      'temperature 0.1, fashion-mnist-mini',
+    base: { ...SHORT_SUPCON, views: 1, epochs: 15 },
+    runs,
+    spreadBy: 'method',
+  };
+}

@@ -53,6 +53,8 @@ export interface AugmentOptions {
    * Pixels of zero padding on every side before a random crop back to the size of the crop
    * stage's output: a random translation by up to `padding` pixels in each axis, the uncovered
    * border black (torchvision's `RandomCrop(size, padding=padding)`). Integer >= 0 (default 0).
+   * Combined with a resized crop, the crop's window is shifted; samples that fall outside the
+   * image are black (no interpolation into the border).
    */
   padding?: number;
   /** Probability of erasing one random rectangle of a view to 0, after the color operations (default 0). */
@@ -320,6 +322,64 @@ export function cropBox(
   return [y1, x1, y2, x2];
 }
 
+/**
+ * Makes every sample position that belongs inside the image (ideal position in [0, size - 1])
+ * evaluate inside under cropAndResize's formula, in float32 box values and float64 as well as
+ * float32 arithmetic, so that rounding never turns an edge pixel into extrapolated black. The
+ * span is shrunk about the image's center by a growing relative step (2^-22, then doubling)
+ * until it holds; positions move by at most about 1e-5 pixels. Positions that belong outside
+ * stay outside (they are a whole pixel or more away).
+ */
+function fitInsideSpan(a: number, b: number, size: number, out: number): [number, number] {
+  const f = Math.fround;
+  if (out < 2 || size < 2) return [f(a), f(b)];
+  const last = size - 1;
+  const ideal = (k: number) => a * last + (k * (b - a) * last) / (out - 1);
+  const inside = (a2: number, b2: number): boolean => {
+    for (let k = 0; k < out; k++) {
+      const want = ideal(k);
+      if (want < -1e-6 || want > last + 1e-6) continue;
+      const pos64 = a2 * last + k * (((b2 - a2) * last) / (out - 1));
+      const pos32 = f(f(a2 * last) + f(k * f(f(f(b2 - a2) * last) / (out - 1))));
+      if (pos64 < 0 || pos64 > last || pos32 < 0 || pos32 > last) return false;
+    }
+    return true;
+  };
+  if (inside(f(a), f(b))) return [f(a), f(b)];
+  for (let shrink = 2 ** -22; shrink <= 2 ** -8; shrink *= 2) {
+    const a2 = f(0.5 + (a - 0.5) * (1 - shrink));
+    const b2 = f(0.5 + (b - 0.5) * (1 - shrink));
+    if (inside(a2, b2)) return [a2, b2];
+  }
+  throw new Error(`supcon-native: cannot fit crop span [${a}, ${b}] into ${size} pixels`);
+}
+
+/**
+ * The box of a window that may reach outside the image (a translated view): like
+ * {@link cropBox} but unclamped, so tf.image.cropAndResize fills what lies outside with 0 (the
+ * default extrapolation value). A window of the output's size at an integer offset maps every
+ * output pixel exactly onto an input pixel or the black border: torchvision's zero-padded
+ * `RandomCrop`, without building the padded image.
+ */
+export function translatedCropBox(
+  window: CropWindow,
+  height: number,
+  width: number,
+  outHeight: number,
+  outWidth: number,
+  mirror: boolean,
+): [number, number, number, number] {
+  const span = (offset: number, length: number, size: number, out: number): [number, number] => {
+    const norm = size > 1 ? size - 1 : 1;
+    return [(offset + (0.5 * length) / out - 0.5) / norm, (offset + length - (0.5 * length) / out - 0.5) / norm];
+  };
+  const [y1, y2] = fitInsideSpan(...span(window.top, window.height, height, outHeight), height, outHeight);
+  let [x1, x2] = span(window.left, window.width, width, outWidth);
+  if (mirror) [x1, x2] = [x2, x1];
+  [x1, x2] = fitInsideSpan(x1, x2, width, outWidth);
+  return [y1, x1, y2, x2];
+}
+
 // ---------------------------------------------------------------------------------------------
 // The plan: every random choice of one view of a batch.
 
@@ -328,7 +388,10 @@ export type ColorOp = 'brightness' | 'contrast' | 'saturation' | 'hue';
 
 /** Every random choice for one view of a batch; {@link applyViewPlan} turns it into pixels. */
 export interface ViewPlan {
-  /** `[y1, x1, y2, x2]` per sample for tf.image.cropAndResize; x1 > x2 is a mirrored crop. */
+  /**
+   * `[y1, x1, y2, x2]` per sample for tf.image.cropAndResize; x1 > x2 is a mirrored crop. Values
+   * outside [0, 1] (translated views) sample the black border.
+   */
   readonly boxes: Float32Array;
   /** `[height, width]` of the view. */
   readonly outputSize: readonly [number, number];
@@ -342,8 +405,6 @@ export interface ViewPlan {
   readonly hue: Float32Array;
   /** Per-sample: 1 converts to grayscale (RGB only). */
   readonly grayscale: Uint8Array;
-  /** Zero padding (pixels per side) the crop boxes refer to; 0: the boxes refer to the input itself. */
-  readonly padding: number;
   /**
    * Per-sample `[top, left, height, width]` in view pixels of the rectangle erased to 0;
    * height 0 erases nothing.
@@ -409,13 +470,14 @@ export function sampleViewPlan(
   for (let b = 0; b < count; b++) {
     let window = sampleCropWindow(height, width, rng, options.cropScale, options.cropRatio);
     if (pad > 0) {
-      // A shift in [-pad, pad] of the window, expressed in the coordinates of the padded image.
-      const dy = rng.int(2 * pad + 1);
-      const dx = rng.int(2 * pad + 1);
+      // A shift in [-pad, pad]: the window may now reach into the (virtual) black border.
+      const dy = rng.int(2 * pad + 1) - pad;
+      const dx = rng.int(2 * pad + 1) - pad;
       window = { ...window, top: window.top + dy, left: window.left + dx };
     }
     const mirror = rng.next() < options.flipProbability;
-    boxes.set(cropBox(window, height + 2 * pad, width + 2 * pad, outHeight, outWidth, mirror), 4 * b);
+    const box = pad > 0 ? translatedCropBox(window, height, width, outHeight, outWidth, mirror) : cropBox(window, height, width, outHeight, outWidth, mirror);
+    boxes.set(box, 4 * b);
     if (rng.next() < options.jitterProbability) {
       jittered++;
       if (strengths.brightness > 0) factors.brightness[b] = factorIn(strengths.brightness);
@@ -436,7 +498,6 @@ export function sampleViewPlan(
     colorOrder: rng.shuffle([...active]),
     ...factors,
     grayscale,
-    padding: pad,
     erase,
   };
 }
@@ -619,28 +680,29 @@ export function toGrayscale(images: tf.Tensor4D, selected: ArrayLike<number | bo
 
 /**
  * Sets one rectangle per image to 0: `rects` holds `[top, left, height, width]` per image
- * (height 0: none). The mask is built from row and column comparisons, no per-pixel loop.
+ * (height 0: none; the rectangle is clipped to the image). A `[B, H, W, 1]` mask of ones with
+ * the rectangles zeroed is written directly (cheaper than building it from tensor comparisons
+ * on tfjs's cpu backend), then multiplied in.
  */
 export function eraseRectangles(images: tf.Tensor4D, rects: Int32Array): tf.Tensor4D {
-  checkImages(images, 'images', undefined);
+  checkImages(images);
   const [batch, height, width] = images.shape;
-  if (rects.length !== 4 * batch) {
-    throw new InvalidArgumentError('rects', `${4 * batch} numbers (4 per image)`, `${rects.length}`);
+  if (!(rects instanceof Int32Array) || rects.length !== 4 * batch) {
+    throw new InvalidArgumentError('rects', `an Int32Array of ${4 * batch} numbers (4 per image)`, rects instanceof Int32Array ? `${rects.length}` : validate.describe(rects));
   }
-  return tf.tidy(() => {
-    const column = (k: number, add?: number) =>
-      tf.tensor1d(Int32Array.from({ length: batch }, (_, b) => rects[4 * b + k] + (add === undefined ? 0 : rects[4 * b + add])), 'int32');
-    const inside = (coords: tf.Tensor, from: tf.Tensor, to: tf.Tensor) =>
-      tf.logicalAnd(tf.greaterEqual(coords, from), tf.less(coords, to));
-    const rows = tf.range(0, height, 1, 'int32').reshape([1, height]);
-    const cols = tf.range(0, width, 1, 'int32').reshape([1, width]);
-    const rowIn = inside(rows, column(0).reshape([batch, 1]), column(0, 2).reshape([batch, 1])).toFloat().reshape([batch, height, 1, 1]);
-    const colIn = inside(cols, column(1).reshape([batch, 1]), column(1, 3).reshape([batch, 1])).toFloat().reshape([batch, 1, width, 1]);
-    return tf.mul(images, tf.sub(1, tf.mul(rowIn, colIn))) as tf.Tensor4D;
-  });
+  const mask = new Float32Array(batch * height * width).fill(1);
+  for (let b = 0; b < batch; b++) {
+    const [top, left, h, w] = rects.subarray(4 * b, 4 * b + 4);
+    const y0 = Math.max(0, top);
+    const x0 = Math.max(0, left);
+    const y1 = Math.min(height, top + h);
+    const x1 = Math.min(width, left + w);
+    for (let y = y0; y < y1; y++) mask.fill(0, (b * height + y) * width + x0, (b * height + y) * width + Math.max(x0, x1));
+  }
+  return tf.tidy(() => tf.mul(images, tf.tensor4d(mask, [batch, height, width, 1])) as tf.Tensor4D);
 }
 
-/** Turns a plan into a view: crop + flip (of the zero-padded images when the plan pads), the color operations in plan order, grayscale, erasing. */
+/** Turns a plan into a view: crop + flip (black outside the image), the color operations in plan order, grayscale, erasing. */
 export function applyViewPlan(images: tf.Tensor4D, plan: ViewPlan): tf.Tensor4D {
   checkImages(images);
   const batch = images.shape[0];
@@ -649,9 +711,7 @@ export function applyViewPlan(images: tf.Tensor4D, plan: ViewPlan): tf.Tensor4D 
   }
   return tf.tidy(() => {
     const boxIndex = tf.range(0, batch, 1, 'int32') as tf.Tensor1D;
-    const p = plan.padding;
-    const source = p > 0 ? tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]]) : images;
-    let view = tf.image.cropAndResize(source, tf.tensor2d(plan.boxes, [batch, 4]), boxIndex, [
+    let view = tf.image.cropAndResize(images, tf.tensor2d(plan.boxes, [batch, 4]), boxIndex, [
       plan.outputSize[0],
       plan.outputSize[1],
     ]);

@@ -83,6 +83,7 @@ export {
   applyViewPlan,
   sampleCropWindow,
   cropBox,
+  translatedCropBox,
   applyColorMaps,
   adjustBrightness,
   adjustContrast,

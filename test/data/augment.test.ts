@@ -23,6 +23,7 @@ import {
   defaultAugmentPreset,
   eraseRectangles,
   sampleEraseWindow,
+  translatedCropBox,
 } from '../../src/data/augment';
 import { Rng } from '../../src/data/rng';
 import { InvalidArgumentError } from '../../src/errors';
@@ -356,13 +357,11 @@ describe('evaluation transform and normalization', () => {
 });
 
 describe('augmentation: translation (padding), erasing and presets', () => {
-  /** The view's shift (dy, dx) in pixels and whether it is mirrored, read from a padded plan's box. */
-  function shiftOf(box: ArrayLike<number>, height: number, width: number, pad: number): { dy: number; dx: number; mirrored: boolean } {
-    // Normalized box coordinates count in steps of 1 / (padded size - 1).
-    const top = Math.round(box[0] * (height + 2 * pad - 1));
+  /** The view's shift (dy, dx) in pixels and whether it is mirrored, read from a translated plan's box. */
+  function shiftOf(box: ArrayLike<number>, height: number, width: number): { dy: number; dx: number; mirrored: boolean } {
+    // Normalized box coordinates count in steps of 1 / (size - 1); a translated box may leave [0, 1].
     const mirrored = box[1] > box[3];
-    const left = Math.round(Math.min(box[1], box[3]) * (width + 2 * pad - 1));
-    return { dy: top - pad, dx: left - pad, mirrored };
+    return { dy: Math.round(box[0] * (height - 1)), dx: Math.round(Math.min(box[1], box[3]) * (width - 1)), mirrored };
   }
 
   it('padding translates by up to `padding` pixels with a black border, exactly (no resampling)', () => {
@@ -374,14 +373,14 @@ describe('augmentation: translation (padding), erasing and presets', () => {
     const shifts = new Set<string>();
     let mirrors = 0;
     for (let b = 0; b < B; b++) {
-      const { dy, dx, mirrored } = shiftOf(plan.boxes.subarray(4 * b, 4 * b + 4), H, W, 3);
+      const { dy, dx, mirrored } = shiftOf(plan.boxes.subarray(4 * b, 4 * b + 4), H, W);
       expect(Math.abs(dy)).toBeLessThanOrEqual(3);
       expect(Math.abs(dx)).toBeLessThanOrEqual(3);
       shifts.add(`${dy},${dx}`);
       if (mirrored) mirrors++;
       for (let y = 0; y < H; y++) {
         for (let x = 0; x < W; x++) {
-          // View pixel (y, x) reads padded pixel (y + pad + dy, x' + pad + dx), x' mirrored when flipped.
+          // View pixel (y, x) reads input pixel (y + dy, x' + dx), x' mirrored when flipped; black outside.
           const sx = (mirrored ? W - 1 - x : x) + dx;
           const sy = y + dy;
           const expected = sy >= 0 && sy < H && sx >= 0 && sx < W ? pixels[b][sy][sx][0] : 0;
@@ -395,16 +394,39 @@ describe('augmentation: translation (padding), erasing and presets', () => {
     images.dispose();
   });
 
-  it('padding combines with the resized crop: the window is shifted inside the padded image', () => {
+  it('padding combines with the resized crop: views stay in [0, 1] and repeat under a seed', () => {
     const images = randomImages([6, 28, 28, 1]);
-    const view = augmentView(images, new Rng(1), only({ padding: 4, cropScale: [0.5, 1] }));
+    const options = only({ padding: 4, cropScale: [0.5, 1] });
+    const view = augmentView(images, new Rng(1), options);
+    const again = augmentView(images, new Rng(1), options);
     expect(view.shape).toEqual([6, 28, 28, 1]);
-    const plan = sampleViewPlan(6, 28, 28, 1, new Rng(1), resolveAugmentOptions(only({ padding: 4, cropScale: [0.5, 1] })));
-    for (const v of plan.boxes) {
-      expect(v).toBeGreaterThanOrEqual(0);
-      expect(v).toBeLessThanOrEqual(1);
+    expect(Math.min(...view.dataSync())).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...view.dataSync())).toBeLessThanOrEqual(1);
+    expect(maxAbsDiff(view, again)).toBe(0);
+    tf.dispose([images, view, again]);
+  });
+
+  it('translated boxes never lose an edge pixel to rounding, for every shift and size', () => {
+    for (const size of [7, 28, 29, 32, 100]) {
+      for (let shift = -4; shift <= 4; shift++) {
+        for (const mirror of [false, true]) {
+          const box = translatedCropBox({ top: shift, left: shift, height: size, width: size }, size, size, size, size, mirror);
+          for (const [a, b] of [[box[0], box[2]], [box[1], box[3]]]) {
+            for (let k = 0; k < size; k++) {
+              const ideal = (mirror && a === box[1] ? size - 1 - k : k) + shift;
+              const pos = a * (size - 1) + k * (((b - a) * (size - 1)) / (size - 1));
+              if (ideal >= 0 && ideal <= size - 1) {
+                expect(pos).toBeGreaterThanOrEqual(0);
+                expect(pos).toBeLessThanOrEqual(size - 1);
+                expect(Math.abs(pos - ideal)).toBeLessThan(1e-4);
+              } else {
+                expect(pos < 0 || pos > size - 1).toBe(true);
+              }
+            }
+          }
+        }
+      }
     }
-    tf.dispose([images, view]);
   });
 
   it('eraseRectangles zeroes exactly the given rectangle of each image', () => {
@@ -418,7 +440,7 @@ describe('augmentation: translation (padding), erasing and presets', () => {
         expect(out[b][y][x]).toEqual(inside ? [0, 0, 0] : [1, 1, 1]);
       }
     }
-    expect(() => eraseRectangles(images, new Int32Array(4))).toThrow(/12 numbers \(4 per image\) for rects/);
+    expect(() => eraseRectangles(images, new Int32Array(4))).toThrow(/an Int32Array of 12 numbers \(4 per image\) for rects/);
     images.dispose();
   });
 

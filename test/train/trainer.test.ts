@@ -262,7 +262,7 @@ describe('augmentation and loss variant settings', () => {
     expect(Number.isFinite(one.firstLoss)).toBe(true);
     // Without augmentation the second view is a copy: every anchor has one more (identical) positive.
     expect(one.firstLoss).not.toBe(two.firstLoss);
-    expect(() => resolveTrainConfig({ method: 'simclr', views: 1 })).toThrow(/at least 2 with method 'simclr' for config\.views/);
+    expect(() => resolveTrainConfig({ method: 'simclr', views: 1 })).toThrow(/at least 2 with method 'simclr' \(its only positives are other views\) for config\.views/);
   });
 
   it('rejects a bad setting naming it', () => {
