@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   const rows: Array<Record<string, unknown>> = [];
 
   // Logistic regression: trainLinearClassifier standardizes the pixels and folds that into the weights.
-  const logisticGrid = [0.03, 0.1, 0.3].flatMap((learningRate) => [0, 1e-4, 1e-3].map((weightDecay) => ({ epochs: 50, batchSize: 256, learningRate, weightDecay, seed: 0 })));
+  const logisticGrid = [0.01, 0.03, 0.1, 0.3].flatMap((learningRate) => [0, 1e-4, 1e-3].map((weightDecay) => ({ epochs: 50, batchSize: 256, learningRate, weightDecay, seed: 0 })));
   const logistic: Array<Candidate<(typeof logisticGrid)[number]>> = logisticGrid.map((settings) => {
     const { classifier } = trainLinearClassifier(xFit, fit.labels, train.numClasses, settings);
     const validationAccuracy = classifierAccuracy(classifier, xVal, validation.labels);
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   });
   classifier.dispose();
 
-  const mlpGrid = [0.03, 0.1].flatMap((learningRate) => [1e-4, 1e-3].map((weightDecay) => ({ hidden: 512, epochs: 30, batchSize: 128, learningRate, weightDecay, seed: 0 })));
+  const mlpGrid = [0.03, 0.1, 0.3].flatMap((learningRate) => [1e-4, 1e-3].map((weightDecay) => ({ hidden: 512, epochs: 30, batchSize: 128, learningRate, weightDecay, seed: 0 })));
   const mlp: Array<Candidate<MlpSettings>> = mlpGrid.map((settings) => {
     const model = trainMlp(xFit, fit.labels, train.numClasses, settings);
     const validationAccuracy = mlpAccuracy(model, xVal, validation.labels);

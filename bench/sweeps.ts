@@ -42,6 +42,8 @@ const SHORT_SUPCON: Partial<TrainConfig> = {
 const FLIP = only({ flipProbability: 0.5 });
 /** The translation + flip augmentation of the augment sweep, as explicit options. */
 const PAD4_FLIP = only({ padding: 4, flipProbability: 0.5 });
+/** pad4-flip plus random erasing with probability 0.5 (torchvision's area 2-33%, aspect 0.3-3.3). */
+const PAD4_FLIP_ERASE = only({ padding: 4, flipProbability: 0.5, eraseProbability: 0.5 });
 
 export const SWEEPS: Record<string, Sweep> = {
   augment: {
@@ -107,7 +109,7 @@ export const SWEEPS: Record<string, Sweep> = {
       { id: 'e30-none', config: { epochs: 30, augment: 'none' } },
       { id: 'e30-flip', config: { epochs: 30, augment: FLIP } },
       { id: 'e30-pad4-flip', config: { epochs: 30, augment: PAD4_FLIP } },
-      { id: 'e30-pad4-flip-erase', config: { epochs: 30, augment: only({ padding: 4, flipProbability: 0.5, eraseProbability: 0.5 }) } },
+      { id: 'e30-pad4-flip-erase', config: { epochs: 30, augment: PAD4_FLIP_ERASE } },
     ],
   },
   recipe: {
@@ -137,6 +139,22 @@ export const SWEEPS: Record<string, Sweep> = {
       { id: 'lr0.1', config: { lr: 0.1 } },
       { id: 'lr0.2', config: { lr: 0.2 } },
       { id: 'lr0.4', config: { lr: 0.4 } },
+      { id: 'lr0.8', config: { lr: 0.8 } },
+    ],
+  },
+  recipe2: {
+    description:
+      'Larger learning rates, weight decay and stronger augmentation at 30 epochs: SupCon, ResNet-8, one view per image, ' +
+      'batch 256, temperature 0.1, fashion-mnist-mini, linear evaluation (30 epochs)',
+    base: { ...SHORT_SUPCON, views: 1, epochs: 30, augment: FLIP },
+    runs: [
+      { id: 'lr0.8', config: { lr: 0.8 } },
+      { id: 'lr1.6', config: { lr: 1.6 } },
+      { id: 'lr0.4-pad4-flip-erase', config: { lr: 0.4, augment: PAD4_FLIP_ERASE } },
+      { id: 'lr0.8-pad4-flip-erase', config: { lr: 0.8, augment: PAD4_FLIP_ERASE } },
+      { id: 'lr0.4-tau0.2', config: { lr: 0.4, temperature: 0.2 } },
+      { id: 'lr0.4-wd5e-4', config: { lr: 0.4, weightDecay: 5e-4 } },
+      { id: 'lr0.4-pad4-flip', config: { lr: 0.4, augment: PAD4_FLIP } },
     ],
   },
   stability: stabilitySweep(),
