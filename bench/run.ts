@@ -21,9 +21,9 @@ async function main(): Promise<void> {
   const m = machine();
   console.log(`machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, node ${m.node}, simd ${m.simd}, ${m.threads} threads`);
   if (!only || only === 'loss') {
-    const rows = await runLossBench(quick ? { sizes: [1024, 2048, 8192], reps: 3 } : {});
-    printLossTable(rows);
-    writeJson('bench/results/loss.json', { machine: m, rows });
+    const { rows, torch } = await runLossBench(quick ? { sizes: [1024, 2048, 8192], reps: 3 } : {});
+    printLossTable(rows, torch);
+    writeJson('bench/results/loss.json', { machine: m, torch, rows });
   }
   if (!only || only === 'training') {
     const result = await runTrainingBench(quick ? { steps: 5 } : {});

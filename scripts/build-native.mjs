@@ -2,6 +2,10 @@
 // Builds the native addon: cmake-js first (CUDA when a compiler is found), node-gyp (CPU only)
 // when CMake is missing or fails. Runs as the package's install script.
 //   node scripts/build-native.mjs [--force] [--debug]
+// An installed package that ships a prebuilt binary for this platform (prebuilds/, see
+// scripts/prebuild.mjs) uses it and builds nothing, unless asked to build from source:
+// --force, `npm install --build-from-source` (npm_config_build_from_source), or
+// SUPCON_BUILD_FROM_SOURCE=1. A source checkout (with src/) always builds.
 // Environment: SUPCON_SKIP_NATIVE=1 skips the build (the package then uses its pure-tfjs
 // reference), SUPCON_CUDA=AUTO|ON|OFF, SUPCON_BUILD=cmake|gyp forces one builder.
 import { spawnSync } from 'node:child_process';
@@ -20,6 +24,32 @@ const log = (msg) => console.log(`[supcon-native] ${msg}`);
 if (process.env.SUPCON_SKIP_NATIVE === '1') {
   log('SUPCON_SKIP_NATIVE=1: not building the addon (supConLoss will use the pure-tfjs reference).');
   process.exit(0);
+}
+
+const fromSource =
+  force || process.env.npm_config_build_from_source === 'true' || process.env.SUPCON_BUILD_FROM_SOURCE === '1' || existsSync(join(root, 'src', 'native.ts'));
+if (!fromSource) {
+  // node-gyp-build's own resolution, restricted to prebuilds/ (what src/native.ts loads).
+  let prebuilt = null;
+  try {
+    process.env.PREBUILDS_ONLY = '1'; // read when node-gyp-build loads: skip build/ in its search
+    prebuilt = require('node-gyp-build').path(root);
+  } catch {
+    // none for this platform
+  } finally {
+    delete process.env.PREBUILDS_ONLY;
+  }
+  if (prebuilt !== null) {
+    try {
+      require(prebuilt);
+      log(`using the prebuilt binary ${prebuilt} (npm install --build-from-source to compile instead)`);
+      process.exit(0);
+    } catch (e) {
+      log(`the prebuilt binary ${prebuilt} does not load here (${e.message.split('\n')[0]}); building from source`);
+    }
+  } else {
+    log(`no prebuilt binary for ${process.platform}-${process.arch}; building from source`);
+  }
 }
 
 const addonPath = join(root, 'build', debug ? 'Debug' : 'Release', 'supcon_native.node');

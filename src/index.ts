@@ -19,11 +19,13 @@ export type {
 } from './loss/options';
 export type { SupConLossOptions, LabelsLike } from './loss/tensor_inputs';
 export type { NativeInfo } from './native';
+export { nativeAddonPath, prebuiltAddonPath } from './native';
 export { SupConError, InvalidArgumentError, NativeError } from './errors';
 
 export * from './data';
 export * from './models';
 export * from './train';
+export * from './apps';
 export {
   useNativeKernels,
   restoreKernels,

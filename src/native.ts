@@ -2,12 +2,17 @@
  * The one loader of the native addon. It looks for the build output (or a prebuilt binary),
  * loads it once, and explains in one line what to run when none is found.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { NativeError } from './errors';
+import { InvalidArgumentError, NativeError } from './errors';
+import type { ContrastMode, LossDevice, LossPrecision, Reduction, SupConVariant } from './loss/options';
 import { packageRoot } from './paths';
 
-/** Arguments of the addon's loss calls (already validated by src/loss/options.ts). */
+/**
+ * Arguments of the addon's loss calls (already validated by src/loss/options.ts). Options cross
+ * by name; the core's names (native/include/supcon/loss.h) are compared with src/loss/options.ts
+ * by a test, through `lossOptionNames()`.
+ */
 export interface NativeLossArgs {
   features: Float32Array;
   batch: number;
@@ -19,14 +24,15 @@ export interface NativeLossArgs {
   contrastRows: number;
   temperature: number;
   baseTemperature: number;
-  variant: 0 | 1;
-  contrastMode: 0 | 1;
+  variant: SupConVariant;
+  contrastMode: ContrastMode;
   normalize: boolean;
-  reduction: 0 | 1 | 2;
-  device: 0 | 1 | 2;
-  precision: 0 | 1 | 2;
-  cudaDevice: number;
+  reduction: Reduction;
+  device: LossDevice;
+  precision: LossPrecision;
   wantGrad: boolean;
+  /** Also the extra contrast rows' gradient (with wantGrad and contrastRows > 0). Default false. */
+  wantContrastGrad?: boolean;
 }
 
 export interface NativeForwardResult {
@@ -278,11 +284,16 @@ export interface NativeOptimizerArgs {
 export interface NativeAddon {
   info(): NativeInfo;
   setNumThreads(n: number): void;
-  memoryStats(): { currentBytes: number; peakBytes: number };
+  memoryStats(): { currentBytes: number };
+  /** The option names the core accepts, per option (native/include/supcon/loss.h). */
+  lossOptionNames(): Record<'variant' | 'contrastMode' | 'reduction' | 'device' | 'precision', string[]>;
   lossForward(args: NativeLossArgs): NativeForwardResult & { stats: Float32Array };
-  lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array): Float32Array;
-  lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null };
-  lossForwardBackwardAsync(args: NativeLossArgs): Promise<NativeForwardResult & { grad: Float32Array | null }>;
+  /** The features' gradient; `contrastGrad` ([contrastRows * dim]), when given, receives the extra rows'. */
+  lossBackward(args: NativeLossArgs, stats: Float32Array, upstream: Float32Array, contrastGrad?: Float32Array | null): Float32Array;
+  lossForwardBackward(args: NativeLossArgs): NativeForwardResult & { grad: Float32Array | null; contrastGrad: Float32Array | null };
+  lossForwardBackwardAsync(
+    args: NativeLossArgs,
+  ): Promise<NativeForwardResult & { grad: Float32Array | null; contrastGrad: Float32Array | null }>;
   conv2dForward(args: NativeConv2DForwardArgs): void;
   conv2dBackpropInput(args: NativeConv2DBackpropInputArgs): void;
   conv2dBackpropFilter(args: NativeConv2DBackpropFilterArgs): void;
@@ -306,17 +317,58 @@ export interface NativeAddon {
 let addon: NativeAddon | null | undefined;
 let loadFailure = '';
 
-/** Candidate paths, most specific first. */
+/** node-gyp-build's helpers for choosing among prebuilt binaries (see its README). */
+interface NodeGypBuild {
+  parseTuple(name: string): { name: string; platforms: string; architectures: string[] } | undefined;
+  matchTuple(platform: string, arch: string): (tuple: unknown) => boolean;
+  compareTuples(a: unknown, b: unknown): number;
+  parseTags(file: string): { file: string } | undefined;
+  matchTags(runtime: string, abi: string): (tags: unknown) => boolean;
+  compareTags(runtime: string): (a: unknown, b: unknown) => number;
+}
+
+/**
+ * The prebuilt binary for this platform in `prebuilds/<platform>-<arch>/`, chosen by
+ * node-gyp-build's own rules (platform, arch, libc, N-API tag), or null.
+ */
+export function prebuiltAddonPath(root = packageRoot()): string | null {
+  const dir = join(root, 'prebuilds');
+  if (!existsSync(dir)) return null;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const g = require('node-gyp-build') as NodeGypBuild;
+  const tuple = readdirSync(dir)
+    .map((n) => g.parseTuple(n))
+    .filter((t) => t !== undefined && g.matchTuple(process.platform, process.arch)(t))
+    .sort(g.compareTuples)[0];
+  if (!tuple) return null;
+  const runtime = 'node';
+  const winner = readdirSync(join(dir, tuple.name))
+    .map((f) => g.parseTags(f))
+    .filter((t) => t !== undefined && g.matchTags(runtime, process.versions.modules)(t))
+    .sort(g.compareTags(runtime))[0];
+  return winner ? join(dir, tuple.name, winner.file) : null;
+}
+
+/**
+ * Candidate paths, most specific first: SUPCON_NATIVE_PATH, a local build (made on purpose:
+ * from a source checkout, or `npm install --build-from-source`), then the prebuilt binary.
+ */
 function candidates(): string[] {
   const root = packageRoot();
   const list: string[] = [];
   if (process.env.SUPCON_NATIVE_PATH) list.push(process.env.SUPCON_NATIVE_PATH);
-  list.push(
-    join(root, 'build', 'Release', 'supcon_native.node'),
-    join(root, 'build', 'Debug', 'supcon_native.node'),
-    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'supcon_native.node'),
-  );
+  list.push(join(root, 'build', 'Release', 'supcon_native.node'), join(root, 'build', 'Debug', 'supcon_native.node'));
+  const prebuilt = prebuiltAddonPath(root);
+  if (prebuilt) list.push(prebuilt);
   return list;
+}
+
+let loadedFrom: string | null = null;
+
+/** The file the addon was loaded from, or null when it is not loaded. */
+export function nativeAddonPath(): string | null {
+  loadNative();
+  return loadedFrom;
 }
 
 /** The addon, or null when it is not built or cannot load (see {@link nativeLoadError}). */
@@ -331,14 +383,16 @@ export function loadNative(): NativeAddon | null {
     if (!existsSync(path)) continue;
     try {
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return (addon = require(path) as NativeAddon);
+      addon = require(path) as NativeAddon;
+      loadedFrom = path;
+      return addon;
     } catch (e) {
       errors.push(`${path}: ${(e as Error).message}`);
     }
   }
   loadFailure = errors.length
     ? `the native addon failed to load (${errors.join('; ')}); rebuild it with \`npm rebuild supcon-native\``
-    : 'the native addon is not built; run `npm rebuild supcon-native` (needs CMake or node-gyp with a C++17 compiler)';
+    : `no prebuilt binary for ${process.platform}-${process.arch} and no local build; run \`npm rebuild supcon-native --build-from-source\` (needs CMake or node-gyp with a C++17 compiler)`;
   return (addon = null);
 }
 
@@ -364,9 +418,22 @@ export function callNative<T>(fn: () => T): T {
   }
 }
 
+/**
+ * The addon's coded errors as this package's: a core argument error (it carries argument,
+ * expected and received) becomes the same InvalidArgumentError the TypeScript checks raise;
+ * anything else coded is a NativeError.
+ */
 export function translateNativeError(e: unknown): unknown {
-  const err = e as Error & { code?: string };
+  const err = e as Error & { code?: string; argument?: unknown; expected?: unknown; received?: unknown };
   if (err && typeof err.code === 'string' && err.code.startsWith('ERR_SUPCON')) {
+    if (
+      err.code === 'ERR_SUPCON_INVALID_ARGUMENT' &&
+      typeof err.argument === 'string' &&
+      typeof err.expected === 'string' &&
+      typeof err.received === 'string'
+    ) {
+      return new InvalidArgumentError(err.argument, err.expected, err.received);
+    }
     return new NativeError(err.message, err.code);
   }
   return e;

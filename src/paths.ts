@@ -22,3 +22,8 @@ export function packageRoot(): string {
     dir = parent;
   }
 }
+
+/** The version in supcon-native's package.json. */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}

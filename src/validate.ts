@@ -175,6 +175,52 @@ export function finiteValues(argument: string, values: ArrayLike<number>): void 
   }
 }
 
+/** Squared L2 norms of the rows of a matrix, in float64: the largest and the smallest. */
+export interface RowNorms {
+  maxSquared: number;
+  minSquared: number;
+}
+
+/**
+ * One pass over `values` as rows of `rowLength`: throws unless every element is finite (naming
+ * the first bad index, as {@link finiteValues}) and returns the extreme squared row norms,
+ * accumulated in float64 (so any finite float32 row has a finite norm).
+ */
+export function finiteRows(argument: string, values: ArrayLike<number>, rowLength: number): RowNorms {
+  let maxSquared = 0;
+  let minSquared = Infinity;
+  for (let r = 0; r < values.length; r += rowLength) {
+    let ss = 0;
+    for (let k = r; k < r + rowLength; k++) ss += values[k] * values[k];
+    if (!Number.isFinite(ss)) {
+      for (let k = r; k < r + rowLength; k++) {
+        if (!Number.isFinite(values[k])) throw new InvalidArgumentError(argument, 'finite values', `${values[k]} at index ${k}`);
+      }
+    }
+    if (ss > maxSquared) maxSquared = ss;
+    if (ss < minSquared) minSquared = ss;
+  }
+  return { maxSquared, minSquared };
+}
+
+/**
+ * Throws unless `value` is a number > 0 whose float32 value (what native float32 code computes
+ * with) is finite and nonzero; returns `value`. With `reciprocal`, 1/value in float32 must be
+ * finite too (a temperature, whose reciprocal scales every score).
+ */
+export function positiveFloat32(argument: string, value: unknown, options: { reciprocal?: boolean } = {}): number {
+  const x = number(argument, value, { gt: 0 });
+  const f = Math.fround(x);
+  const inverse = Math.fround(1 / f);
+  if (!(f > 0) || !Number.isFinite(f) || (options.reciprocal && !Number.isFinite(inverse))) {
+    const expected = options.reciprocal
+      ? 'a positive number whose float32 value and reciprocal are finite and nonzero'
+      : 'a positive number whose float32 value is finite and nonzero';
+    throw new InvalidArgumentError(argument, expected, `${x} (float32 ${f}${options.reciprocal ? `, reciprocal ${inverse}` : ''})`);
+  }
+  return x;
+}
+
 /** Throws unless every element is an integer (for int32 labels stored in float arrays). */
 export function integerValues(argument: string, values: ArrayLike<number>): void {
   for (let i = 0; i < values.length; i++) {

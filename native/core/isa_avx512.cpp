@@ -4,4 +4,6 @@
 #define SUPCON_VEC 16
 #define SUPCON_MR 12
 #define SUPCON_NV 2
+#define SUPCON_LOSS_MR 8
+#define SUPCON_LOSS_NV 2
 #include "isa_kernels.inl"

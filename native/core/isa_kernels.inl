@@ -115,123 +115,290 @@ void microKernelT(int64_t kc, const float* a, const float* b, float* c, int64_t 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Loss tile epilogues.
+// The fused loss's tile kernels (native/core/loss_cpu.cpp; math: docs/loss.md).
 
-constexpr float kAbsent = kMaskedScore * 0.5f;
-
-void rowLogSumExp(const float* s, int64_t ld, int rows, int cols, float* m, float* l) {
-  const vf lowest = splat(kMaskedScore);
-  for (int i = 0; i < rows; ++i) {
-    const float* row = s + i * ld;
-    vf mx = lowest;
-    int j = 0;
-    for (; j + W <= cols; j += W) mx = vmax(mx, load(row + j));
-    float tileMax = hmax(mx);
-    for (; j < cols; ++j) tileMax = row[j] > tileMax ? row[j] : tileMax;
-    if (tileMax <= kAbsent) continue;  // nothing present in this tile row
-    float newMax = tileMax > m[i] ? tileMax : m[i];
-    vf mv = splat(newMax);
-    vf sum = vf{};
-    for (j = 0; j + W <= cols; j += W) {
-      vf x = load(row + j);
-      vf e = vexp(x - mv);
-      sum += x > kAbsent ? e : vf{};
+// C[m x n] = alpha * sum_k a[k*lda + i] b[k*ldb + j] + beta * C: A read k-major (transposed
+// operands and pre-packed panels need no packing), B row by row.
+template <int MR, int NV>
+void lossTileKernelT(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+                     float alpha, float beta, int m, int n) {
+  constexpr int NR = NV * W;
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vf{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vf av = splat(a[i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
     }
-    float total = hsum(sum);
-    for (; j < cols; ++j)
-      if (row[j] > kAbsent) total += sexp(row[j] - newMax);
-    l[i] = l[i] * sexp(m[i] - newMax) + total;
-    m[i] = newMax;
+    a += lda;
+    b += ldb;
   }
-}
-
-void colLogSumExp(const float* s, int64_t ld, int rows, int cols, float* m, float* l) {
-  int j = 0;
-  for (; j + W <= cols; j += W) {
-    vf mx = splat(kMaskedScore);
-    for (int i = 0; i < rows; ++i) mx = vmax(mx, load(s + i * ld + j));
-    vf oldMax = load(m + j);
-    vf newMax = vmax(mx, oldMax);
-    vf sum = vf{};
-    for (int i = 0; i < rows; ++i) {
-      vf x = load(s + i * ld + j);
-      vf e = vexp(x - newMax);
-      sum += x > kAbsent ? e : vf{};
+  if (m == MR && n == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* cp = c + i * ldc + v * W;
+        vf r = acc[i][v] * alpha;
+        if (beta != 0.0f) r += load(cp) * beta;
+        store(cp, r);
+      }
+    return;
+  }
+  float tmp[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) store(&tmp[i][v * W], acc[i][v] * alpha);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      float r = tmp[i][j];
+      if (beta != 0.0f) r += beta * c[i * ldc + j];
+      c[i * ldc + j] = r;
     }
-    // Columns with nothing present keep (m, l) unchanged: exp(m - m) = 1 and sum = 0.
-    store(l + j, load(l + j) * vexp(oldMax - newMax) + sum);
-    store(m + j, newMax);
+}
+
+// The same with A row by row (a[i * kLossMaxTile + k]): the broadcasts of one k come from MR
+// rows, each walked sequentially, so a tile stored row-major needs no transpose either.
+template <int MR, int NV>
+void lossTileKernelRowsAT(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc, float alpha,
+                          float beta, int m, int n) {
+  constexpr int NR = NV * W;
+  vf acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = vf{};
+  for (int64_t k = 0; k < kc; ++k) {
+    vf bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const vf av = splat(a[i * kLossMaxTile]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+    a += 1;
+    b += ldb;
   }
-  for (; j < cols; ++j) {
-    float mx = kMaskedScore;
-    for (int i = 0; i < rows; ++i) mx = s[i * ld + j] > mx ? s[i * ld + j] : mx;
-    if (mx <= kAbsent) continue;
-    float newMax = mx > m[j] ? mx : m[j];
-    float total = 0;
-    for (int i = 0; i < rows; ++i)
-      if (s[i * ld + j] > kAbsent) total += sexp(s[i * ld + j] - newMax);
-    l[j] = l[j] * sexp(m[j] - newMax) + total;
-    m[j] = newMax;
+  if (m == MR && n == NR) {
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) {
+        float* cp = c + i * ldc + v * W;
+        vf r = acc[i][v] * alpha;
+        if (beta != 0.0f) r += load(cp) * beta;
+        store(cp, r);
+      }
+    return;
+  }
+  float tmp[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) store(&tmp[i][v * W], acc[i][v] * alpha);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      float r = tmp[i][j];
+      if (beta != 0.0f) r += beta * c[i * ldc + j];
+      c[i * ldc + j] = r;
+    }
+}
+
+constexpr float kInf = __builtin_inff();
+// Scores of one tile spanning at most this much use one exponent reference for the whole tile
+// (one exp per entry for rows and columns alike): every present score is then >= ref - 64, so
+// exp(s - ref) >= 1.6e-28 stays a normal float and no row's sum loses a term that matters.
+constexpr float kSingleReferenceRange = 64.0f;
+
+inline float hmin(vf v) { float s = v[0]; for (int i = 1; i < W; ++i) s = v[i] < s ? v[i] : s; return s; }
+inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+
+// Merges tile statistics (reference tref, sum tsum) into running (ref, sum), n entries; entries
+// with tsum == 0 (nothing present) keep their running values.
+void mergeRunning(float* ref, float* sum, const float* tref, const float* tsum, int n) {
+  for (int i = 0; i < n; i += W) {
+    const vf r = load(ref + i), l = load(sum + i), tr = load(tref + i), tl = load(tsum + i);
+    const vi present = tl > 0.0f;
+    const vf next = vmax(r, tr);
+    const vf safe = present ? next : vf{};
+    const vf merged = l * vexp(r - safe) + tl * vexp(tr - safe);
+    store(sum + i, present ? merged : l);
+    store(ref + i, present ? next : r);
   }
 }
 
-void maskPositives(const float* s, int64_t ld, int rows, int cols, const int32_t* rowClass,
-                   const int32_t* colClass, float* out, int64_t ldOut) {
-  const vf masked = splat(kMaskedScore);
+// Tile statistics of one side, before they are merged into the running ones.
+struct TileSums {
+  alignas(64) float ref[kLossMaxTile];
+  alignas(64) float sum[kLossMaxTile];
+  alignas(64) float refP[kLossMaxTile];
+  alignas(64) float sumP[kLossMaxTile];
+  alignas(64) float scoreP[kLossMaxTile];
+};
+
+void foldInto(const ForwardSide& side, const TileSums& t, int n) {
+  const int nv = (n + W - 1) / W * W;  // the side arrays and t are valid up to a whole vector
+  mergeRunning(side.ref, side.sum, t.ref, t.sum, nv);
+  if (side.refP) mergeRunning(side.refP, side.sumP, t.refP, t.sumP, nv);
+  if (side.scoreSumP)
+    for (int i = 0; i < n; ++i) side.scoreSumP[i] += double(t.scoreP[i]);
+}
+
+template <bool kIn, bool kSym>
+void forwardTileT(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row, const int32_t* colClasses,
+                  const ForwardSide* col) {
+  // Range of the present scores.
+  vf hi = splat(-kInf), lo = splat(kInf);
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; j += W) {
+      const vf x = load(s + i * ld + j);
+      hi = vmax(hi, x);
+      lo = vmin(lo, x > -kInf ? x : splat(kInf));
+    }
+  const float tileMax = hmax(hi);
+  if (tileMax == -kInf) return;  // nothing present
+  const bool single = tileMax - hmin(lo) <= kSingleReferenceRange;
+
+  TileSums rt, ct;
+  const int colsV = cols;
+  if (kSym)
+    for (int j = 0; j < colsV; j += W) {
+      store(ct.sum + j, vf{});
+      store(ct.sumP + j, vf{});
+      store(ct.scoreP + j, vf{});
+    }
+  // Rows.
   for (int i = 0; i < rows; ++i) {
-    const float* row = s + i * ld;
-    float* o = out + i * ldOut;
-    const int32_t ci = rowClass[i];
-    int j = 0;
-    for (; j + W <= cols; j += W) store(o + j, loadi(colClass + j) == ci ? load(row + j) : masked);
-    for (; j < cols; ++j) o[j] = colClass[j] == ci ? row[j] : kMaskedScore;
+    const float* r = s + i * ld;
+    const vi ci = vi{} + row.classes[i];
+    float ref = tileMax;
+    if (!single) {
+      vf mx = splat(-kInf);
+      for (int j = 0; j < cols; j += W) mx = vmax(mx, load(r + j));
+      ref = hmax(mx);
+    }
+    float refP = ref;
+    if (kIn && !single) {
+      vf mx = splat(-kInf);
+      for (int j = 0; j < cols; j += W) mx = vmax(mx, loadi(colClasses + j) == ci ? load(r + j) : splat(-kInf));
+      refP = hmax(mx);
+    }
+    const vf refV = splat(ref == -kInf ? 0.0f : ref), refPV = splat(refP == -kInf ? 0.0f : refP);
+    vf acc{}, accP{}, accS{};
+    for (int j = 0; j < cols; j += W) {
+      const vf x = load(r + j);
+      const vf e = vexp(x - refV);
+      const vi match = (loadi(colClasses + j) == ci) & (x > -kInf);
+      acc += e;
+      if (kIn) {
+        const vf eP = single ? e : vexp(x - refPV);
+        accP += match ? eP : vf{};
+        if (kSym && single) store(ct.sumP + j, load(ct.sumP + j) + (match ? e : vf{}));
+      } else {
+        accS += match ? x : vf{};
+        if (kSym) store(ct.scoreP + j, load(ct.scoreP + j) + (match ? x : vf{}));
+      }
+      if (kSym && single) store(ct.sum + j, load(ct.sum + j) + e);
+    }
+    rt.ref[i] = ref;
+    rt.sum[i] = hsum(acc);
+    rt.refP[i] = refP;
+    rt.sumP[i] = kIn ? hsum(accP) : 0.0f;
+    rt.scoreP[i] = kIn ? 0.0f : hsum(accS);
+  }
+  for (int i = rows; i < (rows + W - 1) / W * W; ++i) rt.sum[i] = rt.sumP[i] = 0.0f, rt.ref[i] = rt.refP[i] = 0.0f;
+  foldInto(row, rt, rows);
+  if (!kSym) return;
+
+  // Columns of a symmetric tile (the rows of the transposed block).
+  if (single) {
+    for (int j = 0; j < cols; j += W) {
+      store(ct.ref + j, splat(tileMax));
+      store(ct.refP + j, splat(tileMax));
+    }
+  } else {
+    for (int j = 0; j < cols; j += W) {
+      const vi cj = loadi(col->classes + j);
+      vf mx = splat(-kInf), mxP = splat(-kInf);
+      for (int i = 0; i < rows; ++i) {
+        const vf x = load(s + i * ld + j);
+        mx = vmax(mx, x);
+        if (kIn) mxP = vmax(mxP, cj == row.classes[i] ? x : splat(-kInf));
+      }
+      const vf refV = mx > -kInf ? mx : vf{}, refPV = mxP > -kInf ? mxP : vf{};
+      vf acc{}, accP{};
+      for (int i = 0; i < rows; ++i) {
+        const vf x = load(s + i * ld + j);
+        acc += vexp(x - refV);
+        if (kIn) accP += cj == row.classes[i] ? vexp(x - refPV) : vf{};
+      }
+      store(ct.ref + j, mx);
+      store(ct.sum + j, acc);
+      store(ct.refP + j, mxP);
+      store(ct.sumP + j, accP);
+    }
+  }
+  foldInto(*col, ct, cols);
+}
+
+void forwardTile(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row, const int32_t* colClasses,
+                 const ForwardSide* col) {
+  const bool in = row.refP != nullptr;
+  if (in) {
+    if (col) forwardTileT<true, true>(s, ld, rows, cols, row, colClasses, col);
+    else forwardTileT<true, false>(s, ld, rows, cols, row, colClasses, col);
+  } else {
+    if (col) forwardTileT<false, true>(s, ld, rows, cols, row, colClasses, col);
+    else forwardTileT<false, false>(s, ld, rows, cols, row, colClasses, col);
   }
 }
 
-// g = w (exp(x - lse) - match * exp(x - lseP)); lseP/classes only for L_in.
+// g = w (exp((x - m) - log l) - match * exp((x - mP) - log lP)): the reference m is subtracted
+// first, so that log l survives however large the scores are. mP, log lP, classes: L_in only.
 template <bool kIn, bool kSym>
 void gradTileT(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
+  const int32_t* __restrict colClasses = kIn ? col->classes : nullptr;
+  const float* __restrict colWeight = kSym ? col->weight : nullptr;
+  // The columns' statistics, transposed into vectors once per tile (strided in the stats array).
+  alignas(64) float cm[kLossMaxTile], cl[kLossMaxTile], cmP[kLossMaxTile], clP[kLossMaxTile];
+  if (kSym)
+    for (int j = 0; j < cols; ++j) {
+      const float* st = col->stats + 4 * j;
+      cm[j] = st[0], cl[j] = st[1], cmP[j] = st[2], clP[j] = st[3];
+    }
   for (int i = 0; i < rows; ++i) {
-    float* r = s + i * ld;
-    const vf lseI = splat(row.lse[i]);
+    float* __restrict r = s + i * ld;
+    const float* st = row.stats + 4 * i;
+    const vf mI = splat(st[0]), lI = splat(st[1]), mPI = splat(kIn ? st[2] : 0.0f), lPI = splat(kIn ? st[3] : 0.0f);
     const vf wI = splat(row.weight[i]);
-    const vf lsePI = splat(kIn ? row.lsePositive[i] : 0.0f);
     const int32_t ci = kIn ? row.classes[i] : 0;
-    int j = 0;
-    for (; j + W <= cols; j += W) {
-      vf x = load(r + j);
-      vf g = wI * vexp(x - lseI);
+    for (int j = 0; j < cols; j += W) {
+      const vf x = load(r + j);
+      vf g = wI * vexp((x - mI) - lI);
       vi match{};
       if (kIn) {
-        match = loadi(col ? col->classes + j : row.classes + j) == ci;  // classes of columns
-        g -= match ? wI * vexp(x - lsePI) : vf{};
+        match = loadi(colClasses + j) == ci;
+        g -= match ? wI * vexp((x - mPI) - lPI) : vf{};
       }
       if (kSym) {
-        vf wJ = load(col->weight + j);
-        g += wJ * vexp(x - load(col->lse + j));
-        if (kIn) g -= match ? wJ * vexp(x - load(col->lsePositive + j)) : vf{};
+        const vf wJ = load(colWeight + j);
+        g += wJ * vexp((x - load(cm + j)) - load(cl + j));
+        if (kIn) g -= match ? wJ * vexp((x - load(cmP + j)) - load(clP + j)) : vf{};
       }
       store(r + j, g);
-    }
-    for (; j < cols; ++j) {
-      float x = r[j];
-      float g = row.weight[i] * sexp(x - row.lse[i]);
-      bool match = false;
-      if (kIn) {
-        match = (col ? col->classes[j] : row.classes[j]) == ci;
-        if (match) g -= row.weight[i] * sexp(x - row.lsePositive[i]);
-      }
-      if (kSym) {
-        g += col->weight[j] * sexp(x - col->lse[j]);
-        if (kIn && match) g -= col->weight[j] * sexp(x - col->lsePositive[j]);
-      }
-      r[j] = g;
     }
   }
 }
 
 void gradTile(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col) {
-  const bool in = row.lsePositive != nullptr;
+  const bool in = row.variantIn;
   const bool sym = col != nullptr && col->weight != nullptr;
   if (in) {
     if (sym) gradTileT<true, true>(s, ld, rows, cols, row, col);
@@ -524,11 +691,24 @@ void directFilterGrad(const float* x, const int64_t* base, int64_t pixels, int64
 
 const KernelTable& table() {
   static const KernelTable t = {
-      SUPCON_ISA_NAME, SUPCON_MR, SUPCON_NV * W, &microKernelT<SUPCON_MR, SUPCON_NV>,
-      &rowLogSumExp,   &colLogSumExp, &maskPositives, &gradTile,
-      W,               &microKernelT<SUPCON_MR, 1>,
-      &channelMoments, &scaleShift,   &bnGradReduce,  &bnGradApply,
-      &directConvRows, &directFilterGrad,
+      SUPCON_ISA_NAME,
+      SUPCON_MR,
+      SUPCON_NV * W,
+      &microKernelT<SUPCON_MR, SUPCON_NV>,
+      W,
+      &microKernelT<SUPCON_MR, 1>,
+      &channelMoments,
+      &scaleShift,
+      &bnGradReduce,
+      &bnGradApply,
+      &directConvRows,
+      &directFilterGrad,
+      SUPCON_LOSS_MR,
+      SUPCON_LOSS_NV * W,
+      &lossTileKernelT<SUPCON_LOSS_MR, SUPCON_LOSS_NV>,
+      &lossTileKernelRowsAT<SUPCON_LOSS_MR, SUPCON_LOSS_NV>,
+      &forwardTile,
+      &gradTile,
   };
   return t;
 }

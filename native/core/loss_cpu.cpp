@@ -1,7 +1,12 @@
 // The fused SupCon loss on the CPU (math: docs/loss.md). No N x N buffer: similarity tiles of
-// kTile x kTile are computed by the shared GEMM, reduced to per-row statistics (online
-// log-sum-exp) in the forward, and recomputed in the backward, where each tile becomes its
-// gradient block G and is multiplied back into the rows.
+// kTile x kTile are computed by the loss's tile kernel (simd.h), reduced to per-row statistics
+// (online log-sum-exp) in the forward, and recomputed in the backward, where each tile becomes
+// its gradient block G and is multiplied back into the rows.
+//
+// Operands are laid out once per call so that no tile product packs anything: the rows of the
+// score products in panels of the kernel's width (A is read k-major from inside a panel, B panel
+// by panel), the right-hand sides of the gradient products row-major, and the gradient tile is
+// written with its transpose, so both G Z and G^T Z read a k-major A.
 //
 // Two schedules:
 //  - symmetric ('all', no extra contrast set): S is symmetric, so each tile pair I <= J is
@@ -10,25 +15,29 @@
 //    accumulation order does not depend on the thread count.
 //  - general (anchors x contrast set): forward and gradient w.r.t. anchors are parallel over
 //    anchor blocks; the gradient w.r.t. contrast rows is a second pass parallel over contrast
-//    blocks.
-// The positive terms of L_out cost O(N D) through per-class sums of rows (docs/loss.md).
+//    blocks (the feature rows', and the extra rows' when that gradient is asked for).
+// The positive terms of the L_out gradient cost O(N D) through per-class sums of rows.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <utility>
 #include <vector>
 
 #include "loss_internal.h"
 #include "memory.h"
 #include "simd.h"
-#include "supcon/gemm.h"
 #include "supcon/thread_pool.h"
 
 namespace supcon {
 namespace detail {
 namespace {
 
-constexpr int64_t kTile = 128;
+constexpr int64_t kTile = kLossMaxTile;
+constexpr float kAbsent = -std::numeric_limits<float>::infinity();
+constexpr int32_t kPaddingClass = -2;  // padding rows: matches no anchor (classes >= 0) nor unlabeled rows (-1)
+
+int64_t roundUp(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 struct Blocks {
   int64_t count = 0;
@@ -39,321 +48,464 @@ struct Blocks {
 };
 
 // Rounds of block pairs (I <= J) in which no block appears twice: round 0 holds the diagonal
-// tiles, then the circle method of a round-robin tournament pairs every two blocks once.
-std::vector<std::vector<std::pair<int64_t, int64_t>>> roundRobin(int64_t nb) {
-  std::vector<std::vector<std::pair<int64_t, int64_t>>> rounds;
-  rounds.emplace_back();
-  for (int64_t b = 0; b < nb; ++b) rounds[0].emplace_back(b, b);
-  const int64_t n = nb % 2 == 0 ? nb : nb + 1;  // with an odd count, block nb is a bye
-  for (int64_t r = 0; r + 1 < n; ++r) {
-    std::vector<std::pair<int64_t, int64_t>> round;
-    auto add = [&](int64_t a, int64_t b) {
-      if (a < nb && b < nb) round.emplace_back(std::min(a, b), std::max(a, b));
-    };
-    add(r, n - 1);
-    for (int64_t k = 1; k < n / 2; ++k) add((r + k) % (n - 1), (r - k + n - 1) % (n - 1));
-    if (!round.empty()) rounds.push_back(std::move(round));
+// tiles, then the circle method of a round-robin tournament pairs every two blocks once. Pairs
+// are computed where they are used (nothing of O(blocks^2) is stored).
+struct RoundRobin {
+  int64_t blocks = 0;
+  int64_t n = 0;  // blocks rounded up to even: with an odd count, block `blocks` is a bye
+  explicit RoundRobin(int64_t nb) : blocks(nb), n(nb % 2 == 0 ? nb : nb + 1) {}
+  int64_t rounds() const { return n; }  // the diagonal round, then n - 1 pairing rounds
+  int64_t slots(int64_t round) const { return round == 0 ? blocks : n / 2; }
+  // The pair in a slot of a round; false for the bye's slot.
+  bool pair(int64_t round, int64_t slot, int64_t* a, int64_t* b) const {
+    if (round == 0) {
+      *a = *b = slot;
+      return true;
+    }
+    const int64_t r = round - 1, m = n - 1;
+    const int64_t x = slot == 0 ? r : (r + slot) % m, y = slot == 0 ? m : (r - slot + m) % m;
+    if (x >= blocks || y >= blocks) return false;
+    *a = std::min(x, y);
+    *b = std::max(x, y);
+    return true;
   }
-  return rounds;
-}
+};
 
-// S (rows x cols, row stride ld) = (1/tau) Za Zb^T for row-major Za (rows x dim), Zb (cols x dim).
-void scores(const float* za, int rows, const float* zb, int cols, int64_t dim, float invT, float* s,
-            int64_t ld) {
-  gemm(rows, cols, dim, invT, StridedA(za, rows, dim, dim, 1), StridedB(zb, dim, cols, 1, dim), 0.0f, s, ld);
-}
-
-// dst (rows x dim) += alpha * G (rows x k) Z (k x dim); transposeG uses G^T (G stored k x rows).
-void accumulate(const float* g, int64_t ldg, bool transposeG, int rows, int k, const float* z, int64_t dim,
-                float alpha, float* dst) {
-  StridedA a = transposeG ? StridedA(g, rows, k, 1, ldg) : StridedA(g, rows, k, ldg, 1);
-  gemm(rows, dim, k, alpha, a, StridedB(z, k, dim, dim, 1), 1.0f, dst, dim);
-}
-
-// Runs the symmetric schedule: tile(I, J, thread) for every pair, rounds separated by barriers.
+// Runs the symmetric schedule: tile(I, J, scratch) for every pair, rounds separated by barriers.
 // Scratch allocation happens before the first barrier so that a failure cannot strand a thread.
 template <typename Tile>
-void runRounds(int64_t nb, size_t scratchFloats, Tile&& tile) {
-  const auto rounds = roundRobin(nb);
+void runRounds(int64_t nb, size_t scratchFloats, Workspace& ws, Tile&& tile) {
+  const RoundRobin schedule(nb);
   const int threads = numThreads();
-  std::vector<Buffer<float>> scratch(static_cast<size_t>(threads));
+  std::vector<Buffer<float>> scratch;
+  for (int t = 0; t < threads; ++t) scratch.emplace_back(ws);
   std::atomic<bool> failed{false};
   parallelRegion([&](int t) {
     try {
-      scratch[t].reset(scratchFloats);
+      scratch[t].reset(scratchFloats, true);  // zeroed: rows past a block's end are read, never used
     } catch (...) {
       failed = true;
     }
     barrier();
     if (failed) return;
-    for (const auto& round : rounds) {
-      for (size_t p = static_cast<size_t>(t); p < round.size(); p += static_cast<size_t>(threads))
-        tile(round[p].first, round[p].second, scratch[t].data());
+    for (int64_t round = 0; round < schedule.rounds(); ++round) {
+      int64_t a = 0, b = 0;
+      for (int64_t slot = t; slot < schedule.slots(round); slot += threads)
+        if (schedule.pair(round, slot, &a, &b)) tile(a, b, scratch[t].data());
       barrier();
     }
   });
   if (failed) throw std::bad_alloc();
 }
 
-// Inputs in the form the tiles want: normalized copies when asked, anchors gathered for 'one',
-// the extra contrast rows appended after the feature rows.
+// The call's operands. Row numbers of the contrast set are "padded": feature rows at [0, N),
+// extra rows at [featuresPadded, featuresPadded + M), so no kTile block straddles the two.
 struct Operands {
-  Buffer<float> normFeatures, norms, contrastCopy, anchorCopy;
-  const float* features = nullptr;  // [N, D] rows used in the products
-  const float* contrast = nullptr;  // [N + M, D]
-  const float* anchors = nullptr;   // [anchors, D]
+  explicit Operands(Workspace& w)
+      : featureCopy(w), extraCopy(w), anchorCopy(w), norms(w), extraNorms(w), contrastPanels(w), anchorPanels(w),
+        contrastClass(w), anchorClass(w) {}
+  int64_t ld = 0;              // row stride of the row-major operands (a multiple of the kernel width)
+  int64_t featuresPadded = 0;  // roundUp(N, kTile)
+  Buffer<float> featureCopy, extraCopy, anchorCopy;
+  Buffer<double> norms, extraNorms;  // ||x|| of the feature rows and of the extra rows (normalize)
+  const float* features = nullptr;  // [N][ld], normalized when asked
+  const float* extra = nullptr;     // [M][ld]
+  const float* anchors = nullptr;   // [anchors][ld]
+  Buffer<float> contrastPanels, anchorPanels;  // score operands in the kernel's panels
+  const float* anchorPanel = nullptr;          // anchorPanels, or contrastPanels ('all')
+  Buffer<int32_t> contrastClass, anchorClass;  // class ids in padded numbering
+
+  // Row-major rows of a contrast block starting at padded row c0.
+  const float* contrastRows(int64_t c0) const {
+    return c0 < featuresPadded ? features + c0 * ld : extra + (c0 - featuresPadded) * ld;
+  }
 };
 
-Operands makeOperands(const LossSpec& spec, const LossInputs& in, const PreparedLoss& p) {
-  Operands o;
-  const int64_t D = p.dim;
-  o.features = in.features;
-  if (spec.normalize) {
-    o.normFeatures.reset(static_cast<size_t>(p.rows * D));
-    o.norms.reset(static_cast<size_t>(p.rows));
-    normalizeRows(in.features, p.rows, D, o.normFeatures.data(), o.norms.data());
-    o.features = o.normFeatures.data();
-  }
-  o.contrast = o.features;
-  if (p.extraRows > 0) {
-    o.contrastCopy.reset(static_cast<size_t>(p.contrastRows * D));
-    std::copy(o.features, o.features + p.rows * D, o.contrastCopy.data());
-    float* extra = o.contrastCopy.data() + p.rows * D;
-    if (spec.normalize) {
-      Buffer<float> extraNorms(static_cast<size_t>(p.extraRows));
-      normalizeRows(in.contrastFeatures, p.extraRows, D, extra, extraNorms.data());
-    } else {
-      std::copy(in.contrastFeatures, in.contrastFeatures + p.extraRows * D, extra);
+// panels[p][k][0..nr) = rows p*nr .. p*nr+nr-1 at depth k; rows past `count` are zero up to `padded`.
+void packPanels(const float* rows, int64_t ld, int64_t count, int64_t padded, int64_t dim, int nr, float* panels) {
+  parallelFor(padded / nr, 8, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      float* out = panels + p * nr * dim;
+      const int real = static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(nr, count - p * nr)));
+      const float* src = rows + p * nr * ld;
+      for (int64_t k = 0; k < dim; ++k) {
+        int r = 0;
+        for (; r < real; ++r) out[k * nr + r] = src[r * ld + k];
+        for (; r < nr; ++r) out[k * nr + r] = 0.0f;
+      }
     }
-    o.contrast = o.contrastCopy.data();
+  });
+}
+
+// Row-major [count][ld] copy of x [count][dim] (normalized when norms is given), zero-padded.
+void copyRows(const float* x, int64_t count, int64_t dim, int64_t ld, bool normalize, double* norms, float* out) {
+  if (normalize) {
+    normalizeRows(x, count, dim, out, ld, norms);
+  } else {
+    parallelFor(count, 256, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) std::copy(x + r * dim, x + (r + 1) * dim, out + r * ld);
+    });
+  }
+  if (ld > dim)
+    for (int64_t r = 0; r < count; ++r) std::fill(out + r * ld + dim, out + (r + 1) * ld, 0.0f);
+}
+
+Operands makeOperands(const LossSpec& spec, const LossInputs& in, const PreparedLoss& p, int nr, Workspace& ws) {
+  Operands o(ws);
+  const int64_t D = p.dim;
+  o.ld = roundUp(D, nr);
+  o.featuresPadded = roundUp(p.rows, kTile);
+  o.features = in.features;
+  if (spec.normalize || o.ld != D) {
+    o.featureCopy.reset(static_cast<size_t>(p.rows * o.ld));
+    if (spec.normalize) o.norms.reset(static_cast<size_t>(p.rows));
+    copyRows(in.features, p.rows, D, o.ld, spec.normalize, o.norms.data(), o.featureCopy.data());
+    o.features = o.featureCopy.data();
+  }
+  if (p.extraRows > 0) {
+    o.extra = in.contrastFeatures;
+    if (spec.normalize || o.ld != D) {
+      o.extraCopy.reset(static_cast<size_t>(p.extraRows * o.ld));
+      if (spec.normalize) o.extraNorms.reset(static_cast<size_t>(p.extraRows));
+      copyRows(in.contrastFeatures, p.extraRows, D, o.ld, spec.normalize, o.extraNorms.data(), o.extraCopy.data());
+      o.extra = o.extraCopy.data();
+    }
   }
   o.anchors = o.features;
   if (p.oneMode) {
-    o.anchorCopy.reset(static_cast<size_t>(p.anchors * D));
+    o.anchorCopy.reset(static_cast<size_t>(p.anchors * o.ld));
     for (int64_t s = 0; s < p.anchors; ++s)
-      std::copy(o.features + p.anchorRow[s] * D, o.features + (p.anchorRow[s] + 1) * D,
-                o.anchorCopy.data() + s * D);
+      std::copy(o.features + p.anchorRow[s] * o.ld, o.features + (p.anchorRow[s] + 1) * o.ld,
+                o.anchorCopy.data() + s * o.ld);
     o.anchors = o.anchorCopy.data();
   }
+
+  // Score operands and class ids in padded numbering.
+  const int64_t extraPadded = roundUp(p.extraRows, kTile);
+  o.contrastPanels.reset(static_cast<size_t>((o.featuresPadded + extraPadded) * D));
+  packPanels(o.features, o.ld, p.rows, o.featuresPadded, D, nr, o.contrastPanels.data());
+  if (p.extraRows > 0)
+    packPanels(o.extra, o.ld, p.extraRows, extraPadded, D, nr, o.contrastPanels.data() + o.featuresPadded * D);
+  o.contrastClass.reset(static_cast<size_t>(o.featuresPadded + extraPadded));
+  std::fill(o.contrastClass.data(), o.contrastClass.data() + o.contrastClass.size(), kPaddingClass);
+  std::copy(p.contrastClass.begin(), p.contrastClass.begin() + p.rows, o.contrastClass.data());
+  std::copy(p.contrastClass.begin() + p.rows, p.contrastClass.end(), o.contrastClass.data() + o.featuresPadded);
+
+  const int64_t anchorsPadded = roundUp(p.anchors, kTile);
+  o.anchorPanel = o.contrastPanels.data();
+  if (p.oneMode) {
+    o.anchorPanels.reset(static_cast<size_t>(anchorsPadded * D));
+    packPanels(o.anchors, o.ld, p.anchors, anchorsPadded, D, nr, o.anchorPanels.data());
+    o.anchorPanel = o.anchorPanels.data();
+  }
+  o.anchorClass.reset(static_cast<size_t>(anchorsPadded));
+  std::fill(o.anchorClass.data(), o.anchorClass.data() + anchorsPadded, kPaddingClass);
+  std::copy(p.anchorClass.begin(), p.anchorClass.end(), o.anchorClass.data());
   return o;
 }
 
-// Masks the self-contrast entries of an anchor-block x contrast-block tile.
-void maskSelf(const PreparedLoss& p, int64_t a0, int rows, int64_t c0, int cols, float* s, int64_t ld) {
-  for (int i = 0; i < rows; ++i) {
-    int64_t col = p.anchorRow[a0 + i] - c0;
-    if (col >= 0 && col < cols) s[i * ld + col] = kMaskedScore;
+// s[rows x cols] (row stride kTile) = (1/tau) A B^T for the score-operand panels starting at
+// rows a0 (of `aPanels`) and b0 (of `bPanels`); whole kernel blocks past rows/cols are computed
+// too (from the zero padding) and ignored.
+void scoreTile(const KernelTable& kt, const float* aPanels, int64_t a0, int rows, const float* bPanels, int64_t b0,
+               int cols, int64_t dim, float invT, float* s) {
+  const int mr = kt.lossMr, nr = kt.lossNr;
+  for (int jb = 0; jb < cols; jb += nr) {
+    const float* b = bPanels + (b0 + jb) * dim;
+    for (int ib = 0; ib < rows; ib += mr) {
+      const int64_t row = a0 + ib;
+      const float* a = aPanels + (row / nr) * nr * dim + row % nr;
+      kt.lossTileKernel(dim, a, nr, b, nr, s + ib * kTile + jb, kTile, invT, 0.0f, mr, nr);
+    }
   }
 }
 
-// Contrast blocks: feature rows first, then extra rows, so no block straddles the two.
-std::vector<std::pair<int64_t, int>> contrastBlocks(const PreparedLoss& p) {
-  std::vector<std::pair<int64_t, int>> out;
-  for (int64_t b = 0; b < p.rows; b += kTile) out.emplace_back(b, static_cast<int>(std::min(kTile, p.rows - b)));
-  for (int64_t b = p.rows; b < p.contrastRows; b += kTile)
-    out.emplace_back(b, static_cast<int>(std::min(kTile, p.contrastRows - b)));
-  return out;
+// Marks the columns [cols, roundUp(cols, kLossColumnPad)) of the tile's rows absent; returns
+// the padded column count the epilogues take.
+int padColumns(float* s, int rows, int cols) {
+  const int padded = static_cast<int>(roundUp(cols, kLossColumnPad));
+  for (int i = 0; i < rows; ++i) std::fill(s + i * kTile + cols, s + i * kTile + padded, kAbsent);
+  return padded;
 }
 
-// Sum of rows per class (classes >= 0), in double: the L_out positive terms use
-// sum_{p in P(i)} z_p = classSum[y_i] - z_i.
-std::vector<double> classSums(const PreparedLoss& p, const float* contrast) {
-  const int64_t D = p.dim;
-  std::vector<double> sums(static_cast<size_t>(p.numClasses) * D, 0.0);
-  for (int64_t r = 0; r < p.contrastRows; ++r) {
-    int32_t c = p.contrastClass[r];
-    if (c < 0) continue;
-    double* dst = sums.data() + static_cast<size_t>(c) * D;
-    const float* z = contrast + r * D;
-    for (int64_t k = 0; k < D; ++k) dst[k] += z[k];
+// dst [m rows, ld] = alpha * G B + beta * dst for a gradient tile g (row stride kTile) and
+// B = rows [k][ld] row-major, K = kc: G itself (transposed = false, g[i][k]) or its transpose
+// (g[k][i]). Neither needs a copy: the kernel reads A row by row or k-major.
+void accumulateRows(const KernelTable& kt, const float* g, bool transposed, int64_t kc, int m, const float* b,
+                    int64_t ld, float alpha, float* dst, float beta = 1.0f) {
+  const int mr = kt.lossMr, nr = kt.lossNr;
+  for (int64_t d0 = 0; d0 < ld; d0 += nr)
+    for (int ib = 0; ib < m; ib += mr) {
+      const int rows = std::min(mr, m - ib);
+      if (transposed)
+        kt.lossTileKernel(kc, g + ib, kTile, b + d0, ld, dst + ib * ld + d0, ld, alpha, beta, rows, nr);
+      else
+        kt.lossTileKernelRowsA(kc, g + ib * kTile, b + d0, ld, dst + ib * ld + d0, ld, alpha, beta, rows, nr);
+    }
+}
+
+// Running forward statistics of the anchors (padded to whole tiles).
+struct ForwardStats {
+  explicit ForwardStats(Workspace& w) : ref(w), sum(w), refP(w), sumP(w), scoreSumP(w) {}
+  Buffer<float> ref, sum, refP, sumP;
+  Buffer<double> scoreSumP;
+  void init(int64_t n, bool variantIn) {
+    ref.reset(static_cast<size_t>(n));
+    sum.reset(static_cast<size_t>(n), true);
+    std::fill(ref.data(), ref.data() + n, kAbsent);
+    if (variantIn) {
+      refP.reset(static_cast<size_t>(n));
+      sumP.reset(static_cast<size_t>(n), true);
+      std::fill(refP.data(), refP.data() + n, kAbsent);
+    } else {
+      scoreSumP.reset(static_cast<size_t>(n), true);
+    }
   }
-  return sums;
-}
+  ForwardSide side(int64_t a0, const int32_t* classes) {
+    ForwardSide f;
+    f.ref = ref.data() + a0;
+    f.sum = sum.data() + a0;
+    if (refP.data()) {
+      f.refP = refP.data() + a0;
+      f.sumP = sumP.data() + a0;
+    } else {
+      f.scoreSumP = scoreSumP.data() + a0;
+    }
+    f.classes = classes + a0;
+    return f;
+  }
+};
 
-}  // namespace
+// One CPU call's problem: prepared once, shared by the forward and the backward of a
+// forwardBackward call (one preparation, one layout of the operands).
+struct CpuProblem {
+  CpuProblem(const LossSpec& spec, const LossInputs& in, Workspace& w)
+      : ws(w), p(prepare(spec, in, w)), o(makeOperands(spec, in, p, kernels().lossNr, w)) {}
+  Workspace& ws;
+  const PreparedLoss p;
+  const Operands o;
+};
 
-Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* stats,
-                  ForwardResult* result) {
-  const int64_t startBytes = memory::currentBytes();
-  memory::resetPeak();
-  const PreparedLoss p = prepare(spec, in);
+// The forward: perAnchor and stats (4 floats per anchor, loss_internal.h) when non-null.
+void forwardTiles(const LossSpec& spec, const CpuProblem& call, float* perAnchor, float* stats, ForwardResult* result) {
+  Workspace& ws = call.ws;
+  const PreparedLoss& p = call.p;
+  const Operands& o = call.o;
   const KernelTable& kt = kernels();
   const int64_t D = p.dim;
   const float invT = p.invTemperature;
-  Operands o = makeOperands(spec, in, p);
-
-  const size_t A = static_cast<size_t>(p.anchors);
-  Buffer<float> m(A), l(A, true), mP, lP;
-  for (size_t s = 0; s < A; ++s) m[s] = kMaskedScore;
-  if (p.variantIn) {
-    mP.reset(A);
-    lP.reset(A, true);
-    for (size_t s = 0; s < A; ++s) mP[s] = kMaskedScore;
-  }
   const size_t tileFloats = static_cast<size_t>(kTile * kTile);
+
+  ForwardStats st(ws);
+  st.init(roundUp(p.anchors, kTile), p.variantIn);
 
   if (p.symmetric) {
     Blocks blocks(p.rows);
-    runRounds(blocks.count, p.variantIn ? 2 * tileFloats : tileFloats, [&](int64_t I, int64_t J, float* s) {
+    runRounds(blocks.count, tileFloats, ws, [&](int64_t I, int64_t J, float* s) {
       const int64_t i0 = blocks.begin(I), j0 = blocks.begin(J);
       const int rows = blocks.len(I), cols = blocks.len(J);
-      scores(o.features + i0 * D, rows, o.features + j0 * D, cols, D, invT, s, kTile);
+      scoreTile(kt, o.contrastPanels.data(), i0, rows, o.contrastPanels.data(), j0, cols, D, invT, s);
       if (I == J)
-        for (int i = 0; i < rows; ++i) s[i * kTile + i] = kMaskedScore;
-      kt.rowLogSumExp(s, kTile, rows, cols, m.data() + i0, l.data() + i0);
-      if (I != J) kt.colLogSumExp(s, kTile, rows, cols, m.data() + j0, l.data() + j0);
-      if (p.variantIn) {
-        float* sp = s + tileFloats;
-        kt.maskPositives(s, kTile, rows, cols, p.contrastClass.data() + i0, p.contrastClass.data() + j0, sp, kTile);
-        kt.rowLogSumExp(sp, kTile, rows, cols, mP.data() + i0, lP.data() + i0);
-        if (I != J) kt.colLogSumExp(sp, kTile, rows, cols, mP.data() + j0, lP.data() + j0);
-      }
+        for (int i = 0; i < rows; ++i) s[i * kTile + i] = kAbsent;
+      const int colsPadded = padColumns(s, rows, cols);
+      ForwardSide rowSide = st.side(i0, o.contrastClass.data());
+      ForwardSide colSide = st.side(j0, o.contrastClass.data());
+      kt.forwardTile(s, kTile, rows, colsPadded, rowSide, o.contrastClass.data() + j0, I != J ? &colSide : nullptr);
     });
   } else {
     Blocks anchorBlocks(p.anchors);
-    const auto cblocks = contrastBlocks(p);
+    const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
+    std::atomic<bool> failed{false};
     parallelFor(anchorBlocks.count, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> s(p.variantIn ? 2 * tileFloats : tileFloats);
+      Buffer<float> s(ws);
+      try {
+        s.reset(tileFloats);
+      } catch (...) {
+        failed = true;
+        return;
+      }
       for (int64_t I = b; I < e; ++I) {
         const int64_t a0 = anchorBlocks.begin(I);
         const int rows = anchorBlocks.len(I);
-        for (const auto& [c0, cols] : cblocks) {
-          scores(o.anchors + a0 * D, rows, o.contrast + c0 * D, cols, D, invT, s.data(), kTile);
-          maskSelf(p, a0, rows, c0, cols, s.data(), kTile);
-          kt.rowLogSumExp(s.data(), kTile, rows, cols, m.data() + a0, l.data() + a0);
-          if (p.variantIn) {
-            float* sp = s.data() + tileFloats;
-            kt.maskPositives(s.data(), kTile, rows, cols, p.anchorClass.data() + a0, p.contrastClass.data() + c0,
-                             sp, kTile);
-            kt.rowLogSumExp(sp, kTile, rows, cols, mP.data() + a0, lP.data() + a0);
+        ForwardSide rowSide = st.side(a0, o.anchorClass.data());
+        for (int64_t C = 0; C < contrastBlocks; ++C) {
+          const int64_t c0 = C * kTile;
+          const int cols = static_cast<int>(
+              c0 < o.featuresPadded ? std::min(kTile, p.rows - c0) : std::min(kTile, o.featuresPadded + p.extraRows - c0));
+          if (cols <= 0) continue;
+          scoreTile(kt, o.anchorPanel, a0, rows, o.contrastPanels.data(), c0, cols, D, invT, s.data());
+          for (int i = 0; i < rows; ++i) {  // self-contrast: the anchor's own row
+            const int64_t col = p.anchorRow[a0 + i] - c0;
+            if (col >= 0 && col < cols) s[i * kTile + col] = kAbsent;
           }
+          const int colsPadded = padColumns(s.data(), rows, cols);
+          kt.forwardTile(s.data(), kTile, rows, colsPadded, rowSide, o.contrastClass.data() + c0, nullptr);
         }
       }
     });
+    if (failed) throw std::bad_alloc();
   }
 
-  // Per-anchor statistics and the positive terms.
-  std::vector<float> lse(A), lseP(p.variantIn ? A : 0);
-  std::vector<double> positiveMean(p.variantIn ? 0 : A, 0.0);
-  std::vector<double> sums;
-  if (!p.variantIn) sums = classSums(p, o.contrast);
+  // Per-anchor statistics (m, log l, mP, log lP), and for L_out the mean score of the positives
+  // (from the same float32 scores as the log-sum-exp, so that the two cancel exactly where they
+  // should).
+  const size_t A = static_cast<size_t>(p.anchors);
+  CallVector<float> saved(stats ? 0 : A * kStatsPerAnchor, 0.0f, WorkspaceAllocator<float>(ws));
+  float* out = stats ? stats : saved.data();
+  CallVector<double> positiveMean(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(ws));
   for (size_t s = 0; s < A; ++s) {
-    lse[s] = m[s] + std::log(l[s]);
-    if (p.variantIn) {
-      lseP[s] = lP[s] > 0 ? mP[s] + std::log(lP[s]) : 0.0f;
-    } else if (p.positives[s] > 0) {
-      const float* z = o.anchors + s * D;
-      const double* cs = sums.data() + static_cast<size_t>(p.anchorClass[s]) * D;
-      double dot = 0;
-      for (int64_t k = 0; k < D; ++k) dot += double(z[k]) * (cs[k] - double(z[k]));
-      positiveMean[s] = dot * invT / p.positives[s];
+    float* o4 = out + kStatsPerAnchor * s;
+    o4[0] = st.ref[s];
+    o4[1] = std::log(st.sum[s]);
+    o4[2] = o4[3] = 0.0f;
+    if (p.variantIn && st.sumP[s] > 0) {
+      o4[2] = st.refP[s];
+      o4[3] = std::log(st.sumP[s]);
     }
-    if (stats) {
-      stats[2 * s] = lse[s];
-      stats[2 * s + 1] = p.variantIn ? lseP[s] : 0.0f;
-    }
+    if (!p.variantIn && p.positives[s] > 0) positiveMean[s] = st.scoreSumP[s] / p.positives[s];
   }
-  result->loss = reduceLoss(spec, p, lse.data(), positiveMean.data(), p.variantIn ? lseP.data() : nullptr, perAnchor);
+  result->loss = reduceLoss(spec, p, out, positiveMean.data(), perAnchor);
   result->validAnchors = p.validAnchors;
-  result->workspaceBytes = memory::peakBytes() - startBytes + static_cast<int64_t>(sums.size() * sizeof(double));
-  return Status::ok();
 }
 
-Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
-                   int64_t upstreamLength, float* grad, BackwardResult* result) {
-  const int64_t startBytes = memory::currentBytes();
-  memory::resetPeak();
-  const PreparedLoss p = prepare(spec, in);
+// The backward: grad from the saved statistics and the upstream gradient.
+// grad: dL/d(features) [N, D]; contrastGrad: dL/d(extra rows) [M, D], or nullptr (not computed).
+void backwardTiles(const LossSpec& spec, const CpuProblem& call, const float* stats, const float* upstream,
+                   float* grad, float* contrastGrad) {
+  Workspace& ws = call.ws;
+  const PreparedLoss& p = call.p;
+  const Operands& o = call.o;
   const KernelTable& kt = kernels();
   const int64_t D = p.dim;
   const float invT = p.invTemperature;
-  Operands o = makeOperands(spec, in, p);
-  const std::vector<float> w = anchorWeights(spec, p, upstream, upstreamLength);
+  const int64_t ld = o.ld;
 
-  const size_t A = static_cast<size_t>(p.anchors);
-  std::vector<float> lse(A), lseP(p.variantIn ? A : 0);
-  for (size_t s = 0; s < A; ++s) {
-    lse[s] = stats[2 * s];
-    if (p.variantIn) lseP[s] = stats[2 * s + 1];
+  // Per-anchor statistics and weights, padded to whole tiles (the epilogues read whole vectors).
+  const int64_t anchorsPadded = roundUp(p.anchors, kTile);
+  Buffer<float> st(static_cast<size_t>(anchorsPadded * kStatsPerAnchor), ws, true);
+  Buffer<float> w(static_cast<size_t>(anchorsPadded), ws, true);
+  std::copy(stats, stats + p.anchors * kStatsPerAnchor, st.data());
+  {
+    const CallVector<float> weights = anchorWeights(spec, p, upstream, ws);
+    std::copy(weights.begin(), weights.end(), w.data());
   }
-
-  // dZ accumulates dL/dz for the feature rows (normalized rows when normalize is on).
-  Buffer<float> dzOwn;
-  float* dz = grad;
-  if (spec.normalize) {
-    dzOwn.reset(static_cast<size_t>(p.rows * D));
-    dz = dzOwn.data();
-  }
-  std::fill(dz, dz + p.rows * D, 0.0f);
-  const size_t tileFloats = static_cast<size_t>(kTile * kTile);
-
-  // The statistics of anchors [a0, ...) as one side of a gradient tile.
   auto anchorSide = [&](int64_t a0) {
     TileSide t;
-    t.lse = lse.data() + a0;
+    t.stats = st.data() + a0 * kStatsPerAnchor;
     t.weight = w.data() + a0;
-    if (p.variantIn) {
-      t.lsePositive = lseP.data() + a0;
-      t.classes = p.anchorClass.data() + a0;
-    }
+    t.variantIn = p.variantIn;
+    t.classes = o.anchorClass.data() + a0;
     return t;
   };
 
+  // dz accumulates dL/dz of the feature rows (the normalized rows with normalize on), [N][ld].
+  Buffer<float> dzOwn(ws);
+  float* dz = grad;
+  if (spec.normalize || ld != D) {
+    dzOwn.reset(static_cast<size_t>(p.rows * ld));
+    dz = dzOwn.data();
+  }
+  // dzExtra: the same for the extra rows [M][ld], when their gradient is wanted (general path).
+  if (p.extraRows == 0) contrastGrad = nullptr;
+  Buffer<float> dzExtraOwn(ws);
+  float* dzExtra = contrastGrad;
+  if (contrastGrad && (spec.normalize || ld != D)) {
+    dzExtraOwn.reset(static_cast<size_t>(p.extraRows * ld));
+    dzExtra = dzExtraOwn.data();
+  }
+  if (dzExtra) std::fill(dzExtra, dzExtra + p.extraRows * ld, 0.0f);
+  const size_t tileFloats = static_cast<size_t>(kTile * kTile);
+
   if (p.symmetric) {
+    // Round 0 holds every block's diagonal tile, its first write: that one overwrites (beta 0)
+    // the whole [rows, ld] block, so dz needs no zeroing.
     Blocks blocks(p.rows);
-    runRounds(blocks.count, tileFloats, [&](int64_t I, int64_t J, float* s) {
+    runRounds(blocks.count, tileFloats, ws, [&](int64_t I, int64_t J, float* s) {
       const int64_t i0 = blocks.begin(I), j0 = blocks.begin(J);
       const int rows = blocks.len(I), cols = blocks.len(J);
-      scores(o.features + i0 * D, rows, o.features + j0 * D, cols, D, invT, s, kTile);
+      scoreTile(kt, o.contrastPanels.data(), i0, rows, o.contrastPanels.data(), j0, cols, D, invT, s);
       if (I == J)
-        for (int i = 0; i < rows; ++i) s[i * kTile + i] = kMaskedScore;
+        for (int i = 0; i < rows; ++i) s[i * kTile + i] = kAbsent;
+      const int colsPadded = padColumns(s, rows, cols);
       // H = G_IJ + G_JI^T: the row term and, since S_JI = S_IJ^T, the column term.
-      TileSide rowSide = anchorSide(i0), colSide = anchorSide(j0);
-      kt.gradTile(s, kTile, rows, cols, rowSide, &colSide);
-      accumulate(s, kTile, false, rows, cols, o.features + j0 * D, D, invT, dz + i0 * D);
-      if (I != J) accumulate(s, kTile, true, cols, rows, o.features + i0 * D, D, invT, dz + j0 * D);
+      const TileSide rowSide = anchorSide(i0), colSide = anchorSide(j0);
+      kt.gradTile(s, kTile, rows, colsPadded, rowSide, &colSide);
+      // dz_I += H Z_J / tau, dz_J += H^T Z_I / tau.
+      accumulateRows(kt, s, false, cols, rows, o.features + j0 * ld, ld, invT, dz + i0 * ld, I == J ? 0.0f : 1.0f);
+      if (I != J) accumulateRows(kt, s, true, rows, cols, o.features + i0 * ld, ld, invT, dz + j0 * ld);
     });
   } else {
+    std::fill(dz, dz + p.rows * ld, 0.0f);
     Blocks anchorBlocks(p.anchors);
-    const auto cblocks = contrastBlocks(p);
-    // G for anchors [a0, a0+rows) x contrast rows [c0, c0+cols), in s (row stride kTile).
-    auto gradientTile = [&](int64_t a0, int rows, int64_t c0, int cols, float* s) {
-      scores(o.anchors + a0 * D, rows, o.contrast + c0 * D, cols, D, invT, s, kTile);
-      maskSelf(p, a0, rows, c0, cols, s, kTile);
-      TileSide columns;
-      columns.classes = p.contrastClass.data() + c0;
-      kt.gradTile(s, kTile, rows, cols, anchorSide(a0), &columns);
+    const int64_t extraEnd = o.featuresPadded + p.extraRows;
+    const int64_t contrastBlocks = (o.featuresPadded + roundUp(p.extraRows, kTile)) / kTile;
+    auto blockCols = [&](int64_t c0) {
+      return static_cast<int>(c0 < o.featuresPadded ? std::min(kTile, p.rows - c0) : std::min(kTile, extraEnd - c0));
     };
+    // G for anchors [a0, a0+rows) x contrast rows [c0, c0+cols), in s.
+    auto gradientTile = [&](int64_t a0, int rows, int64_t c0, int cols, float* s) {
+      scoreTile(kt, o.anchorPanel, a0, rows, o.contrastPanels.data(), c0, cols, D, invT, s);
+      for (int i = 0; i < rows; ++i) {
+        const int64_t col = p.anchorRow[a0 + i] - c0;
+        if (col >= 0 && col < cols) s[i * kTile + col] = kAbsent;
+      }
+      const int colsPadded = padColumns(s, rows, cols);
+      TileSide columns;
+      columns.variantIn = p.variantIn;
+      columns.classes = o.contrastClass.data() + c0;
+      kt.gradTile(s, kTile, rows, colsPadded, anchorSide(a0), &columns);
+    };
+    std::atomic<bool> failed{false};
     // dZ_A: anchors x all contrast blocks, parallel over anchor blocks.
-    Buffer<float> dzAnchors(A * static_cast<size_t>(D), true);
+    Buffer<float> dzAnchors(static_cast<size_t>(p.anchors * ld), ws, true);
     parallelFor(anchorBlocks.count, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> s(tileFloats);
+      Buffer<float> s(ws);
+      try {
+        s.reset(tileFloats, true);
+      } catch (...) {
+        failed = true;
+        return;
+      }
       for (int64_t I = b; I < e; ++I) {
         const int64_t a0 = anchorBlocks.begin(I);
         const int rows = anchorBlocks.len(I);
-        for (const auto& [c0, cols] : cblocks) {
+        for (int64_t C = 0; C < contrastBlocks; ++C) {
+          const int64_t c0 = C * kTile;
+          const int cols = blockCols(c0);
+          if (cols <= 0) continue;
           gradientTile(a0, rows, c0, cols, s.data());
-          accumulate(s.data(), kTile, false, rows, cols, o.contrast + c0 * D, D, invT, dzAnchors.data() + a0 * D);
+          accumulateRows(kt, s.data(), false, cols, rows, o.contrastRows(c0), ld, invT, dzAnchors.data() + a0 * ld);
         }
       }
     });
-    // dZ_C for the feature rows (extra rows get no gradient): parallel over contrast blocks.
-    const int64_t featureBlocks = (p.rows + kTile - 1) / kTile;
-    parallelFor(featureBlocks, 1, [&](int64_t b, int64_t e) {
-      Buffer<float> s(tileFloats);
+    if (failed) throw std::bad_alloc();
+    // dZ_C for the feature rows, and the extra rows when asked: parallel over contrast blocks.
+    const int64_t gradBlocks = dzExtra ? contrastBlocks : o.featuresPadded / kTile;
+    parallelFor(gradBlocks, 1, [&](int64_t b, int64_t e) {
+      Buffer<float> s(ws);
+      try {
+        s.reset(tileFloats, true);
+      } catch (...) {
+        failed = true;
+        return;
+      }
       for (int64_t J = b; J < e; ++J) {
-        const auto [c0, cols] = cblocks[static_cast<size_t>(J)];
+        const int64_t c0 = J * kTile;
+        const int cols = blockCols(c0);
+        if (cols <= 0) continue;
+        float* out = c0 < o.featuresPadded ? dz + c0 * ld : dzExtra + (c0 - o.featuresPadded) * ld;
         for (int64_t I = 0; I < anchorBlocks.count; ++I) {
           const int64_t a0 = anchorBlocks.begin(I);
           const int rows = anchorBlocks.len(I);
           gradientTile(a0, rows, c0, cols, s.data());
-          accumulate(s.data(), kTile, true, cols, rows, o.anchors + a0 * D, D, invT, dz + c0 * D);
+          accumulateRows(kt, s.data(), true, rows, cols, o.anchors + a0 * ld, ld, invT, out);
         }
       }
     });
-    for (size_t s = 0; s < A; ++s) {
-      float* dst = dz + p.anchorRow[s] * D;
-      const float* src = dzAnchors.data() + s * D;
+    if (failed) throw std::bad_alloc();
+    for (int64_t s = 0; s < p.anchors; ++s) {
+      float* dst = dz + p.anchorRow[s] * ld;
+      const float* src = dzAnchors.data() + s * ld;
       for (int64_t k = 0; k < D; ++k) dst[k] += src[k];
     }
   }
@@ -361,37 +513,95 @@ Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stat
   // L_out positive terms through class sums: -w_i/|P_i| sum_{p in P(i)} (z_p as anchor side,
   // z_i as contrast side), both O(N D).
   if (!p.variantIn) {
-    const std::vector<double> sums = classSums(p, o.contrast);
-    std::vector<double> q(static_cast<size_t>(p.numClasses) * D, 0.0);
-    std::vector<double> coef(A, 0.0);
-    for (size_t s = 0; s < A; ++s) {
+    const int64_t C = p.numClasses;
+    CallVector<double> sums(static_cast<size_t>(C * D), 0.0, WorkspaceAllocator<double>(ws));
+    for (int64_t r = 0; r < p.contrastRows; ++r) {
+      const int32_t c = p.contrastClass[r];
+      if (c < 0) continue;
+      const float* z = r < p.rows ? o.features + r * ld : o.extra + (r - p.rows) * ld;
+      double* dst = sums.data() + c * D;
+      for (int64_t k = 0; k < D; ++k) dst[k] += z[k];
+    }
+    CallVector<double> q(static_cast<size_t>(C * D), 0.0, WorkspaceAllocator<double>(ws));
+    CallVector<double> coef(static_cast<size_t>(p.anchors), 0.0, WorkspaceAllocator<double>(ws));
+    for (int64_t s = 0; s < p.anchors; ++s) {
       if (p.positives[s] == 0) continue;
       coef[s] = double(w[s]) / p.positives[s];
-      const float* z = o.anchors + s * D;
-      double* qy = q.data() + static_cast<size_t>(p.anchorClass[s]) * D;
+      const float* z = o.anchors + s * ld;
+      double* qy = q.data() + p.anchorClass[s] * D;
       for (int64_t k = 0; k < D; ++k) qy[k] += coef[s] * z[k];
     }
-    for (size_t s = 0; s < A; ++s) {
+    for (int64_t s = 0; s < p.anchors; ++s) {
       if (coef[s] == 0.0) continue;
-      const float* z = o.anchors + s * D;
-      const double* cs = sums.data() + static_cast<size_t>(p.anchorClass[s]) * D;
-      float* dst = dz + p.anchorRow[s] * D;
+      const float* z = o.anchors + s * ld;
+      const double* cs = sums.data() + p.anchorClass[s] * D;
+      float* dst = dz + p.anchorRow[s] * ld;
       // anchor side minus its own contrast-side self term (an anchor is not its own positive)
       for (int64_t k = 0; k < D; ++k)
         dst[k] -= static_cast<float>(invT * (coef[s] * (cs[k] - z[k]) - coef[s] * z[k]));
     }
     for (int64_t r = 0; r < p.rows; ++r) {
-      const double* qy = q.data() + static_cast<size_t>(p.contrastClass[r]) * D;
-      float* dst = dz + r * D;
+      const double* qy = q.data() + p.contrastClass[r] * D;
+      float* dst = dz + r * ld;
       for (int64_t k = 0; k < D; ++k) dst[k] -= static_cast<float>(invT * qy[k]);
     }
+    // Extra rows are positives of the anchors of their class (unlabeled ones, -1, of none).
+    if (dzExtra)
+      for (int64_t r = 0; r < p.extraRows; ++r) {
+        const int32_t c = p.contrastClass[p.rows + r];
+        if (c < 0) continue;
+        const double* qy = q.data() + c * D;
+        float* dst = dzExtra + r * ld;
+        for (int64_t k = 0; k < D; ++k) dst[k] -= static_cast<float>(invT * qy[k]);
+      }
   }
 
-  if (spec.normalize) {
-    normalizeRowsBackward(o.features, o.norms.data(), p.rows, D, dz);
-    std::copy(dz, dz + p.rows * D, grad);
+  if (spec.normalize) normalizeRowsBackward(o.features, o.norms.data(), p.rows, D, ld, dz);
+  if (dz != grad)
+    for (int64_t r = 0; r < p.rows; ++r) std::copy(dz + r * ld, dz + r * ld + D, grad + r * D);
+  if (dzExtra) {
+    if (spec.normalize) normalizeRowsBackward(o.extra, o.extraNorms.data(), p.extraRows, D, ld, dzExtra);
+    if (dzExtra != contrastGrad)
+      for (int64_t r = 0; r < p.extraRows; ++r) std::copy(dzExtra + r * ld, dzExtra + r * ld + D, contrastGrad + r * D);
   }
-  result->workspaceBytes = memory::peakBytes() - startBytes;
+}
+
+}  // namespace
+
+Status forwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* stats,
+                  ForwardResult* result) {
+  Workspace ws;
+  {
+    const CpuProblem call(spec, in, ws);
+    forwardTiles(spec, call, perAnchor, stats, result);
+  }
+  result->workspaceBytes = ws.peakBytes();
+  return Status::ok();
+}
+
+Status backwardCpu(const LossSpec& spec, const LossInputs& in, const float* stats, const float* upstream,
+                   float* grad, float* contrastGrad, BackwardResult* result) {
+  Workspace ws;
+  {
+    const CpuProblem call(spec, in, ws);
+    backwardTiles(spec, call, stats, upstream, grad, contrastGrad);
+  }
+  result->workspaceBytes = ws.peakBytes();
+  return Status::ok();
+}
+
+Status forwardBackwardCpu(const LossSpec& spec, const LossInputs& in, float* perAnchor, float* grad,
+                          float* contrastGrad, ForwardResult* result) {
+  Workspace ws;
+  {
+    const CpuProblem call(spec, in, ws);
+    Buffer<float> stats(static_cast<size_t>(statsSize(spec, in)), ws);
+    Buffer<float> ones(static_cast<size_t>(spec.reduction == Reduction::kNone ? numAnchors(spec, in) : 1), ws);
+    std::fill(ones.data(), ones.data() + ones.size(), 1.0f);
+    forwardTiles(spec, call, perAnchor, stats.data(), result);
+    backwardTiles(spec, call, stats.data(), ones.data(), grad, contrastGrad);
+  }
+  result->workspaceBytes = ws.peakBytes();
   return Status::ok();
 }
 

@@ -176,10 +176,13 @@ void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
 void forwardImpl(const G& g, const float* x, const float* filter, const Epilogue& e, float* y, bool direct) {
   const int64_t M = patchRows(g), N = g.outChannels;
   const detail::ConvForwardRows rows(g, x, filter, direct);
-  detail::forEachRowPiece(M, gemmBlocking().mr, g.flops(), [&](int64_t begin, int64_t end) {
-    rows(begin, end, y);
-    if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
-  });
+  detail::forEachRowPiece(
+      M, gemmBlocking().mr, g.flops(),
+      [&](int64_t begin, int64_t end) {
+        rows(begin, end, y);
+        if (e.active()) detail::epilogueRows(e, end - begin, N, y + begin * N, N);
+      },
+      rows.maxPieces());
 }
 
 // The stride-1 input gradient's geometry: a forward convolution of dy into dx.
@@ -390,17 +393,23 @@ Status conv2dBackpropInput(const Conv2DGeometry& g, const float* dy, const float
   SUPCON_RETURN_IF_ERROR(validate(g));
   if (!dy || !filter || !dx) return Status::invalid("conv2dBackpropInput: null tensor pointer");
   const bool unitStride = g.strideHeight == 1 && g.strideWidth == 1;
-  if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride)
-    return Status::invalid("conv2dBackpropInput: the direct algorithm needs stride 1");
+  const bool phasesFit = !unitStride && detail::directStridedInputGradFits(g);
+  if (algorithm == BackpropInputAlgorithm::kDirect && !unitStride && !phasesFit)
+    return Status::invalid(
+        "Expected stride 1, or a strided geometry the direct kernel takes (unit dilation, few input channels), for "
+        "conv2dBackpropInput algorithm kDirect but received one it does not");
   // Measured (bench/kernels.ts): col2im is faster than the flipped convolution through the
   // GEMM up to ~128 input channels (that GEMM is then only inChannels wide); the flipped form
   // wins from ~256, where col2im's W^T panels (K = fH fW inC wide) are repacked for every chunk
-  // of rows, and for narrow layers whose flipped convolution runs the direct kernel.
+  // of rows, and for narrow layers whose flipped convolution runs the direct kernel. Strided
+  // narrow layers take the direct kernel phase by phase.
   const bool direct = algorithm == BackpropInputAlgorithm::kDirect ||
-                      (algorithm == BackpropInputAlgorithm::kAuto && unitStride &&
-                       (g.inChannels >= 192 || detail::directForwardFits(flippedGeometry(g))));
+                      (algorithm == BackpropInputAlgorithm::kAuto &&
+                       (phasesFit || (unitStride && (g.inChannels >= 192 ||
+                                                     detail::directForwardFits(flippedGeometry(g))))));
   return guarded("conv2dBackpropInput", [&] {
-    if (direct) backpropInputDirect(g, dy, filter, dx);
+    if (direct && unitStride) backpropInputDirect(g, dy, filter, dx);
+    else if (direct) detail::directStridedInputGradient(g, dy, filter, dx);
     else backpropInputCol2Im(g, dy, filter, dx);
   });
 }

@@ -40,10 +40,11 @@ Status checkScalars(const char* fn, float epsilon, const float* momentum) {
 // Pieces of output rows: about four per thread, none for small problems.
 struct Pieces {
   int64_t rows, length, count;
-  Pieces(const G& g, double flops) {
+  // maxPieces: at most this many (default four per thread).
+  Pieces(const G& g, double flops, int64_t maxPieces = 0) {
     rows = g.batch * g.outHeight * g.outWidth;
     const int threads = numThreads();
-    const int64_t want = (threads == 1 || flops < 4e6) ? 1 : 4 * threads;
+    const int64_t want = (threads == 1 || flops < 4e6) ? 1 : (maxPieces > 0 ? maxPieces : 4 * threads);
     length = detail::pieceLength(rows, gemmBlocking().mr, want);
     count = (rows + length - 1) / length;
   }
@@ -66,8 +67,8 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
   const int64_t C = g.outChannels;
   const KernelTable& kt = kernels();
   float* z = a.z ? a.z : a.y;
-  const Pieces pieces(g, g.flops());
   const detail::ConvForwardRows conv(g, a.x, a.filter);
+  const Pieces pieces(g, g.flops(), conv.maxPieces());
   std::vector<float> scale(C), offset(C);
 
   if (!a.training) {

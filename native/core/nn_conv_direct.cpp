@@ -122,6 +122,13 @@ ConvForwardRows::ConvForwardRows(const G& g, const float* x, const float* filter
   runLen_ = g.filterWidth * g.inChannels;
 }
 
+int64_t ConvForwardRows::maxPieces() const {
+  const int64_t threads = numThreads();
+  if (direct_) return 4 * threads;
+  const int64_t rows = g_.batch * g_.outHeight * g_.outWidth;
+  return std::max<int64_t>(threads, std::min<int64_t>(4 * threads, rows / 512));
+}
+
 void ConvForwardRows::operator()(int64_t begin, int64_t end, float* y) const {
   if (!direct_) {
     gemmForwardRows(g_, x_, filter_, begin, end, y);
@@ -135,8 +142,95 @@ void ConvForwardRows::operator()(int64_t begin, int64_t end, float* y) const {
                            w_.empty() ? filter_ : w_.data(), ldw_, y + begin * N, N, static_cast<int>(N));
 }
 
+bool directStridedInputGradFits(const G& g) {
+  return unitDilationNonNegativePads(g) && g.inChannels <= 4 * kernels().nrNarrow;
+}
+
+// The input gradient of a strided convolution by phases. An input pixel ih receives taps kh with
+// kh = (ih + padTop) mod s (mod s): writing ih + padTop = s i + a, tap kh = a + s t reads dy row
+// i - t. So the pixels of one phase (a, b) form a stride-1 convolution over dy with the taps
+// (a + s t, b + s u), whose runs are u-adjacent dy pixels: the forward's direct kernel, with
+// the phase's filter taps packed transposed ([t][q][outC][inC], q = U - 1 - u) and dx rows
+// written every s pixels. dy is zero-padded so every run is in bounds.
+void directStridedInputGradient(const G& g, const float* dy, const float* filter, float* dx) {
+  const int64_t s = g.strideHeight, sw = g.strideWidth, Co = g.outChannels, Ci = g.inChannels;
+  const int64_t tMax = (g.filterHeight + s - 1) / s, uMax = (g.filterWidth + sw - 1) / sw;
+  // Phase coordinates i = (ih + padTop - a) / s reach up to this; dy holds rows [0, outH).
+  const int64_t iMax = (g.inHeight - 1 + g.padTop) / s, jMax = (g.inWidth - 1 + g.padLeft) / sw;
+  const int64_t PT = tMax - 1, PL = uMax - 1;
+  const int64_t hp = PT + std::max(g.outHeight, iMax + 1), wp = PL + std::max(g.outWidth, jMax + 1);
+  const int64_t imageSize = hp * wp * Co;
+  float* pad = scratch(kScratchPadded, static_cast<size_t>(g.batch * imageSize));
+  auto padImages = [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) {
+      float* img = pad + n * imageSize;
+      std::memset(img, 0, sizeof(float) * imageSize);
+      for (int64_t oh = 0; oh < g.outHeight; ++oh)
+        std::memcpy(img + ((PT + oh) * wp + PL) * Co, dy + ((n * g.outHeight + oh) * g.outWidth) * Co,
+                    sizeof(float) * g.outWidth * Co);
+    }
+  };
+  if (g.batch * imageSize >= (int64_t(1) << 16)) parallelFor(g.batch, 1, padImages);
+  else padImages(0, g.batch);
+
+  struct Phase {
+    int64_t a, b, T, U;
+    std::vector<float> w;  // [T][U * Co][ldw]
+  };
+  const int vec = kernels().nrNarrow;
+  const int64_t ldw = (Ci + vec - 1) / vec * vec;
+  std::vector<Phase> phases;
+  for (int64_t a = 0; a < s; ++a)
+    for (int64_t b = 0; b < sw; ++b) {
+      Phase p{a, b, a < g.filterHeight ? (g.filterHeight - a + s - 1) / s : 0,
+              b < g.filterWidth ? (g.filterWidth - b + sw - 1) / sw : 0, {}};
+      p.w.assign(static_cast<size_t>(std::max<int64_t>(1, p.T * p.U * Co * ldw)), 0.0f);
+      for (int64_t t = 0; t < p.T; ++t)
+        for (int64_t q = 0; q < p.U; ++q) {
+          const int64_t kh = a + s * t, kw = b + sw * (p.U - 1 - q);
+          for (int64_t co = 0; co < Co; ++co)
+            for (int64_t ci = 0; ci < Ci; ++ci)
+              p.w[((t * p.U + q) * Co + co) * ldw + ci] = filter[((kh * g.filterWidth + kw) * Ci + ci) * Co + co];
+        }
+      phases.push_back(std::move(p));
+    }
+  // Tasks: (image, input row); each writes every pixel of its dx row once.
+  parallelFor(g.batch * g.inHeight, 1, [&](int64_t tb, int64_t te) {
+    thread_local std::vector<int64_t> base;
+    std::vector<int64_t> runOff;
+    for (int64_t task = tb; task < te; ++task) {
+      const int64_t n = task / g.inHeight, ih = task - n * g.inHeight;
+      float* row = dx + (n * g.inHeight + ih) * g.inWidth * Ci;
+      const int64_t a = (ih + g.padTop) % s, i = (ih + g.padTop - a) / s;
+      for (const Phase& p : phases) {
+        if (p.a != a) continue;
+        // Input columns of this phase: iw = sw j + b - padLeft in [0, inW).
+        const int64_t j0 = std::max<int64_t>(0, (g.padLeft - p.b + sw - 1) / sw);
+        const int64_t j1 = (g.inWidth - 1 + g.padLeft - p.b) / sw;  // inclusive
+        if (g.inWidth - 1 + g.padLeft - p.b < 0 || j1 < j0) continue;
+        const int64_t count = j1 - j0 + 1, iw0 = sw * j0 + p.b - g.padLeft;
+        float* out = row + iw0 * Ci;
+        if (p.T == 0 || p.U == 0) {
+          for (int64_t k = 0; k < count; ++k) std::memset(out + k * sw * Ci, 0, sizeof(float) * Ci);
+          continue;
+        }
+        base.resize(static_cast<size_t>(count));
+        for (int64_t k = 0; k < count; ++k)
+          base[k] = n * imageSize + ((PT + i) * wp + PL + j0 + k - (p.U - 1)) * Co;
+        runOff.resize(static_cast<size_t>(p.T));
+        for (int64_t t = 0; t < p.T; ++t) runOff[t] = -t * wp * Co;
+        kernels().directConvRows(pad, base.data(), count, p.T, runOff.data(), p.U * Co, p.w.data(), ldw, out, sw * Ci,
+                                 static_cast<int>(Ci));
+      }
+    }
+  });
+}
+
 void directFilterGradient(const G& g, const float* x, const float* dy, float* dw) {
-  const DirectInput in = prepareInput(g, x, true);
+  // The kernel reads whole vectors: past a run's end only when the run is not a whole number of
+  // them (the 1- and 3-channel stems), and only then does an unpadded input need a copy.
+  const bool ragged = (g.filterWidth * g.inChannels) % kernels().nrNarrow != 0;
+  const DirectInput in = prepareInput(g, x, ragged);
   const std::vector<int64_t> runOff = runOffsets(g, in);
   const int64_t runLen = g.filterWidth * g.inChannels, K = g.filterHeight * runLen, N = g.outChannels;
   const int64_t M = g.batch * g.outHeight * g.outWidth;

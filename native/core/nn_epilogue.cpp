@@ -70,7 +70,7 @@ int64_t pieceLength(int64_t rows, int64_t align, int64_t maxPieces) {
 }
 
 void forEachRowPiece(int64_t rows, int64_t align, double flops,
-                     const std::function<void(int64_t, int64_t)>& fn) {
+                     const std::function<void(int64_t, int64_t)>& fn, int64_t maxPieces) {
   if (rows <= 0) return;
   const int threads = numThreads();
   align = std::max<int64_t>(1, align);
@@ -79,7 +79,7 @@ void forEachRowPiece(int64_t rows, int64_t align, double flops,
     return;
   }
   // About four pieces per thread balance uneven progress; a piece never splits a register block.
-  const int64_t piece = pieceLength(rows, align, 4 * threads);
+  const int64_t piece = pieceLength(rows, align, maxPieces > 0 ? maxPieces : 4 * threads);
   const int64_t pieces = (rows + piece - 1) / piece;
   parallelFor(pieces, 1, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) fn(p * piece, std::min(rows, (p + 1) * piece));

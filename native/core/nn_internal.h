@@ -16,10 +16,11 @@ bool productFits(std::initializer_list<int64_t> sizes);
 // y = act(y + bias) on rows x cols with row stride ld, on the calling thread.
 void epilogueRows(const Epilogue& e, int64_t rows, int64_t cols, float* y, int64_t ld);
 
-// Splits [0, rows) into pieces whose starts are multiples of `align` and runs fn(begin, end) on
-// the thread pool; inline when the work (flops) is too small to be worth waking threads.
+// Splits [0, rows) into pieces whose starts are multiples of `align` (at most maxPieces, default
+// four per thread) and runs fn(begin, end) on the thread pool; inline when the work (flops) is
+// too small to be worth waking threads.
 void forEachRowPiece(int64_t rows, int64_t align, double flops,
-                     const std::function<void(int64_t begin, int64_t end)>& fn);
+                     const std::function<void(int64_t begin, int64_t end)>& fn, int64_t maxPieces = 0);
 
 // Scratch memory of the calling thread, grown on demand and kept between calls (nn_scratch.cpp).
 // Slots are independent buffers for uses that overlap in one call.
@@ -50,6 +51,10 @@ class ConvForwardRows {
   // Rows [begin, end) of y.
   void operator()(int64_t begin, int64_t end, float* y) const;
   bool direct() const { return direct_; }
+  // How many row pieces to split y into: four per thread for the direct kernel; for the GEMM,
+  // which packs the whole filter for every piece, no more than one per ~512 rows (at least one
+  // per thread), so that packing stays a few percent of the arithmetic.
+  int64_t maxPieces() const;
 
  private:
   Conv2DGeometry g_;
@@ -68,6 +73,11 @@ class ConvForwardRows {
 void gemmForwardRows(const Conv2DGeometry& g, const float* x, const float* filter, int64_t begin, int64_t end,
                      float* y);
 
+
+// The input gradient of a strided convolution by the direct kernel, phase by phase
+// (directStridedInputGradFits(g): unit dilation, inC <= 4 SIMD vectors).
+bool directStridedInputGradFits(const Conv2DGeometry& g);
+void directStridedInputGradient(const Conv2DGeometry& g, const float* dy, const float* filter, float* dx);
 
 // dW [fH, fW, inC, outC] = P(x)^T dY by the direct kernel (directFilterGradFits(g) must hold).
 void directFilterGradient(const Conv2DGeometry& g, const float* x, const float* dy, float* dw);

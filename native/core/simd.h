@@ -6,18 +6,37 @@
 
 namespace supcon {
 
-// Score value standing for "not in the set" (self-contrast, padding, non-positive): finite, so
-// arithmetic on it stays finite, and exp() of anything this negative is exactly 0.
-constexpr float kMaskedScore = -1e30f;
+// Column counts of the loss's tile kernels are multiples of this (the tiles are padded).
+constexpr int kLossColumnPad = 16;
+// Largest tile side the loss's tile kernels accept.
+constexpr int kLossMaxTile = 128;
 
-// One side (rows or columns) of a similarity tile in the loss backward: per-row log-sum-exps,
-// anchor weights w (0 for anchors without positives), and for L_in the positive log-sum-exps
-// and class ids.
+// The loss's similarity tiles mark entries that are not in the set (self-contrast, padding)
+// with -infinity, never with a finite stand-in: exp(-inf - m) is exactly 0 for any finite m,
+// and no finite score, however negative, can be mistaken for a masked one.
+
+// One side (rows, or columns of a symmetric tile) of a forward tile: running log-sum-exp
+// statistics per row, updated in place. `ref` is a running reference (>= every score folded
+// in so far, -inf before the first) and `sum` the sum of exp(s - ref), over A(i); refP/sumP the
+// same over the positives P(i) (L_in, else null); scoreSumP the running sum of the positives'
+// scores s (L_out, else null). classes: the rows' class ids.
+struct ForwardSide {
+  float* ref = nullptr;
+  float* sum = nullptr;
+  float* refP = nullptr;
+  float* sumP = nullptr;
+  double* scoreSumP = nullptr;
+  const int32_t* classes = nullptr;
+};
+
+// One side (rows or columns) of a similarity tile in the loss backward: the rows' saved
+// statistics (loss_internal.h: 4 floats per row, (m, log l, mP, log lP)), anchor weights w (0 for
+// anchors without positives), and the class ids (L_in).
 struct TileSide {
-  const float* lse = nullptr;
+  const float* stats = nullptr;
   const float* weight = nullptr;
-  const float* lsePositive = nullptr;  // null for L_out
-  const int32_t* classes = nullptr;    // required with lsePositive
+  bool variantIn = false;
+  const int32_t* classes = nullptr;    // required for L_in
 };
 
 struct KernelTable {
@@ -27,18 +46,6 @@ struct KernelTable {
   // beta == 0 ignores C's old contents (it may hold NaN). m <= mr, n <= nr.
   void (*microKernel)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
                       float beta, int m, int n);
-  // Online log-sum-exp (running max m, sum l) of each row of a rows x cols tile, in place.
-  // Entries <= kMaskedScore/2 count as absent.
-  void (*rowLogSumExp)(const float* s, int64_t ld, int rows, int cols, float* m, float* l);
-  // The same for each column (l and m indexed by column).
-  void (*colLogSumExp)(const float* s, int64_t ld, int rows, int cols, float* m, float* l);
-  // out[i][j] = rowClass[i] == colClass[j] ? s[i][j] : kMaskedScore
-  void (*maskPositives)(const float* s, int64_t ld, int rows, int cols, const int32_t* rowClass,
-                        const int32_t* colClass, float* out, int64_t ldOut);
-  // Overwrites scores with dL/ds (before the 1/tau of the chain rule):
-  //   g_ij = w_i (exp(s_ij - lse_i) - [L_in, c_i == c_j] exp(s_ij - lseP_i))  (row side)
-  //        + the same with i and j swapped when col is given (symmetric tiles).
-  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
   // The same micro-kernel one vector wide (mr x nrNarrow): for products with few columns (a
   // 16-channel convolution), where the wide kernel would multiply mostly zero padding.
   int nrNarrow;
@@ -66,11 +73,37 @@ struct KernelTable {
   void (*directConvRows)(const float* x, const int64_t* base, int64_t rows, int64_t runs, const int64_t* runOff,
                          int64_t runLen, const float* w, int64_t ldw, float* y, int64_t ldy, int n);
   // dwT [N][K] += sum_p dy[p ldy + i] * run_k(p)[j] for K = runs * runLen columns (i, k runLen + j).
-  // Reads up to 3 vectors past a run's end (x needs that much slack); `shifted` holds `pixels`
-  // offsets of scratch.
+  // Reads whole vectors: up to one vector past a run's end when runLen is not a multiple of the
+  // vector width (x needs that much slack then); `shifted` holds `pixels` offsets of scratch.
   void (*directFilterGrad)(const float* x, const int64_t* base, int64_t pixels, int64_t runs, const int64_t* runOff,
                            int64_t runLen, const float* dy, int64_t ldy, int64_t N, float* dwT, int64_t K,
                            int64_t* shifted);
+
+  // ---- the fused loss (native/core/loss_cpu.cpp) ----
+  // Register block of the loss's tile kernel; lossMr divides lossNr, and both divide 128.
+  int lossMr, lossNr;
+  // C[m x n] (row stride ldc) = alpha * sum_k a[k*lda + 0..m) (x) b[k*ldb + 0..n) + beta * C:
+  // A is read k-major (lossMr values per k, so a transposed operand needs no packing), B row by
+  // row (lossNr values per k). lossMr (or lossNr) values are read per k even when m (or n) is
+  // smaller. beta == 0 ignores C's old contents.
+  void (*lossTileKernel)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+                         int64_t ldc, float alpha, float beta, int m, int n);
+  // The same with A read row by row: a[i * kLossMaxTile + k] (a gradient tile as it is stored).
+  void (*lossTileKernelRowsA)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                              float alpha, float beta, int m, int n);
+  // Folds a rows x cols tile of scores (row stride ld; -inf = absent) into the running
+  // statistics of its rows and, when col is given (symmetric tiles), of its columns.
+  // colClasses: the columns' class ids (positives are present entries of the row's class).
+  // cols is a multiple of kLossColumnPad; the caller fills padding columns with -inf and keeps
+  // the column arrays valid up to cols.
+  void (*forwardTile)(const float* s, int64_t ld, int rows, int cols, const ForwardSide& row,
+                      const int32_t* colClasses, const ForwardSide* col);
+  // Overwrites a rows x cols tile of scores with dL/ds (before the 1/tau of the chain rule):
+  //   g_ij = w_i (exp((s_ij - m_i) - log l_i) - [L_in, c_i == c_j] exp((s_ij - mP_i) - log lP_i))
+  //        + the same with i and j swapped when col->weight is given (symmetric tiles).
+  // Absent entries (-inf) give 0. cols is a multiple of kLossColumnPad, as for forwardTile;
+  // col->classes are the columns' class ids (L_in).
+  void (*gradTile)(float* s, int64_t ld, int rows, int cols, const TileSide& row, const TileSide* col);
 };
 
 const KernelTable& kernels();

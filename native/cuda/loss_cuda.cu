@@ -3,6 +3,7 @@
 // The kernels are in loss_kernels.cuh, the host orchestration in loss_cuda_impl.h.
 #include <string>
 
+#include "guarded.h"
 #include "loss_cuda.h"
 #include "loss_cuda_impl.h"
 #include "supcon/device.h"
@@ -17,8 +18,13 @@ Status forwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions&
 }
 
 Status backwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                    const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result) {
-  return cuda_impl::backward(spec, in, run, stats, upstream, upstreamLength, grad, result);
+                    const float* upstream, float* grad, float* contrastGrad, BackwardResult* result) {
+  return cuda_impl::backward(spec, in, run, stats, upstream, grad, contrastGrad, result);
+}
+
+Status forwardBackwardCuda(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
+                           float* grad, float* contrastGrad, ForwardResult* result) {
+  return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, contrastGrad, result, nullptr);
 }
 
 }  // namespace detail
@@ -29,11 +35,8 @@ Status forwardBackwardTimed(const LossSpec& spec, const LossInputs& in, const Ru
                             float* grad, ForwardResult* result, PhaseTiming* timing) {
   SUPCON_RETURN_IF_ERROR(validate(spec, in));
   ForwardResult local;
-  try {
-    return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, result ? result : &local, timing);
-  } catch (const std::bad_alloc&) {
-    return Status::outOfMemory("out of host memory");
-  }
+  return guarded("supcon loss (CUDA)",
+                 [&] { return cuda_impl::forwardBackward(spec, in, run, perAnchor, grad, nullptr, result ? result : &local, timing); });
 }
 
 std::string engineName(const RunOptions& run) {

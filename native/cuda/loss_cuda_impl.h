@@ -203,7 +203,8 @@ inline Status queryDevice(int index, DeviceInfo* out) {
   }
   if (count == 0) return Status::unavailable("CUDA is unavailable: no CUDA device is present");
   if (index < 0 || index >= count)
-    return Status::invalid("cudaDevice must be in [0, " + std::to_string(count) + "), got " + std::to_string(index));
+    return Status::invalidArgument("cudaDevice", "a device index in [0, " + std::to_string(count) + ")",
+                                   std::to_string(index));
   SUPCON_CUDA_CHECK(cudaSetDevice(index), "cudaSetDevice");
 #if defined(SUPCON_CUDA_EMULATION)
   // The emulator's configuration changes between tests: no cache.
@@ -272,6 +273,7 @@ inline SplitPlan planSplits(int64_t blocksPerSplit, int64_t colTiles, const Devi
 
 // The problem on the device.
 struct DeviceProblem {
+  explicit DeviceProblem(Workspace& host) : p(host) {}
   PreparedLoss p;
   DeviceInfo dev;
   Engine engine = Engine::kSimt;
@@ -280,7 +282,7 @@ struct DeviceProblem {
   int64_t contrastPadded = 0, anchorsPadded = 0;
   float* zc = nullptr;  // [contrastPadded, ldz]: feature rows (memory order), then extra rows
   float* za = nullptr;  // anchors: zc itself ('all') or gathered rows ('one')
-  float* norms = nullptr;
+  double* norms = nullptr;  // ||x|| of every contrast row (normalize)
   kern::bf16* zcb = nullptr;
   kern::bf16* zab = nullptr;
   int32_t* contrastClass = nullptr;
@@ -328,7 +330,8 @@ inline Status uploadProblem(const LossSpec& spec, const LossInputs& in, DeviceAr
 
   dp->za = dp->zc;
   if (p.oneMode) {
-    std::vector<int32_t> rows(p.anchorRow.begin(), p.anchorRow.end());
+    const detail::CallVector<int32_t> rows(p.anchorRow.begin(), p.anchorRow.end(),
+                                           WorkspaceAllocator<int32_t>(p.anchorRow.get_allocator()));
     SUPCON_RETURN_IF_ERROR(upload(arena, &dp->anchorRow, rows.data(), p.anchors, s, "anchor rows"));
     SUPCON_RETURN_IF_ERROR(arena.alloc(&dp->za, dp->anchorsPadded * dp->ldz, "anchor rows"));
     SUPCON_CUDA_CHECK(cudaMemsetAsync(dp->za, 0, size_t(dp->anchorsPadded) * pitch, s), "cudaMemset");
@@ -392,8 +395,9 @@ inline kern::TileProblem tileOperands(const DeviceProblem& dp, bool rowsAreAncho
   return t;
 }
 
-// Forward: lse/lseP [anchors] (device) and, for L_out, positiveMean [anchors] (device).
-inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float* lse, float* lseP, double* positiveMean) {
+// Forward: the statistics [anchors] (device, (m, log l, mP, log lP) each) and, for L_out,
+// positiveMean [anchors] (device).
+inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float4* stats, double* positiveMean) {
   using T = kern::ForwardTile;
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
@@ -409,6 +413,9 @@ inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float* lse
   const SplitPlan plan = planSplits(rowBlocks, t.colTiles, dp.dev);
   t.tilesPerSplit = plan.tilesPerSplit;
   SUPCON_RETURN_IF_ERROR(arena.alloc(&t.partialStats, int64_t(plan.splits) * t.rowsPadded, "forward partial stats"));
+  if (!p.variantIn)
+    SUPCON_RETURN_IF_ERROR(
+        arena.alloc(&t.partialScoreP, int64_t(plan.splits) * t.rowsPadded, "forward partial positive sums"));
   SUPCON_RETURN_IF_ERROR(withEngine<T>(dp.engine, [&](auto engine) -> Status {
     using E = decltype(engine);
     auto kernel = &kern::supconForwardKernel<T, E>;
@@ -418,25 +425,12 @@ inline Status runForward(const DeviceProblem& dp, DeviceArena& arena, float* lse
     SUPCON_CUDA_CHECK(cudaGetLastError(), "forward kernel launch");
     return Status::ok();
   }));
+  // L_out's positive means come from the same float32 scores as the log-sum-exps (their
+  // per-split sums), so the two cancel exactly where they should (docs/loss.md, "Numerics").
   auto combine = &kern::combineStatsKernel;
-  SUPCON_LAUNCH(combine, dim3(unsigned(ceilDiv(p.anchors, kern::kThreads))), dim3(kern::kThreads), 0, s, lse, lseP,
-                t.partialStats, plan.splits, t.rowsPadded, p.anchors);
+  SUPCON_LAUNCH(combine, dim3(unsigned(ceilDiv(p.anchors, kern::kThreads))), dim3(kern::kThreads), 0, s, stats,
+                positiveMean, t.partialStats, t.partialScoreP, dp.positives, plan.splits, t.rowsPadded, p.anchors);
   SUPCON_CUDA_CHECK(cudaGetLastError(), "combine kernel launch");
-
-  if (!p.variantIn) {
-    const int D = int(p.dim);
-    double* sums = nullptr;
-    SUPCON_RETURN_IF_ERROR(arena.alloc(&sums, int64_t(p.numClasses) * D, "class sums"));
-    SUPCON_CUDA_CHECK(cudaMemsetAsync(sums, 0, size_t(p.numClasses) * D * sizeof(double), s), "cudaMemset");
-    auto k = &kern::classSumsKernel;
-    SUPCON_LAUNCH(k, dim3(strideBlocks(p.contrastRows * D, dp.dev)), dim3(kern::kThreads), 0, s, sums, dp.zc,
-                  dp.contrastClass, nullptr, nullptr, p.contrastRows, D, dp.ldz);
-    SUPCON_CUDA_CHECK(cudaGetLastError(), "class sums launch");
-    auto m = &kern::positiveMeanKernel;
-    SUPCON_LAUNCH(m, dim3(warpRowBlocks(p.anchors)), dim3(kern::kThreads), 0, s, positiveMean, dp.za, sums,
-                  dp.anchorClass, dp.positives, p.anchors, D, dp.ldz, p.invTemperature);
-    SUPCON_CUDA_CHECK(cudaGetLastError(), "positive mean launch");
-  }
   return Status::ok();
 }
 
@@ -473,30 +467,30 @@ Status runGradPass(const DeviceProblem& dp, DeviceArena& arena, kern::TileProble
   return Status::ok();
 }
 
-// dz [rows, ldz] (device) = dLoss/dz of the feature rows (before the normalization backward).
+// dz [gradRows, ldz] (device) = dLoss/dz of the first gradRows contrast rows (before the
+// normalization backward): the feature rows (gradRows = rows), or all of them with the extra
+// rows (gradRows = contrastRows, the general path only).
 template <typename T>
-Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
-                     const float* weight, float* dz) {
+Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+                     float* dz, int64_t gradRows) {
   const PreparedLoss& p = dp.p;
   if (p.symmetric) {
     kern::TileProblem t = tileOperands(dp, true, true);
     t.rows = t.cols = p.rows;
     t.rowClass = t.colClass = dp.contrastClass;
-    t.rowLse = t.colLse = lse;
+    t.rowStats = t.colStats = stats;
     t.rowWeight = t.colWeight = weight;
-    t.rowLseP = t.colLseP = lseP;
     return runGradPass<T>(dp, arena, t, dz, nullptr, false);
   }
-  // Contrast pass: rows = feature rows, columns = anchors (G^T Z_A). Extra rows get no gradient.
+  // Contrast pass: rows = feature rows (and extra rows when asked), columns = anchors (G^T Z_A).
   kern::TileProblem c = tileOperands(dp, false, true);
-  c.rows = p.rows;
+  c.rows = gradRows;
   c.cols = p.anchors;
   c.colKey = dp.anchorRow;
   c.rowClass = dp.contrastClass;
   c.colClass = dp.anchorClass;
-  c.colLse = lse;
+  c.colStats = stats;
   c.colWeight = weight;
-  c.colLseP = lseP;
   SUPCON_RETURN_IF_ERROR(runGradPass<T>(dp, arena, c, dz, nullptr, false));
   // Anchor pass: rows = anchors, columns = every contrast row (G Z_C), added at the anchors' rows.
   kern::TileProblem a = tileOperands(dp, true, false);
@@ -505,14 +499,15 @@ Status runGradPasses(const DeviceProblem& dp, DeviceArena& arena, const float* l
   a.rowKey = dp.anchorRow;
   a.rowClass = dp.anchorClass;
   a.colClass = dp.contrastClass;
-  a.rowLse = lse;
+  a.rowStats = stats;
   a.rowWeight = weight;
-  a.rowLseP = lseP;
   return runGradPass<T>(dp, arena, a, dz, dp.anchorRow, true);
 }
 
-// After the tile passes: the L_out positive terms and the normalization backward, in place on dz.
-inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const float* weight, float* dz) {
+// After the tile passes: the L_out positive terms and the normalization backward, in place on dz
+// (its first gradRows contrast rows, as runGradPasses).
+inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const float* weight, float* dz,
+                              int64_t gradRows) {
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
   const int D = int(p.dim);
@@ -531,40 +526,51 @@ inline Status runBackwardTail(const DeviceProblem& dp, DeviceArena& arena, const
                   weight, dp.positives, p.anchors, D, dp.ldz);
     SUPCON_CUDA_CHECK(cudaGetLastError(), "positive-term sums launch");
     auto g = &kern::positiveGradKernel;
-    SUPCON_LAUNCH(g, dim3(strideBlocks(p.rows * D, dp.dev)), dim3(kern::kThreads), 0, s, dz, dp.zc, sums, q,
-                  dp.contrastClass, weight, dp.positives, p.rows, int(p.views), p.oneMode ? 1 : 0, D, dp.ldz,
-                  p.invTemperature);
+    SUPCON_LAUNCH(g, dim3(strideBlocks(gradRows * D, dp.dev)), dim3(kern::kThreads), 0, s, dz, dp.zc, sums, q,
+                  dp.contrastClass, weight, dp.positives, gradRows, p.rows, int(p.views), p.oneMode ? 1 : 0, D,
+                  dp.ldz, p.invTemperature);
     SUPCON_CUDA_CHECK(cudaGetLastError(), "positive-term gradient launch");
   }
   if (dp.norms) {
     auto k = &kern::normalizeRowsBackwardKernel;
-    SUPCON_LAUNCH(k, dim3(warpRowBlocks(p.rows)), dim3(kern::kThreads), 0, s, dz, dp.zc, dp.norms, p.rows, D, dp.ldz);
+    SUPCON_LAUNCH(k, dim3(warpRowBlocks(gradRows)), dim3(kern::kThreads), 0, s, dz, dp.zc, dp.norms, gradRows, D,
+                  dp.ldz);
     SUPCON_CUDA_CHECK(cudaGetLastError(), "normalize backward launch");
   }
   return Status::ok();
 }
 
-inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
-                          const float* weight, float* dz) {
+inline Status runBackward(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+                          float* dz, int64_t gradRows) {
   const int D = int(dp.p.dim);
-  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, lse, lseP, weight, dz));
-  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, lse, lseP, weight, dz));
-  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, lse, lseP, weight, dz));
-  return runBackwardTail(dp, arena, weight, dz);
+  if (D <= 64) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD64>(dp, arena, stats, weight, dz, gradRows));
+  else if (D <= 128) SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD128>(dp, arena, stats, weight, dz, gradRows));
+  else SUPCON_RETURN_IF_ERROR(runGradPasses<kern::GradTileD256>(dp, arena, stats, weight, dz, gradRows));
+  return runBackwardTail(dp, arena, weight, dz, gradRows);
+}
+
+// Rows of dz a backward computes: the feature rows, then the extra rows when their gradient is
+// wanted (the symmetric path has none).
+inline int64_t gradientRows(const PreparedLoss& p, const float* contrastGrad) {
+  return contrastGrad && p.extraRows > 0 ? p.contrastRows : p.rows;
 }
 
 // ---- the three entry points ------------------------------------------------------------------
 
+// One call's resources. Its memory, counted per call: `host` (every host buffer) and `arena`
+// (every device buffer); workspaceBytes reports the sum of their peaks.
 struct CallContext {
+  Workspace host;
   DeviceArena arena;
   Stream stream;
   PhaseEvents events;
-  DeviceProblem dp;
+  DeviceProblem dp{host};
+  int64_t workspaceBytes() const { return host.peakBytes() + arena.peakBytes(); }
 };
 
 inline Status begin(const LossSpec& spec, const LossInputs& in, const RunOptions& run, CallContext& cx) {
   SUPCON_RETURN_IF_ERROR(queryDevice(run.cudaDevice, &cx.dp.dev));
-  cx.dp.p = detail::prepare(spec, in);
+  cx.dp.p = detail::prepare(spec, in, cx.host);
   cx.dp.engine = pickEngine(run.precision, cx.dp.dev);
   SUPCON_RETURN_IF_ERROR(cx.stream.create());
   cx.dp.stream = cx.stream.get();
@@ -578,36 +584,36 @@ inline Status finish(CallContext& cx) {
 }
 
 // The loss from device statistics: downloads them, fills stats/perAnchor, reduces on the host.
-inline Status finishForward(const LossSpec& spec, CallContext& cx, const float* lseDev, const float* lsePDev,
-                            const double* posMeanDev, float* perAnchor, float* stats, ForwardResult* result) {
+inline Status finishForward(const LossSpec& spec, CallContext& cx, const float4* statsDev, const double* posMeanDev,
+                            float* perAnchor, float* stats, ForwardResult* result) {
   const PreparedLoss& p = cx.dp.p;
   const size_t A = size_t(p.anchors);
-  std::vector<float> lse(A), lseP(A);
-  std::vector<double> positiveMean(p.variantIn ? 0 : A);
+  detail::CallVector<float> host(A * detail::kStatsPerAnchor, 0.0f, WorkspaceAllocator<float>(cx.host));
+  detail::CallVector<double> positiveMean(p.variantIn ? 0 : A, 0.0, WorkspaceAllocator<double>(cx.host));
   const cudaStream_t s = cx.dp.stream;
-  SUPCON_CUDA_CHECK(cudaMemcpyAsync(lse.data(), lseDev, A * sizeof(float), cudaMemcpyDeviceToHost, s), "download");
-  SUPCON_CUDA_CHECK(cudaMemcpyAsync(lseP.data(), lsePDev, A * sizeof(float), cudaMemcpyDeviceToHost, s), "download");
+  SUPCON_CUDA_CHECK(cudaMemcpyAsync(host.data(), statsDev, A * sizeof(float4), cudaMemcpyDeviceToHost, s), "download");
   if (!p.variantIn)
     SUPCON_CUDA_CHECK(
         cudaMemcpyAsync(positiveMean.data(), posMeanDev, A * sizeof(double), cudaMemcpyDeviceToHost, s), "download");
   SUPCON_RETURN_IF_ERROR(finish(cx));
-  if (stats)
-    for (size_t a = 0; a < A; ++a) {
-      stats[2 * a] = lse[a];
-      stats[2 * a + 1] = p.variantIn ? lseP[a] : 0.0f;
-    }
-  result->loss = detail::reduceLoss(spec, p, lse.data(), positiveMean.data(), p.variantIn ? lseP.data() : nullptr,
-                                    perAnchor);
+  if (stats) std::copy(host.begin(), host.end(), stats);
+  result->loss = detail::reduceLoss(spec, p, host.data(), positiveMean.data(), perAnchor);
   result->validAnchors = p.validAnchors;
   return Status::ok();
 }
 
-inline Status downloadGrad(CallContext& cx, const float* dz, float* grad) {
+// grad [rows, dim] from dz's feature rows; contrastGrad [extraRows, dim] from the rows after them
+// when given.
+inline Status downloadGrad(CallContext& cx, const float* dz, float* grad, float* contrastGrad) {
   const PreparedLoss& p = cx.dp.p;
-  const size_t rowBytes = size_t(p.dim) * sizeof(float);
-  SUPCON_CUDA_CHECK(cudaMemcpy2DAsync(grad, rowBytes, dz, size_t(cx.dp.ldz) * sizeof(float), rowBytes, size_t(p.rows),
-                                      cudaMemcpyDeviceToHost, cx.dp.stream),
+  const size_t rowBytes = size_t(p.dim) * sizeof(float), pitch = size_t(cx.dp.ldz) * sizeof(float);
+  SUPCON_CUDA_CHECK(cudaMemcpy2DAsync(grad, rowBytes, dz, pitch, rowBytes, size_t(p.rows), cudaMemcpyDeviceToHost,
+                                      cx.dp.stream),
                     "download gradient");
+  if (contrastGrad && p.extraRows > 0)
+    SUPCON_CUDA_CHECK(cudaMemcpy2DAsync(contrastGrad, rowBytes, dz + p.rows * cx.dp.ldz, pitch, rowBytes,
+                                        size_t(p.extraRows), cudaMemcpyDeviceToHost, cx.dp.stream),
+                      "download contrast gradient");
   return Status::ok();
 }
 
@@ -617,48 +623,44 @@ inline Status forward(const LossSpec& spec, const LossInputs& in, const RunOptio
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const int64_t A = cx.dp.p.anchors;
-  float *lse = nullptr, *lseP = nullptr;
+  float4* st = nullptr;
   double* posMean = nullptr;
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lse, A, "log-sum-exp"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lseP, A, "positive log-sum-exp"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "log-sum-exp statistics"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&posMean, A, "positive means"));
-  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, lse, lseP, posMean));
-  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, lse, lseP, posMean, perAnchor, stats, result));
-  result->workspaceBytes = cx.arena.peakBytes();
+  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, posMean));
+  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, st, posMean, perAnchor, stats, result));
+  result->workspaceBytes = cx.workspaceBytes();
   return Status::ok();
 }
 
 inline Status backward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, const float* stats,
-                       const float* upstream, int64_t upstreamLength, float* grad, BackwardResult* result) {
+                       const float* upstream, float* grad, float* contrastGrad, BackwardResult* result) {
   CallContext cx;
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   const PreparedLoss& p = cx.dp.p;
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const size_t A = size_t(p.anchors);
-  const std::vector<float> w = detail::anchorWeights(spec, p, upstream, upstreamLength);
-  std::vector<float> lseHost(A), lsePHost(A);
-  for (size_t a = 0; a < A; ++a) {
-    lseHost[a] = stats[2 * a];
-    lsePHost[a] = stats[2 * a + 1];
-  }
-  float *lse = nullptr, *lseP = nullptr, *weight = nullptr, *dz = nullptr;
+  const detail::CallVector<float> w = detail::anchorWeights(spec, p, upstream, cx.host);
+  float4* st = nullptr;
+  float *weight = nullptr, *dz = nullptr;
   const cudaStream_t s = cx.dp.stream;
-  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &lse, lseHost.data(), int64_t(A), s, "log-sum-exp"));
-  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &lseP, lsePHost.data(), int64_t(A), s, "positive log-sum-exp"));
+  static_assert(detail::kStatsPerAnchor * sizeof(float) == sizeof(float4), "one float4 of statistics per anchor");
+  SUPCON_RETURN_IF_ERROR(upload(cx.arena, &st, reinterpret_cast<const float4*>(stats), int64_t(A), s, "log-sum-exp statistics"));
   SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), int64_t(A), s, "anchor weights"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
-  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
-  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, lse, lseP, weight, dz));
-  SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
+  const int64_t gradRows = gradientRows(p, contrastGrad);
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, gradRows * cx.dp.ldz, "gradient"));
+  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(gradRows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
+  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz, gradRows));
+  SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad, contrastGrad));
   SUPCON_RETURN_IF_ERROR(finish(cx));
-  result->workspaceBytes = cx.arena.peakBytes();
+  result->workspaceBytes = cx.workspaceBytes();
   return Status::ok();
 }
 
 // Forward and backward in one upload (upstream 1, or all ones for kNone), with per-phase timing.
 // The benchmark's entry point; also what a caller holding both halves would use.
 inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const RunOptions& run, float* perAnchor,
-                              float* grad, ForwardResult* result, PhaseTiming* timing) {
+                              float* grad, float* contrastGrad, ForwardResult* result, PhaseTiming* timing) {
   CallContext cx;
   SUPCON_RETURN_IF_ERROR(begin(spec, in, run, cx));
   const bool timed = timing != nullptr;
@@ -667,31 +669,33 @@ inline Status forwardBackward(const LossSpec& spec, const LossInputs& in, const 
   SUPCON_RETURN_IF_ERROR(uploadProblem(spec, in, cx.arena, &cx.dp));
   const PreparedLoss& p = cx.dp.p;
   const int64_t A = p.anchors;
-  const std::vector<float> ones(size_t(spec.reduction == Reduction::kNone ? A : 1), 1.0f);
-  const std::vector<float> w = detail::anchorWeights(spec, p, ones.data(), int64_t(ones.size()));
-  float *lse = nullptr, *lseP = nullptr, *weight = nullptr, *dz = nullptr;
+  const detail::CallVector<float> ones(size_t(spec.reduction == Reduction::kNone ? A : 1), 1.0f,
+                                       WorkspaceAllocator<float>(cx.host));
+  const detail::CallVector<float> w = detail::anchorWeights(spec, p, ones.data(), cx.host);
+  float4* st = nullptr;
+  float *weight = nullptr, *dz = nullptr;
   double* posMean = nullptr;
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lse, A, "log-sum-exp"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&lseP, A, "positive log-sum-exp"));
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&st, A, "log-sum-exp statistics"));
   SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&posMean, A, "positive means"));
   SUPCON_RETURN_IF_ERROR(upload(cx.arena, &weight, w.data(), A, s, "anchor weights"));
-  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "gradient"));
-  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(p.rows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
+  const int64_t gradRows = gradientRows(p, grad ? contrastGrad : nullptr);
+  SUPCON_RETURN_IF_ERROR(cx.arena.alloc(&dz, gradRows * cx.dp.ldz, "gradient"));
+  SUPCON_CUDA_CHECK(cudaMemsetAsync(dz, 0, size_t(gradRows) * cx.dp.ldz * sizeof(float), s), "cudaMemset");
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, lse, lseP, posMean));
+  SUPCON_RETURN_IF_ERROR(runForward(cx.dp, cx.arena, st, posMean));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, lse, lseP, weight, dz));
+  SUPCON_RETURN_IF_ERROR(runBackward(cx.dp, cx.arena, st, weight, dz, gradRows));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  if (grad) SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad));
+  if (grad) SUPCON_RETURN_IF_ERROR(downloadGrad(cx, dz, grad, contrastGrad));
   SUPCON_RETURN_IF_ERROR(cx.events.mark(timed, s));
-  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, lse, lseP, posMean, perAnchor, nullptr, result));
+  SUPCON_RETURN_IF_ERROR(finishForward(spec, cx, st, posMean, perAnchor, nullptr, result));
   if (timed) {
     timing->uploadMs = cx.events.ms(0, 1);
     timing->forwardMs = cx.events.ms(1, 2);
     timing->backwardMs = cx.events.ms(2, 3);
     timing->downloadMs = cx.events.ms(3, 4);
   }
-  result->workspaceBytes = cx.arena.peakBytes();
+  result->workspaceBytes = cx.workspaceBytes();
   return Status::ok();
 }
 

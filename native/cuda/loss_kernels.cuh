@@ -43,17 +43,18 @@ struct TileProblem {
   const int32_t* colClass = nullptr;
   // Anchor statistics (backward) of the side that holds anchors; nullptr where the side holds
   // none. Weights are 0 for anchors without positives.
-  const float* rowLse = nullptr;
+  // Statistics (m, log l, mP, log lP) per anchor: the log-sum-exps as a reference and the log of
+  // the sum of exp(s - reference), kept apart (docs/loss.md, "Numerics").
+  const float4* rowStats = nullptr;
   const float* rowWeight = nullptr;
-  const float* rowLseP = nullptr;
-  const float* colLse = nullptr;
+  const float4* colStats = nullptr;
   const float* colWeight = nullptr;
-  const float* colLseP = nullptr;
   float invTemperature = 1.0f;
   int variantIn = 0;
   int colTiles = 0;       // ceil(cols / kCols)
   int tilesPerSplit = 0;  // column tiles per split
   float4* partialStats = nullptr;  // forward: [splits][rowsPadded] (max, sum, maxP, sumP)
+  double* partialScoreP = nullptr; // forward, L_out: [splits][rowsPadded] sums of the positives' scores
   float* partialGrad = nullptr;    // backward: [splits][rowsPadded][ldPartial]
   int64_t ldPartial = 0;
 };
@@ -63,29 +64,33 @@ template <int N>
 struct SideMeta {
   int32_t key[N];  // < 0: padding (rows -1, columns -2, so padding never matches padding)
   int32_t cls[N];
-  float lse[N];
+  float m[N], logl[N];    // log-sum-exp over A(i) = m + log l
   float weight[N];
-  float lseP[N];
+  float mP[N], loglP[N];  // over P(i) (L_in)
 };
 
 template <int N>
 __device__ __forceinline__ void loadSide(SideMeta<N>& m, int64_t base, int64_t count, const int32_t* key,
-                                         const int32_t* cls, const float* lse, const float* weight,
-                                         const float* lseP, int32_t paddingKey) {
+                                         const int32_t* cls, const float4* stats, const float* weight,
+                                         int32_t paddingKey) {
   for (int i = threadIdx.x; i < N; i += kThreads) {
     const int64_t g = base + i;
     const bool real = g < count;
     m.key[i] = real ? (key ? key[g] : static_cast<int32_t>(g)) : paddingKey;
     m.cls[i] = real ? cls[g] : -3;
-    m.lse[i] = real && lse ? lse[g] : 0.0f;
+    const float4 st = real && stats ? stats[g] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    m.m[i] = st.x;
+    m.logl[i] = st.y;
+    m.mP[i] = st.z;
+    m.loglP[i] = st.w;
     m.weight[i] = real && weight ? weight[g] : 0.0f;
-    m.lseP[i] = real && lseP ? lseP[g] : 0.0f;
   }
 }
 
 // ---- online log-sum-exp ----------------------------------------------------------------------
 struct RunningStats {
-  float m, l, mP, lP;  // running max and sum of exp(s - max), over A(i) and over P(i)
+  float m, l, mP, lP;  // running max and sum of exp(s - max), over A(i) and over P(i) (L_in)
+  double sP;           // sum of the scores over P(i) (L_out)
 };
 
 __device__ __forceinline__ void mergeStats(float& m, float& l, float m2, float l2) {
@@ -129,7 +134,14 @@ __device__ __forceinline__ void updateStats(RunningStats (&st)[kRowSlots], const
       pos[j] = in[j] && rc == cm.cls[c];
     }
     onlineUpdate(st[i].m, st[i].l, s, in);
-    if (variantIn) onlineUpdate(st[i].mP, st[i].lP, s, pos);
+    if (variantIn) {
+      onlineUpdate(st[i].mP, st[i].lP, s, pos);
+    } else {
+      float tileSum = 0.0f;  // a few terms in float, then the running sum in double
+      SUPCON_UNROLL
+      for (int j = 0; j < kColSlots; ++j) tileSum += pos[j] ? s[j] : 0.0f;
+      st[i].sP += double(tileSum);
+    }
   }
 }
 
@@ -145,14 +157,14 @@ __device__ __forceinline__ float gradEntry(float s, int r, int c, const SideMeta
   float g = 0.0f;
   const float wr = rm.weight[r];
   if (wr != 0.0f) {
-    float t = SUPCON_FAST_EXP(s - rm.lse[r]);
-    if (match) t -= SUPCON_FAST_EXP(s - rm.lseP[r]);
+    float t = SUPCON_FAST_EXP((s - rm.m[r]) - rm.logl[r]);
+    if (match) t -= SUPCON_FAST_EXP((s - rm.mP[r]) - rm.loglP[r]);
     g += wr * t;
   }
   const float wc = cm.weight[c];
   if (wc != 0.0f) {
-    float t = SUPCON_FAST_EXP(s - cm.lse[c]);
-    if (match) t -= SUPCON_FAST_EXP(s - cm.lseP[c]);
+    float t = SUPCON_FAST_EXP((s - cm.m[c]) - cm.logl[c]);
+    if (match) t -= SUPCON_FAST_EXP((s - cm.mP[c]) - cm.loglP[c]);
     g += wc * t;
   }
   return g * invT;
@@ -276,14 +288,19 @@ struct SimtEngine {
         const float l = __shfl_xor_sync(0xffffffffu, st[i].l, o, 16);
         const float mP = __shfl_xor_sync(0xffffffffu, st[i].mP, o, 16);
         const float lP = __shfl_xor_sync(0xffffffffu, st[i].lP, o, 16);
+        const double sP = __shfl_xor_sync(0xffffffffu, st[i].sP, o, 16);
         mergeStats(st[i].m, st[i].l, m, l);
         mergeStats(st[i].mP, st[i].lP, mP, lP);
+        st[i].sP += sP;
       }
     }
     if (tx() == 0) {
-      float4* out = p.partialStats + int64_t(split) * p.rowsPadded + rowBase + ty() * TM;
+      const int64_t base = int64_t(split) * p.rowsPadded + rowBase + ty() * TM;
       SUPCON_UNROLL
-      for (int i = 0; i < TM; ++i) out[i] = make_float4(st[i].m, st[i].l, st[i].mP, st[i].lP);
+      for (int i = 0; i < TM; ++i) {
+        p.partialStats[base + i] = make_float4(st[i].m, st[i].l, st[i].mP, st[i].lP);
+        if (p.partialScoreP) p.partialScoreP[base + i] = st[i].sP;
+      }
     }
   }
 
@@ -399,7 +416,7 @@ struct WmmaEngine {
   static constexpr int kRowSlots = 1, kColSlots = T::kCols / kGroups;
   static constexpr int kLdS = T::kRows + 4;                   // floats: a multiple of 16 bytes
   static constexpr int kLdG = T::kRows + 16 / int(sizeof(typename Op::GElem));
-  static_assert(kGroups * T::kRows * int(sizeof(float4)) <= T::kCols * kLdS * int(sizeof(float)),
+  static_assert(kGroups * T::kRows * int(sizeof(float4) + sizeof(double)) <= T::kCols * kLdS * int(sizeof(float)),
                 "stats merge scratch fits in the score tile");
 
   struct Shared {
@@ -453,9 +470,11 @@ struct WmmaEngine {
   __device__ static void storeStats(Shared& sh, RunningStats (&st)[1], const TileProblem& p, int64_t rowBase,
                                     int split) {
     float4* scratch = reinterpret_cast<float4*>(&sh.sT[0][0]);
+    double* scratchP = reinterpret_cast<double*>(scratch + kGroups * T::kRows);
     const int r = threadIdx.x % T::kRows, group = threadIdx.x / T::kRows;
     __syncthreads();  // the last tile's readers of sT are done
     scratch[group * T::kRows + r] = make_float4(st[0].m, st[0].l, st[0].mP, st[0].lP);
+    scratchP[group * T::kRows + r] = st[0].sP;
     __syncthreads();
     if (group == 0) {
       RunningStats s = st[0];
@@ -463,8 +482,11 @@ struct WmmaEngine {
         const float4 o = scratch[g * T::kRows + r];
         mergeStats(s.m, s.l, o.x, o.y);
         mergeStats(s.mP, s.lP, o.z, o.w);
+        s.sP += scratchP[g * T::kRows + r];
       }
-      p.partialStats[int64_t(split) * p.rowsPadded + rowBase + r] = make_float4(s.m, s.l, s.mP, s.lP);
+      const int64_t at = int64_t(split) * p.rowsPadded + rowBase + r;
+      p.partialStats[at] = make_float4(s.m, s.l, s.mP, s.lP);
+      if (p.partialScoreP) p.partialScoreP[at] = s.sP;
     }
   }
 
@@ -529,14 +551,14 @@ __device__ void forwardBlock(const TileProblem& p) {
   const int split = blockIdx.y;
   const int t0 = split * p.tilesPerSplit;
   const int t1 = t0 + p.tilesPerSplit < p.colTiles ? t0 + p.tilesPerSplit : p.colTiles;
-  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, nullptr, nullptr, nullptr, -1);
+  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, nullptr, nullptr, -1);
   RunningStats st[E::kRowSlots];
   SUPCON_UNROLL
-  for (int i = 0; i < E::kRowSlots; ++i) st[i] = RunningStats{-INFINITY, 0.0f, -INFINITY, 0.0f};
+  for (int i = 0; i < E::kRowSlots; ++i) st[i] = RunningStats{-INFINITY, 0.0f, -INFINITY, 0.0f, 0.0};
   typename E::Scores scores;
   for (int t = t0; t < t1; ++t) {
     const int64_t colBase = int64_t(t) * T::kCols;
-    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, nullptr, nullptr, nullptr, -2);
+    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, nullptr, nullptr, -2);
     // computeScores has a barrier before its result is used, which publishes the metadata.
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     updateStats<E::kRowSlots, E::kColSlots>(st, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
@@ -553,13 +575,13 @@ __device__ void gradBlock(const TileProblem& p) {
   const int split = blockIdx.z;
   const int t0 = split * p.tilesPerSplit;
   const int t1 = t0 + p.tilesPerSplit < p.colTiles ? t0 + p.tilesPerSplit : p.colTiles;
-  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowLse, p.rowWeight, p.rowLseP, -1);
+  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowStats, p.rowWeight, -1);
   typename E::Out out;
   E::zeroOut(out);
   typename E::Scores scores;
   for (int t = t0; t < t1; ++t) {
     const int64_t colBase = int64_t(t) * T::kCols;
-    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colLse, p.colWeight, p.colLseP, -2);
+    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colStats, p.colWeight, -2);
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     float g[E::kRowSlots][E::kColSlots];
     gradTile(g, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
@@ -601,8 +623,9 @@ __device__ __forceinline__ V warpSum(V v) {
   return v;
 }
 
-// z = x / max(||x||, 1e-12) in place, one warp per row (as normalizeRows in the core).
-__global__ void __launch_bounds__(kThreads) normalizeRowsKernel(float* z, float* norms, int64_t rows, int dim, int ldz) {
+// z = x / max(||x||, 1e-12) in place, one warp per row (as normalizeRows in the core): the norm
+// in double, so rows of any finite size work; norms[row] = ||x|| (unclamped).
+__global__ void __launch_bounds__(kThreads) normalizeRowsKernel(float* z, double* norms, int64_t rows, int dim, int ldz) {
   const int64_t row = int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -610,25 +633,30 @@ __global__ void __launch_bounds__(kThreads) normalizeRowsKernel(float* z, float*
   double ss = 0;
   for (int k = lane; k < dim; k += 32) ss += double(zr[k]) * zr[k];
   ss = warpSum(ss);
-  const float n = static_cast<float>(fmax(sqrt(ss), 1e-12));
-  const float inv = 1.0f / n;
-  for (int k = lane; k < dim; k += 32) zr[k] *= inv;
+  const double n = sqrt(ss);
+  const double inv = 1.0 / fmax(n, 1e-12);
+  for (int k = lane; k < dim; k += 32) zr[k] = static_cast<float>(double(zr[k]) * inv);
   if (lane == 0 && norms) norms[row] = n;
 }
 
-// dz = (dz - z (z . dz)) / norm in place, one warp per row.
-__global__ void __launch_bounds__(kThreads) normalizeRowsBackwardKernel(float* dz, const float* z, const float* norms,
+// In place, one warp per row: dz = (dz - z (z . dz)) / ||x||, or dz / 1e-12 where the norm was
+// clamped (z = x / 1e-12 is a plain scaling there).
+__global__ void __launch_bounds__(kThreads) normalizeRowsBackwardKernel(float* dz, const float* z, const double* norms,
                                                                       int64_t rows, int dim, int ldz) {
   const int64_t row = int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   float* g = dz + row * ldz;
   const float* zr = z + row * ldz;
+  if (norms[row] < 1e-12) {
+    for (int k = lane; k < dim; k += 32) g[k] = static_cast<float>(double(g[k]) / 1e-12);
+    return;
+  }
   double dot = 0;
   for (int k = lane; k < dim; k += 32) dot += double(zr[k]) * g[k];
   dot = warpSum(dot);
-  const float d = static_cast<float>(dot), inv = 1.0f / norms[row];
-  for (int k = lane; k < dim; k += 32) g[k] = (g[k] - zr[k] * d) * inv;
+  const double inv = 1.0 / norms[row];
+  for (int k = lane; k < dim; k += 32) g[k] = static_cast<float>((double(g[k]) - double(zr[k]) * dot) * inv);
 }
 
 // dst[i] = src[index[i]] for rows of ldz floats.
@@ -666,37 +694,25 @@ __global__ void __launch_bounds__(kThreads) classSumsKernel(double* sums, const 
   }
 }
 
-// L_out: mean of s_ip over P(i) = z_i . (classSum[y_i] - z_i) / tau / |P(i)|; one warp per anchor.
-__global__ void __launch_bounds__(kThreads) positiveMeanKernel(double* out, const float* za, const double* sums,
-                                                             const int32_t* anchorClass, const int32_t* positives,
-                                                             int64_t anchors, int dim, int ldz, float invT) {
-  const int64_t a = int64_t(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (a >= anchors) return;
-  const float* z = za + a * ldz;
-  const double* cs = sums + int64_t(anchorClass[a]) * dim;
-  double dot = 0;
-  for (int k = lane; k < dim; k += 32) dot += double(z[k]) * (cs[k] - double(z[k]));
-  dot = warpSum(dot);
-  if (lane == 0) out[a] = positives[a] > 0 ? dot * double(invT) / positives[a] : 0.0;
-}
-
-// L_out positive terms of the gradient for feature rows (docs/loss.md):
+// L_out positive terms of the gradient for contrast rows (docs/loss.md):
 //  dz[r] -= (1/tau) q[y_r]                            (row r as the positive of other anchors)
 //  dz[r] -= (1/tau) c_s (classSum[y_r] - 2 z_r)       (row r as anchor slot s, c_s = w_s/|P_s|)
 // where q[y] = sum over anchors s of class y of c_s z_s (the -c_s z_r removes the self pair).
+// Rows [0, featureRows) are the feature rows (possibly anchors); rows past them are extra rows
+// (never anchors; unlabeled ones, class -1, are nobody's positive).
 __global__ void __launch_bounds__(kThreads) positiveGradKernel(float* dz, const float* zc, const double* sums,
                                                              const double* q, const int32_t* contrastClass,
                                                              const float* weight, const int32_t* positives,
-                                                             int64_t rows, int views, int oneMode, int dim, int ldz,
-                                                             float invT) {
+                                                             int64_t rows, int64_t featureRows, int views, int oneMode,
+                                                             int dim, int ldz, float invT) {
   const int64_t n = rows * dim;
   for (int64_t e = int64_t(blockIdx.x) * kThreads + threadIdx.x; e < n; e += int64_t(gridDim.x) * kThreads) {
     const int64_t r = e / dim;
     const int k = int(e % dim);
     const int64_t c = contrastClass[r];
+    if (c < 0) continue;
     double v = double(invT) * q[c * dim + k];
-    const int64_t slot = oneMode ? (r % views == 0 ? r / views : -1) : r;
+    const int64_t slot = r >= featureRows ? -1 : oneMode ? (r % views == 0 ? r / views : -1) : r;
     if (slot >= 0 && positives[slot] > 0 && weight[slot] != 0.0f) {
       const double coef = double(weight[slot]) / positives[slot];
       v += double(invT) * coef * (sums[c * dim + k] - 2.0 * double(zc[r * ldz + k]));
@@ -705,19 +721,25 @@ __global__ void __launch_bounds__(kThreads) positiveGradKernel(float* dz, const 
   }
 }
 
-// Merges the forward splits: lse = max + log(sum); lseP likewise, 0 for anchors without positives.
-__global__ void __launch_bounds__(kThreads) combineStatsKernel(float* lse, float* lseP, const float4* partial,
-                                                             int splits, int64_t rowsPadded, int64_t anchors) {
+// Merges the forward splits into the statistics (m, log l, mP, log lP) per anchor ((0, 0) for
+// the positives of an anchor without any); with partialScoreP (L_out) the positives' mean
+// score, 0 without positives.
+__global__ void __launch_bounds__(kThreads) combineStatsKernel(float4* stats, double* positiveMean,
+                                                             const float4* partial, const double* partialScoreP,
+                                                             const int32_t* positives, int splits, int64_t rowsPadded,
+                                                             int64_t anchors) {
   const int64_t a = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (a >= anchors) return;
   float m = -INFINITY, l = 0.0f, mP = -INFINITY, lP = 0.0f;
+  double sP = 0;
   for (int s = 0; s < splits; ++s) {
     const float4 v = partial[int64_t(s) * rowsPadded + a];
     mergeStats(m, l, v.x, v.y);
     mergeStats(mP, lP, v.z, v.w);
+    if (partialScoreP) sP += partialScoreP[int64_t(s) * rowsPadded + a];
   }
-  lse[a] = m + logf(l);
-  lseP[a] = lP > 0.0f ? mP + logf(lP) : 0.0f;
+  stats[a] = lP > 0.0f ? make_float4(m, logf(l), mP, logf(lP)) : make_float4(m, logf(l), 0.0f, 0.0f);
+  if (partialScoreP) positiveMean[a] = positives[a] > 0 ? sP / positives[a] : 0.0;
 }
 
 // out[map(r)][k] (= or +=) sum over splits of partial[s][r][k], in split order (deterministic).

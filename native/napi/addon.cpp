@@ -59,7 +59,6 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object out = Napi::Object::New(env);
   out.Set("currentBytes", static_cast<double>(supcon::memory::currentBytes()));
-  out.Set("peakBytes", static_cast<double>(supcon::memory::peakBytes()));
   return out;
 }
 

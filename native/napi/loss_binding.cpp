@@ -1,6 +1,8 @@
 // Loss bindings: lossForward / lossBackward / lossForwardBackward (synchronous, for the tfjs
 // tape) and lossForwardBackwardAsync (libuv pool, returns a Promise; it copies its inputs so the
-// caller's arrays may change while it runs).
+// caller's arrays may change while it runs). The extra contrast rows' gradient is computed when
+// args.wantContrastGrad is true (forwardBackward: result.contrastGrad) or lossBackward is given an
+// output array for it.
 #include <napi.h>
 
 #include <limits>
@@ -22,12 +24,14 @@ struct LossCall {
   LossInputs in;
   RunOptions run;
   bool wantGrad = true;
+  bool wantContrastGrad = false;  // and there are extra rows
   // Owned copies (async only).
   std::vector<float> features, contrast;
   std::vector<int32_t> labels, contrastLabels;
 
   int64_t anchors() const { return supcon::numAnchors(spec, in); }
   int64_t featureCount() const { return in.batch * in.views * in.dim; }
+  int64_t contrastCount() const { return in.contrastRows * in.dim; }
 
   void copyInputs() {
     features.assign(in.features, in.features + featureCount());
@@ -47,9 +51,12 @@ struct LossCall {
   }
 };
 
+// Reads the arguments object of a loss call (src/native.ts, NativeLossArgs). Options arrive by
+// name; their values are checked by the core.
 LossCall parseCall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) typeError(env, "expected an arguments object");
+  if (info.Length() < 1 || !info[0].IsObject())
+    typeError(env, "args", "an arguments object", info.Length() < 1 ? "nothing" : describeType(info[0]));
   Napi::Object o = info[0].As<Napi::Object>();
   LossCall c;
   const int64_t kMax = std::numeric_limits<int32_t>::max();
@@ -57,8 +64,8 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   c.in.views = intField(o, "views", 1, kMax);
   c.in.dim = intField(o, "dim", 1, kMax);
   c.in.contrastRows = intField(o, "contrastRows", 0, kMax);
-  if (c.in.batch * c.in.views > kMax / c.in.dim || c.in.contrastRows > kMax / c.in.dim)
-    typeError(env, "feature sizes must stay below 2^31 elements");
+  if (c.in.batch > kMax / c.in.views || c.in.batch * c.in.views > kMax / c.in.dim || c.in.contrastRows > kMax / c.in.dim)
+    typeError(env, "features", "sizes below 2^31 elements", "batch * views * dim or contrastRows * dim past it");
   c.in.features = floatArray(o, "features", c.in.batch * c.in.views * c.in.dim);
   c.in.labels = intArray(o, "labels", c.in.batch, true);
   if (c.in.contrastRows > 0) {
@@ -67,14 +74,17 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   }
   c.spec.temperature = static_cast<float>(numberField(o, "temperature"));
   c.spec.baseTemperature = static_cast<float>(numberField(o, "baseTemperature"));
-  c.spec.variant = intField(o, "variant", 0, 1) ? supcon::Variant::kIn : supcon::Variant::kOut;
-  c.spec.contrastMode = intField(o, "contrastMode", 0, 1) ? supcon::ContrastMode::kOne : supcon::ContrastMode::kAll;
+  c.spec.variant = enumField(o, "variant", supcon::kVariantNames);
+  c.spec.contrastMode = enumField(o, "contrastMode", supcon::kContrastModeNames);
   c.spec.normalize = boolField(o, "normalize");
-  c.spec.reduction = static_cast<supcon::Reduction>(intField(o, "reduction", 0, 2));
-  c.run.device = static_cast<supcon::Device>(intField(o, "device", 0, 2));
-  c.run.precision = static_cast<supcon::Precision>(intField(o, "precision", 0, 2));
-  c.run.cudaDevice = static_cast<int>(intField(o, "cudaDevice", 0, 1024));
+  c.spec.reduction = enumField(o, "reduction", supcon::kReductionNames);
+  c.run.device = enumField(o, "device", supcon::kDeviceNames);
+  c.run.precision = enumField(o, "precision", supcon::kPrecisionNames);
   c.wantGrad = boolField(o, "wantGrad");
+  // Optional (absent: false); only meaningful with the gradient and extra rows.
+  Napi::Value wantContrast = o.Get("wantContrastGrad");
+  if (!wantContrast.IsUndefined()) c.wantContrastGrad = boolField(o, "wantContrastGrad");
+  c.wantContrastGrad = c.wantContrastGrad && c.wantGrad && c.in.contrastRows > 0;
   return c;
 }
 
@@ -100,20 +110,28 @@ Napi::Value LossForward(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// lossBackward(args, stats: Float32Array, upstream: Float32Array) -> Float32Array grad
+// lossBackward(args, stats: Float32Array, upstream: Float32Array, contrastGrad?: Float32Array)
+//   -> Float32Array grad; contrastGrad, when given ([contrastRows * dim]), receives the extra rows'.
 Napi::Value LossBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LossCall c = parseCall(info);
-  if (info.Length() < 3 || !info[1].IsObject() || !info[2].IsObject()) typeError(env, "expected (args, stats, upstream)");
+  if (info.Length() < 3) typeError(env, "lossBackward", "(args, stats, upstream)", std::to_string(info.Length()) + " arguments");
   Napi::Object holder = Napi::Object::New(env);
   holder.Set("stats", info[1]);
   holder.Set("upstream", info[2]);
   const float* stats = floatArray(holder, "stats", supcon::statsSize(c.spec, c.in));
-  const int64_t upLen = c.spec.reduction == supcon::Reduction::kNone ? c.anchors() : 1;
-  const float* upstream = floatArray(holder, "upstream", upLen);
+  if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    typeError(env, "upstream", "a Float32Array", describeType(info[2]));
+  const int64_t upLen = static_cast<int64_t>(info[2].As<Napi::TypedArray>().ElementLength());
+  const float* upstream = upLen > 0 ? floatArray(holder, "upstream", upLen) : nullptr;
+  float* contrastGrad = nullptr;
+  if (info.Length() >= 4 && !info[3].IsUndefined() && !info[3].IsNull()) {
+    holder.Set("contrastGrad", info[3]);
+    contrastGrad = floatArray(holder, "contrastGrad", c.contrastCount());
+  }
   Napi::Float32Array grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
   supcon::BackwardResult r;
-  supcon::Status st = supcon::backward(c.spec, c.in, c.run, stats, upstream, upLen, grad.Data(), &r);
+  supcon::Status st = supcon::backward(c.spec, c.in, c.run, stats, upstream, upLen, grad.Data(), contrastGrad, &r);
   if (!st.isOk()) throwStatus(env, st);
   return grad;
 }
@@ -122,12 +140,14 @@ Napi::Value LossForwardBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   LossCall c = parseCall(info);
   Napi::Float32Array perAnchor = Napi::Float32Array::New(env, static_cast<size_t>(c.anchors()));
-  Napi::Float32Array grad;
+  Napi::Float32Array grad, contrastGrad;
   if (c.wantGrad) grad = Napi::Float32Array::New(env, static_cast<size_t>(c.featureCount()));
+  if (c.wantContrastGrad) contrastGrad = Napi::Float32Array::New(env, static_cast<size_t>(c.contrastCount()));
   supcon::ForwardResult r;
   supcon::Status st;
   if (c.wantGrad) {
-    st = supcon::forwardBackward(c.spec, c.in, c.run, perAnchor.Data(), grad.Data(), &r);
+    st = supcon::forwardBackward(c.spec, c.in, c.run, perAnchor.Data(), grad.Data(),
+                                 c.wantContrastGrad ? contrastGrad.Data() : nullptr, &r);
   } else {
     st = supcon::forward(c.spec, c.in, c.run, perAnchor.Data(), nullptr, &r);
   }
@@ -135,6 +155,7 @@ Napi::Value LossForwardBackward(const Napi::CallbackInfo& info) {
   Napi::Object out = resultObject(env, r);
   out.Set("perAnchor", perAnchor);
   out.Set("grad", c.wantGrad ? Napi::Value(grad) : env.Null());
+  out.Set("contrastGrad", c.wantContrastGrad ? Napi::Value(contrastGrad) : env.Null());
   return out;
 }
 
@@ -145,14 +166,15 @@ class LossWorker : public Napi::AsyncWorker {
     call_.copyInputs();
     perAnchor_.resize(static_cast<size_t>(call_.anchors()));
     if (call_.wantGrad) grad_.resize(static_cast<size_t>(call_.featureCount()));
+    if (call_.wantContrastGrad) contrastGrad_.resize(static_cast<size_t>(call_.contrastCount()));
   }
   Napi::Promise promise() { return deferred_.Promise(); }
 
  protected:
   void Execute() override {
-    status_ = call_.wantGrad
-                  ? supcon::forwardBackward(call_.spec, call_.in, call_.run, perAnchor_.data(), grad_.data(), &result_)
-                  : supcon::forward(call_.spec, call_.in, call_.run, perAnchor_.data(), nullptr, &result_);
+    status_ = call_.wantGrad ? supcon::forwardBackward(call_.spec, call_.in, call_.run, perAnchor_.data(), grad_.data(),
+                                                       call_.wantContrastGrad ? contrastGrad_.data() : nullptr, &result_)
+                             : supcon::forward(call_.spec, call_.in, call_.run, perAnchor_.data(), nullptr, &result_);
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -167,6 +189,7 @@ class LossWorker : public Napi::AsyncWorker {
     Napi::Object out = resultObject(env, result_);
     out.Set("perAnchor", copyOut(env, perAnchor_));
     out.Set("grad", call_.wantGrad ? Napi::Value(copyOut(env, grad_)) : env.Null());
+    out.Set("contrastGrad", call_.wantContrastGrad ? Napi::Value(copyOut(env, contrastGrad_)) : env.Null());
     deferred_.Resolve(out);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -179,7 +202,7 @@ class LossWorker : public Napi::AsyncWorker {
   }
   LossCall call_;
   Napi::Promise::Deferred deferred_;
-  std::vector<float> perAnchor_, grad_;
+  std::vector<float> perAnchor_, grad_, contrastGrad_;
   supcon::ForwardResult result_;
   supcon::Status status_;
 };
@@ -192,9 +215,30 @@ Napi::Value LossForwardBackwardAsync(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// The names each option accepts, from the core's tables: a test compares them with the lists
+// of src/loss/options.ts.
+template <typename E, size_t N>
+Napi::Array names(Napi::Env env, const supcon::EnumName<E> (&table)[N]) {
+  Napi::Array out = Napi::Array::New(env, N);
+  for (size_t i = 0; i < N; ++i) out.Set(static_cast<uint32_t>(i), Napi::String::New(env, table[i].name));
+  return out;
+}
+
+Napi::Value LossOptionNames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("variant", names(env, supcon::kVariantNames));
+  out.Set("contrastMode", names(env, supcon::kContrastModeNames));
+  out.Set("reduction", names(env, supcon::kReductionNames));
+  out.Set("device", names(env, supcon::kDeviceNames));
+  out.Set("precision", names(env, supcon::kPrecisionNames));
+  return out;
+}
+
 }  // namespace
 
 void registerLoss(Napi::Env env, Napi::Object exports) {
+  exports.Set("lossOptionNames", Napi::Function::New(env, LossOptionNames, "lossOptionNames"));
   exports.Set("lossForward", Napi::Function::New(env, LossForward, "lossForward"));
   exports.Set("lossBackward", Napi::Function::New(env, LossBackward, "lossBackward"));
   exports.Set("lossForwardBackward", Napi::Function::New(env, LossForwardBackward, "lossForwardBackward"));

@@ -15,6 +15,7 @@ struct ReferenceResult {
   double loss = 0;
   std::vector<double> perAnchor;  // view-major anchor order
   std::vector<double> grad;       // [batch, views, dim] memory order
+  std::vector<double> contrastGrad;  // [contrastRows, dim]: the extra rows' gradient
   int64_t validAnchors = 0;
 };
 
@@ -25,14 +26,17 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
   using supcon::Reduction;
   using supcon::Variant;
   const int64_t B = in.batch, V = in.views, D = in.dim, N = B * V, M = in.contrastRows, C = N + M;
-  const double tau = spec.temperature, scale = double(spec.temperature) / spec.baseTemperature;
+  const double tau = spec.temperature, scale = double(spec.temperature) / spec.effectiveBaseTemperature();
 
   // Contrast rows: features (memory order) then extra rows; optionally normalized.
+  // z = x / max(||x||, 1e-12); a row whose norm is clamped is merely scaled (clamped[r]).
   std::vector<double> z(static_cast<size_t>(C * D)), norm(static_cast<size_t>(C), 1.0);
+  std::vector<bool> clamped(static_cast<size_t>(C), false);
   for (int64_t r = 0; r < C; ++r) {
     const float* src = r < N ? in.features + r * D : in.contrastFeatures + (r - N) * D;
     double ss = 0;
     for (int64_t k = 0; k < D; ++k) ss += double(src[k]) * src[k];
+    clamped[r] = spec.normalize && std::sqrt(ss) < 1e-12;
     norm[r] = spec.normalize ? std::max(std::sqrt(ss), 1e-12) : 1.0;
     for (int64_t k = 0; k < D; ++k) z[r * D + k] = src[k] / norm[r];
   }
@@ -79,21 +83,21 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
       sum += std::exp(s[j] - mx);
       if (label[j] == label[i]) { sumP += std::exp(s[j] - mxP); meanP += s[j]; }
     }
-    const double lse = mx + std::log(sum);
+    // Differences of large terms first: at |s| ~ 1e30, mx + log(sum) would round log(sum) away.
     p[a].assign(static_cast<size_t>(C), 0.0);
     x[a].assign(static_cast<size_t>(C), 0.0);
     if (np == 0) continue;
     valid[a] = true;
     ++res.validAnchors;
-    const double lseP = mxP + std::log(sumP);
     meanP /= double(np);
-    const double l = spec.variant == Variant::kIn ? lse - lseP + std::log(double(np)) : lse - meanP;
+    const double l = spec.variant == Variant::kIn ? (mx - mxP) + (std::log(sum) - std::log(sumP)) + std::log(double(np))
+                                                  : (mx - meanP) + std::log(sum);
     res.perAnchor[a] = scale * l;
     for (int64_t j = 0; j < C; ++j) {
       if (j == i) continue;
-      p[a][j] = std::exp(s[j] - lse);
+      p[a][j] = std::exp(s[j] - mx) / sum;
       if (label[j] == label[i])
-        x[a][j] = spec.variant == Variant::kIn ? std::exp(s[j] - lseP) : 1.0 / double(np);
+        x[a][j] = spec.variant == Variant::kIn ? std::exp(s[j] - mxP) / sumP : 1.0 / double(np);
     }
   }
   double total = 0;
@@ -117,13 +121,15 @@ inline ReferenceResult referenceLoss(const supcon::LossSpec& spec, const supcon:
     }
   }
   res.grad.assign(static_cast<size_t>(N * D), 0.0);
-  for (int64_t r = 0; r < N; ++r) {
+  res.contrastGrad.assign(static_cast<size_t>(M * D), 0.0);
+  for (int64_t r = 0; r < C; ++r) {
     double dot = 0;
     for (int64_t k = 0; k < D; ++k) dot += z[r * D + k] * dz[r * D + k];
+    double* out = r < N ? res.grad.data() + r * D : res.contrastGrad.data() + (r - N) * D;
     for (int64_t k = 0; k < D; ++k) {
       double g = dz[r * D + k];
-      if (spec.normalize) g = (g - z[r * D + k] * dot) / norm[r];
-      res.grad[r * D + k] = g;
+      if (spec.normalize) g = clamped[r] ? g / norm[r] : (g - z[r * D + k] * dot) / norm[r];
+      out[k] = g;
     }
   }
   return res;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "check.h"
+#include "edge_cases.h"
 #include "reference.h"
 #include "supcon/loss.h"
 #include "supcon/thread_pool.h"
@@ -73,7 +74,7 @@ Problem makeProblem(std::mt19937& rng, int64_t batch, int64_t views, int64_t dim
 struct Run {
   Status status;
   ForwardResult fwd;
-  std::vector<float> perAnchor, grad;
+  std::vector<float> perAnchor, grad, contrastGrad;
 };
 
 Run runCore(const Problem& p, const std::vector<float>* upstream = nullptr) {
@@ -81,6 +82,7 @@ Run runCore(const Problem& p, const std::vector<float>* upstream = nullptr) {
   LossInputs in = p.inputs();
   r.perAnchor.assign(static_cast<size_t>(numAnchors(p.spec, in)), NAN);
   r.grad.assign(p.features.size(), NAN);
+  r.contrastGrad.assign(p.contrast.size(), NAN);  // asked for whenever there are extra rows
   std::vector<float> stats(static_cast<size_t>(statsSize(p.spec, in)));
   r.status = forward(p.spec, in, RunOptions{}, r.perAnchor.data(), stats.data(), &r.fwd);
   if (!r.status.isOk()) return r;
@@ -88,7 +90,7 @@ Run runCore(const Problem& p, const std::vector<float>* upstream = nullptr) {
   const std::vector<float>& up = upstream ? *upstream : ones;
   BackwardResult br;
   r.status = backward(p.spec, in, RunOptions{}, stats.data(), up.data(), static_cast<int64_t>(up.size()),
-                      r.grad.data(), &br);
+                      r.grad.data(), p.extra ? r.contrastGrad.data() : nullptr, &br);
   return r;
 }
 
@@ -124,14 +126,19 @@ void expectMatchesReference(const Problem& p, const char* what) {
       CHECK(false) << what << ": perAnchor[" << k << "] " << r.perAnchor[k] << " vs " << ref.perAnchor[k];
       break;
     }
-  double gmax = maxAbs(ref.grad), worst = 0;
+  // The extra rows' gradient is held to the same bound, relative to the largest of either.
+  double gmax = std::max(maxAbs(ref.grad), maxAbs(ref.contrastGrad)), worst = 0, worstContrast = 0;
   for (size_t i = 0; i < ref.grad.size(); ++i) worst = std::max(worst, std::fabs(r.grad[i] - ref.grad[i]));
+  for (size_t i = 0; i < ref.contrastGrad.size(); ++i)
+    worstContrast = std::max(worstContrast, std::fabs(r.contrastGrad[i] - ref.contrastGrad[i]));
   // Floor for gradients that vanish exactly (N = 2 with one class, D = 1 through normalization):
   // float rounding of terms of size (tau/tau_b)/tau * |x| that cancel.
   double xmax = 1;
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
-  double floor = 1e-5 * xmax / p.spec.baseTemperature;
+  double floor = 1e-5 * xmax / p.spec.effectiveBaseTemperature();
   CHECK(worst <= 1e-4 * gmax + floor) << what << ": grad max err " << worst << " vs max|grad| " << gmax;
+  CHECK(worstContrast <= 1e-4 * gmax + floor) << what << ": contrast grad max err " << worstContrast << " vs max|grad| "
+                                              << gmax;
 }
 
 const char* name(const LossSpec& s) {
@@ -158,7 +165,7 @@ TEST(loss_matches_reference_sweep) {
               if (mode == 1 && sz.views == 1) continue;  // 'one' needs views (the JS API rejects rank 2)
               // Cycle the remaining dimensions instead of taking their product.
               const int classes = (cases % 3 == 0) ? 2 : (cases % 3 == 1 ? 1000 : 5);
-              const bool labeled = cases % 4 != 3;  // every 4th case is SimCLR
+              const bool labeled = cases % 4 != 3 || sz.views == 1;  // every 4th case is SimCLR (which needs views)
               const int64_t extra = extraCase ? 1 + (cases * 37) % 150 : 0;
               Problem p = makeProblem(rng, sz.batch, sz.views, sz.dim, classes, extra, labeled, norm);
               const float temps[] = {0.05f, 0.1f, 0.5f, 1.0f};
@@ -205,6 +212,8 @@ TEST(loss_is_bitwise_independent_of_thread_count) {
     CHECK(one.fwd.loss == four.fwd.loss && one.fwd.loss == three.fwd.loss) << one.fwd.loss << " " << four.fwd.loss;
     CHECK(std::memcmp(one.grad.data(), four.grad.data(), one.grad.size() * 4) == 0) << "grad differs (4 threads)";
     CHECK(std::memcmp(one.grad.data(), three.grad.data(), one.grad.size() * 4) == 0) << "grad differs (3 threads)";
+    CHECK(std::memcmp(one.contrastGrad.data(), four.contrastGrad.data(), one.contrastGrad.size() * 4) == 0)
+        << "contrast grad differs (4 threads)";
   }
   setNumThreads(2);
 }
@@ -231,12 +240,48 @@ TEST(loss_gradient_matches_finite_differences) {
       double fd = (up - down) / (double(orig + float(h)) - double(orig - float(h)));
       worst = std::max(worst, std::fabs(fd - ref.grad[i]));
     }
+    // The extra rows' analytic gradient too (they are positives and negatives of the anchors).
+    for (size_t i = 0; i < p.contrast.size(); ++i) {
+      Problem q = p;
+      float orig = q.contrast[i];
+      q.contrast[i] = orig + float(h);
+      double up = referenceLoss(q.spec, q.inputs()).loss;
+      q.contrast[i] = orig - float(h);
+      double down = referenceLoss(q.spec, q.inputs()).loss;
+      double fd = (up - down) / (double(orig + float(h)) - double(orig - float(h)));
+      worst = std::max(worst, std::fabs(fd - ref.contrastGrad[i]));
+    }
+    CHECK(maxAbs(ref.contrastGrad) > 1e-3) << "the extra rows' gradient should not vanish";
     CHECK(worst < 1e-5 * std::max(1.0, maxAbs(ref.grad)) + 1e-6) << "fd error " << worst;
     // And dropping the G^T term would be visibly wrong: the fused result matches the full one.
     Run r = runCore(p);
     double err = 0;
     for (size_t i = 0; i < ref.grad.size(); ++i) err = std::max(err, std::fabs(r.grad[i] - ref.grad[i]));
     CHECK(err <= 1e-4 * maxAbs(ref.grad)) << err;
+  }
+}
+
+TEST(loss_contrast_gradient_is_optional_and_leaves_the_feature_gradient_unchanged) {
+  // Asking for the extra rows' gradient adds a pass; the features' gradient stays bitwise the same,
+  // and forwardBackward gives what forward + backward give.
+  std::mt19937 rng(41);
+  for (int mode = 0; mode < 2; ++mode) {
+    Problem p = makeProblem(rng, 70, 2, 40, 4, 150, mode == 0, mode == 1);
+    p.spec.contrastMode = mode ? ContrastMode::kOne : ContrastMode::kAll;
+    const LossInputs in = p.inputs();
+    const int64_t A = numAnchors(p.spec, in);
+    std::vector<float> per(static_cast<size_t>(A)), stats(static_cast<size_t>(statsSize(p.spec, in))), g1(p.features.size()),
+        g2(p.features.size()), g3(p.features.size()), c2(p.contrast.size(), NAN), c3(p.contrast.size(), NAN);
+    ForwardResult fr;
+    BackwardResult br;
+    const float one = 1.0f;
+    CHECK(forward(p.spec, in, RunOptions{}, per.data(), stats.data(), &fr).isOk());
+    CHECK(backward(p.spec, in, RunOptions{}, stats.data(), &one, 1, g1.data(), &br).isOk());
+    CHECK(backward(p.spec, in, RunOptions{}, stats.data(), &one, 1, g2.data(), c2.data(), &br).isOk());
+    CHECK(forwardBackward(p.spec, in, RunOptions{}, per.data(), g3.data(), c3.data(), &fr).isOk());
+    CHECK(std::memcmp(g1.data(), g2.data(), g1.size() * 4) == 0) << "feature grad changed by the contrast grad";
+    CHECK(std::memcmp(g2.data(), g3.data(), g2.size() * 4) == 0) << "forwardBackward grad differs";
+    CHECK(std::memcmp(c2.data(), c3.data(), c2.size() * 4) == 0) << "forwardBackward contrast grad differs";
   }
 }
 
@@ -262,12 +307,12 @@ TEST(loss_edge_cases) {
     for (int64_t k = 0; k < 16; ++k) dup.features[16 + k] = dup.features[k];
     expectMatchesReference(dup, "duplicate rows");
     Problem cold = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    cold.spec.temperature = cold.spec.baseTemperature = 0.01f;
+    cold.spec.temperature = 0.01f;
     Run rc = runCore(cold);
     CHECK(rc.status.isOk() && std::isfinite(rc.fwd.loss));
     for (float g : rc.grad) CHECK(std::isfinite(g));
     Problem hot = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    hot.spec.temperature = hot.spec.baseTemperature = 100.0f;
+    hot.spec.temperature = 100.0f;
     expectMatchesReference(hot, "tau=100");
   }
   // Unnormalized rows with large norms: |s| ~ 1e5 must not overflow.
@@ -282,19 +327,24 @@ TEST(loss_edge_cases) {
     auto ref = referenceLoss(p.spec, p.inputs());
     CHECK(std::fabs(r.fwd.loss - ref.loss) <= 1e-5 * std::max(1.0, std::fabs(ref.loss))) << r.fwd.loss << " vs " << ref.loss;
   }
-  // SimCLR with one view: no positives at all -> loss 0, zero gradient, 0 valid anchors.
+  // Distinct labels with one view: no positives in this batch -> loss 0, zero gradient, 0 valid
+  // anchors. SimCLR with one view could never have a positive: refused, naming the labels.
   {
-    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, false, false);
+    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, true, false);
+    for (int32_t b = 0; b < 10; ++b) p.labels[b] = 3 * b;
     Run r = runCore(p);
     CHECK(r.status.isOk() && r.fwd.loss == 0.0 && r.fwd.validAnchors == 0);
     for (float g : r.grad) CHECK(g == 0.0f);
+    p.labeled = false;
+    Run s = runCore(p);
+    CHECK(s.status.code() == StatusCode::kInvalidArgument && s.status.argument() == "labels") << s.status.message();
   }
 }
 
 TEST(loss_bad_input_returns_status) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 4, 2, 8, 2, 0, true, false);
-  std::vector<float> per(8), stats(16);
+  std::vector<float> per(8), stats(size_t(statsSize(p.spec, p.inputs())));
   auto fwd = [&](const LossSpec& s, const LossInputs& in) { return forward(s, in, RunOptions{}, per.data(), stats.data(), nullptr); };
   LossInputs in = p.inputs();
   LossSpec s = p.spec;
@@ -333,6 +383,18 @@ TEST(loss_bad_input_returns_status) {
   std::vector<float> grad(p.features.size());
   CHECK(backward(p.spec, in, RunOptions{}, stats.data(), &one, 2, grad.data(), nullptr).code() ==
         StatusCode::kInvalidArgument) << "wrong upstream length";
+}
+
+TEST(loss_edge_case_table) {
+  // The shared table (test/fixtures/loss-edge-cases.json) through the public C++ API.
+  supcon_test::EdgeBackend b{"cpu", RunOptions{},
+                             [](const LossSpec& s, const LossInputs& in, const RunOptions& run, float* per, float* stats,
+                                ForwardResult* r) { return forward(s, in, run, per, stats, r); },
+                             [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
+                                const float* up, int64_t n, float* grad, BackwardResult* r) {
+                               return backward(s, in, run, stats, up, n, grad, r);
+                             }};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
 }
 
 SUPCON_TEST_MAIN

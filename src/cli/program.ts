@@ -1,21 +1,23 @@
 /**
- * The `supcon` command line: `train`, `eval`, `embed` and `plot`. Usage errors (unknown flags,
+ * The `supcon` command line: `train`, `eval`, `embed`, `neighbors`, `export` and `plot`. Usage errors (unknown flags,
  * bad values, missing or unusable checkpoints and data) print one line to stderr and exit with
  * code 2; an interrupted training run exits with 130 after saving its checkpoint.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, SupConError } from '../errors';
-import { packageRoot } from '../paths';
+import { packageVersion } from '../paths';
 import { DatasetError } from '../data/errors';
 import { AUGMENT_PRESET_NAMES, CORRUPTIONS, DATASET_NAMES, SPLITS } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS } from '../models';
 import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, LOSS_VARIANTS, METHODS, type TrainConfig } from '../train/config';
 import { CheckpointError } from '../train/errors';
 import { OPTIMIZER_NAMES } from '../train/optimizers';
-import { TrainingProgress } from '../train/progress';
+import { DecodeProgressDisplay, TrainingProgress } from '../train/progress';
+import { TENSORBOARD_DIR } from '../train/tensorboard';
+import { embedImages, exportCheckpoint, findNeighbors } from '../apps';
+import type { DataHooks } from '../train/run_dataset';
 import { readTrainingState } from '../train/run_state';
 import { resumeRun, trainRun, type TrainRunResult } from '../train/trainer';
 import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
@@ -51,7 +53,7 @@ class ExitRequest extends Error {
 const d = DEFAULT_TRAIN_CONFIG;
 
 /** Train flags that may accompany --resume: they do not change the run itself. */
-const RESUME_COMPATIBLE = new Set(['resume', 'dataDir', 'plots', 'fastKernels']);
+const RESUME_COMPATIBLE = new Set(['resume', 'dataDir', 'plots', 'fastKernels', 'tensorboard']);
 
 /** Flag name of a commander option key, for messages. */
 const flagOf = (key: string) => '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
@@ -64,9 +66,26 @@ function timestamp(): string {
 
 const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
 
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+/** Decoding progress and warnings of image folders: progress on `progress`, warnings on stderr. */
+function dataHooks(progress: NodeJS.WritableStream, stderr: NodeJS.WritableStream): DataHooks & { stop(): void } {
+  const display = new DecodeProgressDisplay({ stream: progress });
+  return {
+    onDataProgress: (p) => display.update(p),
+    onDataWarning: (m) => {
+      display.stop();
+      stderr.write(`warning: ${m}\n`);
+    },
+    stop: () => display.stop(),
+  };
 }
+
+/** Throws when a flag that does not apply was given on the command line. */
+function rejectFlags(cmd: Command, opts: Record<string, unknown>, keys: readonly string[], reason: string): void {
+  for (const key of keys) {
+    if (cmd.getOptionValueSource(key) === 'cli') throw new InvalidArgumentError(flagOf(key), `nothing ${reason}`, String(opts[key]));
+  }
+}
+
 
 /** Builds the program; `io` receives all output. */
 export function buildProgram(io: CliIo): Command {
@@ -95,6 +114,10 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: its usual location)").argParser(pathFlag('--data-dir')))
     .addOption(new Option('--limit-train <n>', 'use only the first n training images').argParser(integerFlag('--limit-train', 2)))
     .addOption(new Option('--limit-test <n>', 'use only the first n test images').argParser(integerFlag('--limit-test', 1)))
+    .addOption(new Option('--image-size <px>', 'image-folder: side of the square images (shorter side resized, center crop; default 32)').argParser(integerFlag('--image-size', 8, 4096)))
+    .addOption(new Option('--channels <n>', 'image-folder: 1 (grayscale) or 3 (RGB; default)').argParser((raw: string) => Number(choiceFlag('--channels', ['1', '3'] as const)(raw))))
+    .addOption(new Option('--val-split <fraction>', 'image-folder without a test/ folder: fraction of each class held out as the test split').argParser(numberFlag('--val-split', { gt: 0, lt: 1 })))
+    .option('--strict', 'image-folder: an unreadable image is an error (default: skipped with a warning)')
     .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
     .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
     .addOption(new Option('--views <n>', 'augmented views per image in supcon/simclr (simclr needs 2 or more)').default(d.views).argParser(integerFlag('--views', 1, 16)))
@@ -121,6 +144,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--out <dir>', 'run directory (default: runs/<method>-<model>-<time>)').argParser(pathFlag('--out')))
     .addOption(new Option('--resume <dir>', "continue the run in <dir> from its checkpoint (its config is kept)").argParser(pathFlag('--resume')))
     .option('--no-plots', 'do not draw curves.svg/png at the end')
+    .option('--no-tensorboard', `do not write TensorBoard files into <out>/${TENSORBOARD_DIR}`)
     .option('--no-fast-kernels', 'do not use the native tfjs kernels')
     .action(async (opts: Record<string, unknown>, cmd: Command) => {
       for (const key of Object.keys(opts)) {
@@ -132,7 +156,7 @@ export function buildProgram(io: CliIo): Command {
           );
         }
       }
-      const progress = new TrainingProgress({ stream: io.stdout });
+      const progress = new TrainingProgress({ stream: io.stdout, warningStream: io.stderr });
       const controller = new AbortController();
       let interrupts = 0;
       const onSignal = (signal: NodeJS.Signals) => {
@@ -151,6 +175,7 @@ export function buildProgram(io: CliIo): Command {
         signal: controller.signal,
         callbacks: progress,
         fastKernels: opts.fastKernels !== false,
+        tensorboard: opts.tensorboard !== false,
       };
       let run: TrainRunResult;
       try {
@@ -188,6 +213,10 @@ export function buildProgram(io: CliIo): Command {
             ['dataDir', 'dataDir'],
             ['limitTrain', 'limitTrain'],
             ['limitTest', 'limitTest'],
+            ['imageSize', 'imageSize'],
+            ['channels', 'channels'],
+            ['valSplit', 'valSplit'],
+            ['strict', 'strict'],
           ] as const) {
             if (opts[flagKey] !== undefined) (config as Record<string, unknown>)[key] = opts[flagKey];
           }
@@ -220,6 +249,7 @@ export function buildProgram(io: CliIo): Command {
         }
       }
       out(`results: ${join(run.outDir, 'result.json')}, ${join(run.outDir, 'metrics.jsonl')}`);
+      if (opts.tensorboard !== false) out(`tensorboard: tensorboard --logdir ${join(run.outDir, TENSORBOARD_DIR)}`);
       out(
         `test accuracy: ${percent(r.testAccuracy)} (${r.evaluation === 'linear' ? 'linear evaluation' : 'classifier head'}, ` +
           `${r.testCount} test images, ${r.method}, ${r.epochs} epochs)`,
@@ -242,13 +272,16 @@ export function buildProgram(io: CliIo): Command {
     .option('--no-fast-kernels', 'do not use the native tfjs kernels')
     .action(async (opts: Record<string, unknown>) => {
       await useCpuBackend();
+      const { stop, ...hooks } = dataHooks(opts.json === true ? io.stderr : io.stdout, io.stderr);
       const result = await evaluateCheckpoint(opts.checkpoint as string, {
+        ...hooks,
         ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
         ...(opts.limitTest === undefined ? {} : { limitTest: opts.limitTest as number }),
         ...(opts.linearEpochs === undefined ? {} : { linearEpochs: opts.linearEpochs as number }),
         retrain: opts.retrain === true,
         fastKernels: opts.fastKernels !== false,
       });
+      stop();
       if (opts.json === true) {
         out(JSON.stringify(result));
         return;
@@ -302,35 +335,126 @@ export function buildProgram(io: CliIo): Command {
   program
     .command('embed')
     .description(
-      'Embed images with a checkpoint and write the vectors (.json, or .tsv + .labels.tsv), plus a 2-D UMAP map ' +
-        'colored by class as <out>.umap.svg and .png.',
+      "Embed images with a checkpoint: a split of the run's dataset, or any image file or folder (--images). " +
+        'Writes the vectors with their classes (and file paths) as .json, .npy (+ <name>.meta.json) or .tsv ' +
+        '(+ <name>.labels.tsv), plus a 2-D UMAP map colored by class as <out>.umap.svg and .png.',
     )
     .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
-    .addOption(new Option('--out <file>', 'output file, .json or .tsv').makeOptionMandatory().argParser(pathFlag('--out')))
+    .addOption(new Option('--out <file>', 'output file, .json, .npy or .tsv').makeOptionMandatory().argParser(pathFlag('--out')))
+    .addOption(new Option('--images <path>', 'an image file or a folder of images (recursive; a subfolder name is the class) instead of a split').argParser(pathFlag('--images')))
     .addOption(new Option('--split <name>', `split: ${SPLITS.join(', ')}`).default('test').argParser(choiceFlag('--split', SPLITS)))
-    .addOption(new Option('--limit <n>', 'images to embed, class-balanced').default(2000).argParser(integerFlag('--limit', 1)))
+    .addOption(new Option('--limit <n>', 'images of the split to embed, class-balanced').default(2000).argParser(integerFlag('--limit', 1)))
     .addOption(new Option('--features <kind>', `vectors: ${EMBEDDING_KINDS.join(', ')}`).default('encoder').argParser(choiceFlag('--features', EMBEDDING_KINDS)))
+    .option('--projection', 'the L2-normalized projection head output (same as --features projection)')
     .addOption(new Option('--neighbors <n>', 'UMAP neighbours').default(15).argParser(integerFlag('--neighbors', 2)))
     .addOption(new Option('--seed <n>', "seed of UMAP (default: derived from the run's)").argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
     .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: the run's)").argParser(pathFlag('--data-dir')))
+    .option('--strict', 'with --images: an unreadable image is an error (default: skipped with a warning)')
     .option('--no-map', 'skip the UMAP map')
     .option('--no-fast-kernels', 'do not use the native tfjs kernels')
-    .action(async (opts: Record<string, unknown>) => {
+    .action(async (opts: Record<string, unknown>, cmd: Command) => {
       const file = opts.out as string;
-      if (!/\.(json|tsv)$/i.test(file)) throw new InvalidArgumentError('--out', "a file name ending in '.json' or '.tsv'", `'${file}'`);
+      if (!/\.(json|npy|tsv)$/i.test(file)) throw new InvalidArgumentError('--out', "a file name ending in '.json', '.npy' or '.tsv'", `'${file}'`);
+      if (opts.projection === true && cmd.getOptionValueSource('features') === 'cli' && opts.features !== 'projection') {
+        throw new InvalidArgumentError('--features', "'projection' or nothing when --projection is given", `'${opts.features}'`);
+      }
+      const kind = opts.projection === true ? 'projection' : (opts.features as 'encoder' | 'projection');
       await useCpuBackend();
-      const embedding = await embedCheckpoint(opts.checkpoint as string, {
-        split: opts.split as 'train' | 'test',
-        limit: opts.limit as number,
-        kind: opts.features as 'encoder' | 'projection',
-        map: opts.map !== false,
-        neighbors: opts.neighbors as number,
-        ...(opts.seed === undefined ? {} : { seed: opts.seed as number }),
-        ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
-        fastKernels: opts.fastKernels !== false,
-      });
+      const { stop, ...hooks } = dataHooks(io.stdout, io.stderr);
+      let embedding;
+      if (opts.images !== undefined) {
+        rejectFlags(cmd, opts, ['split', 'limit', 'dataDir'], 'with --images (it embeds every image found there)');
+        embedding = await embedImages(opts.checkpoint as string, opts.images as string, {
+          kind,
+          strict: opts.strict === true,
+          map: opts.map !== false,
+          neighbors: opts.neighbors as number,
+          ...(opts.seed === undefined ? {} : { seed: opts.seed as number }),
+          fastKernels: opts.fastKernels !== false,
+          ...hooks,
+        });
+      } else {
+        rejectFlags(cmd, opts, ['strict'], 'without --images');
+        embedding = await embedCheckpoint(opts.checkpoint as string, {
+          split: opts.split as 'train' | 'test',
+          limit: opts.limit as number,
+          kind,
+          map: opts.map !== false,
+          neighbors: opts.neighbors as number,
+          ...(opts.seed === undefined ? {} : { seed: opts.seed as number }),
+          ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
+          fastKernels: opts.fastKernels !== false,
+          ...hooks,
+        });
+      }
+      stop();
       const written = await writeEmbedding(embedding, file);
-      out(`embedded ${embedding.count} ${embedding.split} images into ${embedding.dim} dimensions: ${written.join(', ')}`);
+      const what = embedding.split === null ? `images of ${embedding.dataset}` : `${embedding.split} images`;
+      out(`embedded ${embedding.count} ${what} into ${embedding.dim} dimensions (${embedding.kind}): ${written.join(', ')}`);
+    });
+
+  // ------------------------------------------------------------------------------------ neighbors
+  program
+    .command('neighbors')
+    .description(
+      'Nearest neighbours of query images in an embedding index (written by supcon embed): exact cosine similarity ' +
+        'on the vectors of the same checkpoint, printed as a table (rank, similarity, class, path) or JSON.',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--index <file>', 'embedding index: a .json or .npy file of supcon embed').makeOptionMandatory().argParser(pathFlag('--index')))
+    .addOption(new Option('--query <path>', 'an image file or a folder of images').makeOptionMandatory().argParser(pathFlag('--query')))
+    .addOption(new Option('-k, --k <n>', 'neighbours per query').default(10).argParser(integerFlag('-k', 1)))
+    .option('--json', 'print the result as JSON')
+    .option('--strict', 'an unreadable query image is an error (default: skipped with a warning)')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>) => {
+      await useCpuBackend();
+      // stdout is the result (a table or JSON): progress goes to stderr.
+      const { stop, ...hooks } = dataHooks(io.stderr, io.stderr);
+      const results = await findNeighbors(opts.checkpoint as string, opts.index as string, opts.query as string, {
+        k: opts.k as number,
+        strict: opts.strict === true,
+        fastKernels: opts.fastKernels !== false,
+        ...hooks,
+      });
+      stop();
+      if (opts.json === true) {
+        out(JSON.stringify(results));
+        return;
+      }
+      for (const { query, neighbors } of results) {
+        out(`query: ${query}`);
+        const classWidth = Math.max(5, ...neighbors.map((n) => (n.className ?? '-').length));
+        out(`  rank  similarity  ${'class'.padEnd(classWidth)}  path`);
+        for (const n of neighbors) {
+          out(`  ${String(n.rank).padStart(4)}  ${n.similarity.toFixed(4).padStart(10)}  ${(n.className ?? '-').padEnd(classWidth)}  ${n.path ?? `row ${n.index}`}`);
+        }
+      }
+    });
+
+  // --------------------------------------------------------------------------------------- export
+  program
+    .command('export')
+    .description(
+      'Export the encoder (and optionally the projection head and the linear classifier) as a plain tfjs ' +
+        'LayersModel (model.json + weights.bin) that tf.loadLayersModel loads without this package, plus metadata.json ' +
+        '(input size, channels, normalization, outputs, class names).',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--out <dir>', 'output folder').makeOptionMandatory().argParser(pathFlag('--out')))
+    .option('--projection', 'add the projection head output (before its L2 normalization)')
+    .option('--classifier', 'add the class logits (the CE head, or the linear classifier of linear evaluation)')
+    .action(async (opts: Record<string, unknown>) => {
+      await useCpuBackend();
+      const result = await exportCheckpoint(opts.checkpoint as string, opts.out as string, {
+        projection: opts.projection === true,
+        classifier: opts.classifier === true,
+      });
+      const outputs = result.metadata.outputs.map((o) => `${o.name} [${o.shape[1]}]`).join(', ');
+      out(`exported ${opts.checkpoint as string} (${outputs}) to ${result.files.join(', ')}`);
+      if (result.maxDifference !== undefined) {
+        out(`outputs match the checkpoint's models within ${result.maxDifference.toExponential(1)} (relative)`);
+      }
     });
 
   // ----------------------------------------------------------------------------------------- plot

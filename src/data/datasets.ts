@@ -9,9 +9,18 @@ import * as validate from '../validate';
 import { DatasetError } from './errors';
 import { readIdxImages, readIdxLabels } from './idx';
 import { readCifarSplit, type CifarVariant } from './cifar';
+import { IMAGE_FOLDER_OPTION_KEYS, loadImageFolder, type ImageFolderOptions } from './image_folder';
+import { InvalidArgumentError } from '../errors';
 
-/** The names {@link loadDataset} accepts. */
-export const DATASET_NAMES = ['fashion-mnist-mini', 'fashion-mnist', 'mnist', 'cifar10', 'cifar100'] as const;
+/** The datasets with fixed files and a registry entry ({@link DATASETS}). */
+export const BUILTIN_DATASET_NAMES = ['fashion-mnist-mini', 'fashion-mnist', 'mnist', 'cifar10', 'cifar100'] as const;
+export type BuiltinDatasetName = (typeof BUILTIN_DATASET_NAMES)[number];
+
+/**
+ * The names {@link loadDataset} accepts: the built-in datasets and `'image-folder'`, a folder of
+ * one's own images in the torchvision ImageFolder layout (see `loadImageFolder`).
+ */
+export const DATASET_NAMES = [...BUILTIN_DATASET_NAMES, 'image-folder'] as const;
 export type DatasetName = (typeof DATASET_NAMES)[number];
 
 /** The two splits every dataset has. */
@@ -24,9 +33,9 @@ export interface Normalization {
   readonly std: readonly number[];
 }
 
-/** What is known about a dataset before loading it. */
+/** What is known about a built-in dataset before loading it. */
 export interface DatasetInfo {
-  readonly name: DatasetName;
+  readonly name: BuiltinDatasetName;
   readonly height: number;
   readonly width: number;
   readonly channels: 1 | 3;
@@ -42,12 +51,37 @@ export interface DatasetInfo {
   readonly hint: string;
 }
 
+/**
+ * Pixels that stay on disk and are read record by record: the split of an image folder whose
+ * decoded cache is larger than the memory allowed for it (see `loadImageFolder`).
+ */
+export interface ImageStore {
+  /** Bytes per record: height * width * channels. */
+  readonly recordBytes: number;
+  /** Records in the store. */
+  readonly count: number;
+  /**
+   * Copies the records `indices` (each in [0, count)), in that order, into `out`
+   * (`indices.length * recordBytes` bytes).
+   * @throws {@link InvalidArgumentError} for an index out of range or an `out` of another size.
+   * @throws {@link DatasetError} when the file cannot be read.
+   */
+  read(indices: ArrayLike<number>, out: Uint8Array): void;
+  /** A store of some of these records, in the given order; nothing is copied. */
+  subset(indices: ArrayLike<number>): ImageStore;
+}
+
 /** A loaded split of a dataset. Images are NHWC uint8, labels int32 in [0, numClasses). */
 export interface ImageDataset {
   readonly name: DatasetName;
   readonly split: Split;
-  /** `count * height * width * channels` bytes, NHWC, 0 = black. */
+  /**
+   * `count * height * width * channels` bytes, NHWC, 0 = black; empty when `store` is set
+   * (read pixels through `readImages` to handle both).
+   */
   readonly images: Uint8Array;
+  /** Where the pixels are when they stay on disk (a split too large for memory); else absent. */
+  readonly store?: ImageStore;
   /** One class index per image. */
   readonly labels: Int32Array;
   readonly count: number;
@@ -62,8 +96,8 @@ export interface ImageDataset {
 }
 
 /** Options of {@link loadDataset}. */
-export interface LoadDatasetOptions {
-  /** Folder holding the dataset's files; overrides the default location. */
+export interface LoadDatasetOptions extends Omit<ImageFolderOptions, 'split'> {
+  /** Folder holding the dataset's files; overrides the default location (required for 'image-folder'). */
   dataDir?: string;
   /** Which split (default 'train'). */
   split?: Split;
@@ -117,7 +151,7 @@ const FASHION_MNIST_HINT =
 const FASHION_NORMALIZATION: Normalization = { mean: [0.286], std: [0.353] };
 
 /** The registry. */
-export const DATASETS: Readonly<Record<DatasetName, DatasetInfo>> = {
+export const DATASETS: Readonly<Record<BuiltinDatasetName, DatasetInfo>> = {
   'fashion-mnist-mini': {
     name: 'fashion-mnist-mini',
     height: 28,
@@ -184,9 +218,16 @@ export const DATASETS: Readonly<Record<DatasetName, DatasetInfo>> = {
   },
 };
 
-/** The registry entry of a dataset. @throws {@link InvalidArgumentError} for an unknown name. */
-export function datasetInfo(name: DatasetName): DatasetInfo {
-  return DATASETS[validate.oneOf('name', name, DATASET_NAMES)];
+/**
+ * The registry entry of a built-in dataset.
+ * @throws {@link InvalidArgumentError} for an unknown name, or for 'image-folder', whose size,
+ *   channels and classes depend on the folder (load it, or read a run's `dataset.json`).
+ */
+export function datasetInfo(name: BuiltinDatasetName): DatasetInfo {
+  if ((name as string) === 'image-folder') {
+    validate.fail('name', `a built-in dataset (${BUILTIN_DATASET_NAMES.join(', ')}); an image folder is described by loading it`, name);
+  }
+  return DATASETS[validate.oneOf('name', name, BUILTIN_DATASET_NAMES)];
 }
 
 /** The folder of the Fashion-MNIST subset shipped inside the package. */
@@ -206,9 +247,21 @@ export function embeddedDataDir(): string {
  *   with a hint on how to get the data.
  */
 export async function loadDataset(name: DatasetName, options: LoadDatasetOptions = {}): Promise<ImageDataset> {
-  const info = datasetInfo(name);
-  const opts = validate.options('options', options, ['dataDir', 'split', 'labels']);
+  validate.oneOf('name', name, DATASET_NAMES);
+  const opts = validate.options('options', options, ['dataDir', 'split', 'labels', ...IMAGE_FOLDER_OPTION_KEYS]);
   const split = opts.split === undefined ? 'train' : validate.oneOf('options.split', opts.split, SPLITS);
+  if (name === 'image-folder') {
+    if (opts.labels !== undefined) validate.fail('options.labels', "no 'labels' option (only cifar100 has fine and coarse labels)", opts.labels);
+    if (opts.dataDir === undefined) {
+      throw new InvalidArgumentError('options.dataDir', 'the folder of the images (--data-dir) for dataset image-folder', 'none');
+    }
+    const { dataDir, labels: _labels, ...folderOptions } = opts as LoadDatasetOptions;
+    return loadImageFolder(validate.string('options.dataDir', dataDir), { ...folderOptions, split });
+  }
+  for (const key of IMAGE_FOLDER_OPTION_KEYS) {
+    if (opts[key] !== undefined) validate.fail(`options.${key}`, `no '${key}' option (only dataset image-folder has it)`, opts[key]);
+  }
+  const info = datasetInfo(name);
   const labelKind = opts.labels === undefined ? 'fine' : validate.oneOf('options.labels', opts.labels, ['fine', 'coarse'] as const);
   if (opts.labels !== undefined && name !== 'cifar100') {
     validate.fail('options.labels', "no 'labels' option (only cifar100 has fine and coarse labels)", opts.labels);
@@ -302,18 +355,52 @@ function checkLabelRange(labels: Int32Array, numClasses: number, path: string, h
 
 /**
  * A dataset made of some records of another, in the given order (e.g. a class-balanced subset).
+ * Per-record file paths (an image folder's `paths`) follow their records.
  * @throws {@link InvalidArgumentError} when an index is out of range.
  */
-export function subsetDataset(dataset: ImageDataset, indices: ArrayLike<number>): ImageDataset {
+export function subsetDataset<D extends ImageDataset>(dataset: D, indices: ArrayLike<number>): D {
   const recordBytes = dataset.height * dataset.width * dataset.channels;
-  const images = new Uint8Array(indices.length * recordBytes);
   const labels = new Int32Array(indices.length);
   for (let i = 0; i < indices.length; i++) {
     const r = validate.integer(`indices[${i}]`, indices[i], 0, dataset.count - 1);
-    images.set(dataset.images.subarray(r * recordBytes, (r + 1) * recordBytes), i * recordBytes);
     labels[i] = dataset.labels[r];
   }
-  return { ...dataset, images, labels, count: indices.length };
+  const paths = (dataset as { paths?: readonly string[] }).paths;
+  const perRecord = Array.isArray(paths) ? { paths: Array.from(indices, (r) => paths[r]) } : {};
+  // A split on disk stays on disk: the subset is a view of the same file.
+  if (dataset.store !== undefined) return { ...dataset, ...perRecord, store: dataset.store.subset(indices), labels, count: indices.length };
+  const images = new Uint8Array(indices.length * recordBytes);
+  for (let i = 0; i < indices.length; i++) {
+    const r = indices[i];
+    images.set(dataset.images.subarray(r * recordBytes, (r + 1) * recordBytes), i * recordBytes);
+  }
+  return { ...dataset, ...perRecord, images, labels, count: indices.length };
+}
+
+/**
+ * The uint8 pixels of the records `indices` of a split, NHWC, in that order, wherever they are
+ * (in memory or in a {@link ImageStore}). `out` (optional) receives them.
+ * @throws {@link InvalidArgumentError} for an index out of range or an `out` of another size.
+ */
+export function readImages(dataset: ImageDataset, indices: ArrayLike<number>, out?: Uint8Array): Uint8Array {
+  const recordBytes = dataset.height * dataset.width * dataset.channels;
+  const bytes = out ?? new Uint8Array(indices.length * recordBytes);
+  if (bytes.length !== indices.length * recordBytes) {
+    throw new InvalidArgumentError('out', `Uint8Array of length ${indices.length * recordBytes}`, `length ${bytes.length}`);
+  }
+  for (let i = 0; i < indices.length; i++) {
+    const r = indices[i];
+    if (!Number.isInteger(r) || r < 0 || r >= dataset.count) validate.fail(`indices[${i}]`, `integer in [0, ${dataset.count - 1}]`, r);
+  }
+  if (dataset.store !== undefined) {
+    dataset.store.read(indices, bytes);
+    return bytes;
+  }
+  for (let i = 0; i < indices.length; i++) {
+    const r = indices[i];
+    bytes.set(dataset.images.subarray(r * recordBytes, (r + 1) * recordBytes), i * recordBytes);
+  }
+  return bytes;
 }
 
 /**

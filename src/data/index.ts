@@ -1,5 +1,6 @@
 /**
- * The data layer: dataset files (IDX, CIFAR binary), the dataset registry, a seeded RNG,
+ * The data layer: dataset files (IDX, CIFAR binary), image folders (decoded by sharp into a
+ * pixel cache), the dataset registry, a seeded RNG,
  * batching, and two-view augmentation on tensors.
  */
 export { DatasetError } from './errors';
@@ -31,23 +32,53 @@ export {
 } from './cifar';
 export {
   loadDataset,
+  readImages,
   datasetInfo,
   embeddedDataDir,
   subsetDataset,
   firstPerClass,
   DATASETS,
   DATASET_NAMES,
+  BUILTIN_DATASET_NAMES,
   SPLITS,
   DEBIAN_FASHION_MNIST_DIR,
   CIFAR100_FINE_CLASSES,
   CIFAR100_COARSE_CLASSES,
   type DatasetName,
+  type BuiltinDatasetName,
   type DatasetInfo,
+  type ImageStore,
   type ImageDataset,
   type LoadDatasetOptions,
   type Normalization,
   type Split,
 } from './datasets';
+export {
+  loadImageFolder,
+  scanImageFolder,
+  IMAGE_FOLDER_OPTION_KEYS,
+  DEFAULT_IMAGE_SIZE,
+  type ImageFolderOptions,
+  type ImageFolderDataset,
+  type ImageFolderLayout,
+  type ImageFolderFile,
+  type SkippedImage,
+} from './image_folder';
+export {
+  decodeImage,
+  decodeImageBuffer,
+  decodeImageFiles,
+  listImages,
+  isImageFile,
+  IMAGE_EXTENSIONS,
+  IMAGE_FORMATS,
+  CACHE_DIR_NAME,
+  type DecodeOptions,
+  type DecodeFilesOptions,
+  type DecodeOutcome,
+  type DecodeProgress,
+  type ListedImage,
+} from './images';
 export { Rng } from './rng';
 export {
   corruptImages,

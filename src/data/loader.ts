@@ -1,12 +1,12 @@
 /**
- * Batching over an in-memory {@link ImageDataset}: seeded shuffling per epoch, float tensors in
+ * Batching over an {@link ImageDataset} (pixels in memory or in an on-disk store): seeded shuffling per epoch, float tensors in
  * [0, 1] (NHWC), int32 labels. Batches are built lazily, one per iteration step, and belong to
  * the caller, who disposes them.
  */
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
 import { InvalidArgumentError } from '../errors';
-import type { ImageDataset } from './datasets';
+import { readImages, type ImageDataset } from './datasets';
 import { Rng } from './rng';
 
 /** One batch. `images` and `labels` are new tensors the caller must dispose. */
@@ -63,7 +63,17 @@ function checkDataset(dataset: ImageDataset): void {
   const { count, height, width, channels } = dataset;
   validate.integer('dataset.count', count, 0);
   validate.shape('[dataset.height, dataset.width, dataset.channels]', [height, width, channels], [3]);
-  validate.typedArray('dataset.images', dataset.images, Uint8Array, count * height * width * channels);
+  if (dataset.store !== undefined) {
+    if (dataset.store.count !== count || dataset.store.recordBytes !== height * width * channels) {
+      throw new InvalidArgumentError(
+        'dataset.store',
+        `a store of ${count} records of ${height * width * channels} bytes`,
+        `${dataset.store.count} records of ${dataset.store.recordBytes} bytes`,
+      );
+    }
+  } else {
+    validate.typedArray('dataset.images', dataset.images, Uint8Array, count * height * width * channels);
+  }
   validate.typedArray('dataset.labels', dataset.labels, Int32Array, count);
 }
 
@@ -76,6 +86,12 @@ export function gatherImages(dataset: ImageDataset, indices: ArrayLike<number>, 
   const pixels = out ?? new Float32Array(indices.length * recordSize);
   if (pixels.length !== indices.length * recordSize) {
     throw new InvalidArgumentError('out', `Float32Array of length ${indices.length * recordSize}`, `length ${pixels.length}`);
+  }
+  if (dataset.store !== undefined) {
+    // Records on disk: read the batch's bytes once, then scale.
+    const bytes = readImages(dataset, indices);
+    for (let p = 0; p < bytes.length; p++) pixels[p] = bytes[p] / 255;
+    return pixels;
   }
   const bytes = dataset.images;
   for (let i = 0; i < indices.length; i++) {

@@ -20,7 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { callNative, loadNative, requireNative, type NativeConv2DGeometry } from '../native';
-import { type CpuBackend, float32Values, type KernelArgs, sizeOf } from './cpu_backend';
+import { type CpuBackend, float32Values, type KernelArgs, onCpuBackend, sizeOf } from './cpu_backend';
 import { convInfo, nativeGeometry } from './conv';
 import { outputPool } from './output_pool';
 
@@ -118,7 +118,7 @@ interface KernelAttrs extends ConvBatchNormSettings {
 
 /** Whether the native kernel can run these tensors (else the composed path runs). */
 function nativeUsable(t: ConvBatchNormTensors): boolean {
-  if (tf.getBackend() !== 'cpu') return false;
+  if (!onCpuBackend()) return false;
   const addon = loadNative();
   if (!addon || typeof addon.convBatchNormForward !== 'function') return false;
   const all = [t.x, t.filter, t.gamma, t.beta, t.movingMean, t.movingVariance, ...(t.residual ? [t.residual] : [])];

@@ -54,6 +54,15 @@ export function float32Values(backend: CpuBackend, info: tf.TensorInfo | null | 
   return values instanceof Float32Array ? values : null;
 }
 
+/**
+ * Whether tfjs's active backend is `cpu`, initializing the best registered backend first if none
+ * is active yet (a fresh process: `tf.getBackend()` alone is undefined until some op runs).
+ */
+export function onCpuBackend(): boolean {
+  tf.backend();
+  return tf.getBackend() === 'cpu';
+}
+
 /** Product of a shape's sizes. */
 export function sizeOf(shape: readonly number[]): number {
   let n = 1;

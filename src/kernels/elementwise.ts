@@ -54,6 +54,9 @@ function reduceKernel(mean: boolean): KernelFactory {
     } catch {
       return runOriginal(original, args);
     }
+    // A repeated axis has no meaning of its own; tfjs's kernel gives it one (tf.sum(x, [1, 1])
+    // reduces everything). Leave such lists to it, so results never depend on the native kernels.
+    if (new Set(axes).size !== axes.length) return runOriginal(original, args);
     const [outShape, reduceShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
     const reduceSize = sizeOf(reduceShape);
     const out = outputPool.acquire(sizeOf(outShape));

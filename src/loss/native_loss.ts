@@ -14,9 +14,14 @@ export interface LossResult {
   perAnchor: Float32Array;
   /** dLoss/dFeatures in the features' layout, or null when `wantGrad` is false. */
   grad: Float32Array | null;
+  /** dLoss/dContrastFeatures [M * D] when `contrast.gradient` is true (and `wantGrad`), else null. */
+  contrastGrad: Float32Array | null;
   /** Anchors that have at least one positive (the divisor of 'mean'). */
   validAnchors: number;
-  /** Peak extra memory the native call allocated, in bytes. */
+  /**
+   * Peak bytes of every buffer the call allocated (host, plus device on CUDA), counted for this
+   * call alone; the caller's inputs and the returned arrays are not included.
+   */
   workspaceBytes: number;
 }
 
@@ -28,7 +33,12 @@ function prepare(input: LossInput) {
   return prepareLossArgs(input, opts);
 }
 
-/** Fused SupCon loss (and its gradient) on typed arrays, synchronously. */
+/**
+ * Fused SupCon loss (and its gradient) on typed arrays, synchronously (docs/loss.md). The input
+ * is checked once here (the rules of src/loss/options.ts), then the core computes.
+ * @throws InvalidArgumentError for bad input (named as `input.<option>`, `features`, ...);
+ * NativeError when the addon is missing or a native call fails (no CUDA device, out of memory).
+ */
 export function forwardBackward(input: LossInput): LossResult {
   const { args } = prepare(input);
   const addon = requireNative();

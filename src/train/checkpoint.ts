@@ -211,40 +211,60 @@ const shapeText = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
  */
 export async function loadWeightsInto(model: tf.LayersModel, dir: string, modelFile: string = CHECKPOINT_FILES.model): Promise<void> {
   const path = join(dir, modelFile);
-  const json = await readJson(path);
-  const { specs, data } = await readManifestWeights(dir, modelFile, json);
-  const named = decodeNamed(path, specs, data);
+  const named = await readSavedWeights(dir, modelFile);
   try {
-    const weights = model.weights;
-    const modelNames = new Set(weights.map((w) => w.originalName));
-    for (const w of weights) {
-      const saved = named[w.originalName];
-      if (saved === undefined) {
-        throw new CheckpointError(
-          path,
-          `has no weight '${w.originalName}' that the model '${model.name}' has (was it saved from a different architecture?)`,
-        );
-      }
-      if (!tf.util.arraysEqual(saved.shape, w.shape as number[])) {
-        throw new CheckpointError(
-          path,
-          `weight '${w.originalName}' has shape ${shapeText(saved.shape)} in the checkpoint but ${shapeText(
-            w.shape as number[],
-          )} in the model '${model.name}' (a different architecture or width?)`,
-        );
-      }
-    }
-    const extra = Object.keys(named).filter((n) => !modelNames.has(n));
-    if (extra.length > 0) {
-      throw new CheckpointError(
-        path,
-        `holds ${extra.length} weight(s) the model '${model.name}' does not have, e.g. '${extra[0]}' (a different architecture?)`,
-      );
-    }
-    for (const w of weights) w.write(named[w.originalName]);
+    assignNamedWeights(model, named, path, { allowExtra: false });
   } finally {
     tf.dispose(Object.values(named));
   }
+}
+
+/**
+ * The weights saved in `dir` (model.json + weights.bin) by their original names, e.g.
+ * `stem_conv/kernel`, without building the model they came from. The caller disposes them.
+ * @throws {@link CheckpointError} naming the file when it is missing, corrupt or truncated.
+ */
+export async function readSavedWeights(dir: string, modelFile: string = CHECKPOINT_FILES.model): Promise<tf.NamedTensorMap> {
+  const path = join(dir, modelFile);
+  const json = await readJson(path);
+  const { specs, data } = await readManifestWeights(dir, modelFile, json);
+  return decodeNamed(path, specs, data);
+}
+
+/**
+ * Writes `named` tensors into the weights of `model` with the same original names. Every weight
+ * of the model must be there with its shape; with `allowExtra: false` nothing else may be.
+ * @param path The file `named` came from, for messages.
+ * @throws {@link CheckpointError} naming the file and the first mismatch.
+ */
+export function assignNamedWeights(model: tf.LayersModel, named: tf.NamedTensorMap, path: string, options: { allowExtra: boolean }): void {
+  const weights = model.weights;
+  const modelNames = new Set(weights.map((w) => w.originalName));
+  for (const w of weights) {
+    const saved = named[w.originalName];
+    if (saved === undefined) {
+      throw new CheckpointError(
+        path,
+        `has no weight '${w.originalName}' that the model '${model.name}' has (was it saved from a different architecture?)`,
+      );
+    }
+    if (!tf.util.arraysEqual(saved.shape, w.shape as number[])) {
+      throw new CheckpointError(
+        path,
+        `weight '${w.originalName}' has shape ${shapeText(saved.shape)} in the checkpoint but ${shapeText(
+          w.shape as number[],
+        )} in the model '${model.name}' (a different architecture or width?)`,
+      );
+    }
+  }
+  const extra = Object.keys(named).filter((n) => !modelNames.has(n));
+  if (extra.length > 0 && !options.allowExtra) {
+    throw new CheckpointError(
+      path,
+      `holds ${extra.length} weight(s) the model '${model.name}' does not have, e.g. '${extra[0]}' (a different architecture?)`,
+    );
+  }
+  for (const w of weights) w.write(named[w.originalName]);
 }
 
 /** Maps the model's variable names (unique per process) to its weights' original names and back. */

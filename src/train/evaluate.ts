@@ -4,10 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { extname, join } from 'node:path';
+import { basename, extname, join, resolve as resolvePath } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
-import { datasetInfo, firstPerClass, Rng, SPLITS, loadDataset, subsetDataset, type ImageDataset, type Split } from '../data';
+import { firstPerClass, Rng, SPLITS, subsetDataset, type ImageDataset, type Split } from '../data';
 import { createLinearClassifier } from '../models';
 import { CHECKPOINT_FILES, loadWeightsInto } from './checkpoint';
 import { resolveTrainConfig, type TrainConfig } from './config';
@@ -16,12 +16,14 @@ import { enableFastKernels } from './fast_kernels';
 import { accuracyOfLogits, firstRecords, predictDataset } from './features';
 import { classifierAccuracy, trainLinearOnEncoder } from './linear_eval';
 import { latestEpochs, readMetrics, type ResultRecord } from './metrics';
+import { encodeNpy } from './npy';
 import { curvesSpec, embeddingMapSpec, writeChart } from './plots';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+import { loadConfigSplit, readRunDataset, type DataHooks, type RunDatasetInfo } from './run_dataset';
 import { readTrainingState, RUN_FILES, type TrainingState } from './run_state';
 
-/** Options shared by the functions that open a checkpoint. */
-export interface OpenCheckpointOptions {
+/** Options shared by the functions that open a checkpoint (the hooks see image-folder decoding). */
+export interface OpenCheckpointOptions extends DataHooks {
   /** Folder of the dataset files, when they moved since training. */
   dataDir?: string;
   /** Builds the encoder of runs whose arch is 'custom'. */
@@ -36,6 +38,17 @@ export interface OpenedCheckpoint {
   config: TrainConfig;
   state: TrainingState;
   models: RunModels;
+  /** The run's training data: image shape, classes, normalization. */
+  dataset: RunDatasetInfo;
+}
+
+const OPEN_KEYS = ['dataDir', 'buildEncoder', 'fastKernels', 'onDataProgress', 'onDataWarning'] as const;
+
+/** The {@link OpenCheckpointOptions} among a function's options. */
+function openOptions(o: Partial<Record<string, unknown>>): OpenCheckpointOptions {
+  const picked: Record<string, unknown> = {};
+  for (const key of OPEN_KEYS) if (o[key] !== undefined) picked[key] = o[key];
+  return picked as OpenCheckpointOptions;
 }
 
 /**
@@ -44,12 +57,15 @@ export interface OpenedCheckpoint {
  */
 export async function openCheckpoint(dir: string, options: OpenCheckpointOptions = {}): Promise<OpenedCheckpoint> {
   validate.string('dir', dir);
-  const o = validate.options('options', options, ['dataDir', 'buildEncoder', 'fastKernels']);
+  const o = validate.options('options', options, OPEN_KEYS);
+  for (const key of ['onDataProgress', 'onDataWarning'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'function') validate.fail(`options.${key}`, 'a function', o[key]);
+  }
   if (!existsSync(dir)) throw new CheckpointError(dir, 'no such directory');
   if (o.fastKernels !== false) enableFastKernels();
   const state = await readTrainingState(dir);
   const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
-  const info = datasetInfo(config.dataset);
+  const info = await readRunDataset(dir, config);
   const models = buildRunModels(config, [info.height, info.width, info.channels], info.numClasses, o.buildEncoder as EncoderBuilder | undefined);
   try {
     await loadWeightsInto(models.trainModel, dir);
@@ -57,12 +73,12 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
     disposeRunModels(models);
     throw e;
   }
-  return { dir, config, state, models };
+  return { dir, config, state, models, dataset: info };
 }
 
-/** One split of a run's dataset, from the run's data folder. */
-export async function loadSplit(config: TrainConfig, split: Split): Promise<ImageDataset> {
-  return loadDataset(config.dataset, { split, ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }) });
+/** One split of a run's dataset, from the run's data folder (the hooks see image-folder decoding). */
+export async function loadSplit(config: TrainConfig, split: Split, hooks: DataHooks = {}): Promise<ImageDataset> {
+  return loadConfigSplit(config, split, hooks);
 }
 
 /** Options of {@link evaluateCheckpoint}. */
@@ -106,9 +122,10 @@ export interface CheckpointScorer {
  */
 export async function checkpointScorer(
   opened: OpenedCheckpoint,
-  options: { retrain?: boolean; linearEpochs?: number } = {},
+  options: { retrain?: boolean; linearEpochs?: number; hooks?: DataHooks } = {},
 ): Promise<CheckpointScorer> {
-  const o = validate.options('options', options, ['retrain', 'linearEpochs']);
+  const o = validate.options('options', options, ['retrain', 'linearEpochs', 'hooks']);
+  const hooks = (o.hooks ?? {}) as DataHooks;
   const retrain = o.retrain === undefined ? false : validate.boolean('options.retrain', o.retrain);
   const linearEpochs = o.linearEpochs === undefined ? undefined : validate.integer('options.linearEpochs', o.linearEpochs, 1);
   const { config, models, dir } = opened;
@@ -144,7 +161,7 @@ export async function checkpointScorer(
   const linearDir = join(dir, RUN_FILES.linearClassifier);
   if (!retrain && existsSync(join(linearDir, CHECKPOINT_FILES.model))) {
     const featureDim = models.encoder.outputs[0].shape[1] as number;
-    const classifier = createLinearClassifier({ inputDim: featureDim, numClasses: datasetInfo(config.dataset).numClasses });
+    const classifier = createLinearClassifier({ inputDim: featureDim, numClasses: opened.dataset.numClasses });
     try {
       await loadWeightsInto(classifier, linearDir);
     } catch (e) {
@@ -153,7 +170,7 @@ export async function checkpointScorer(
     }
     return linearScorer(classifier, 'saved-linear');
   }
-  const train = firstRecords(await loadSplit(config, 'train'), config.limitTrain);
+  const train = firstRecords(await loadSplit(config, 'train', hooks), config.limitTrain);
   const trained = trainLinearOnEncoder(models.encoder, train, {
     epochs: linearEpochs ?? config.linearEpochs,
     learningRate: config.linearLr,
@@ -168,21 +185,19 @@ export async function checkpointScorer(
  * encoder when there is none, or when `retrain` is set); see {@link checkpointScorer}.
  */
 export async function evaluateCheckpoint(dir: string, options: EvaluateOptions = {}): Promise<EvaluationResult> {
-  const o = validate.options('options', options, ['dataDir', 'buildEncoder', 'fastKernels', 'limitTest', 'retrain', 'linearEpochs']);
+  const o = validate.options('options', options, [...OPEN_KEYS, 'limitTest', 'retrain', 'linearEpochs']);
   const limitTest = o.limitTest === undefined ? undefined : validate.integer('options.limitTest', o.limitTest, 1);
-  const opened = await openCheckpoint(dir, {
-    ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }),
-    ...(o.buildEncoder === undefined ? {} : { buildEncoder: o.buildEncoder as EncoderBuilder }),
-    ...(o.fastKernels === undefined ? {} : { fastKernels: o.fastKernels as boolean }),
-  });
+  const hooks = openOptions(o);
+  const opened = await openCheckpoint(dir, hooks);
   const { config, models, state } = opened;
   try {
     const scorer = await checkpointScorer(opened, {
       ...(o.retrain === undefined ? {} : { retrain: o.retrain as boolean }),
       ...(o.linearEpochs === undefined ? {} : { linearEpochs: o.linearEpochs as number }),
+      hooks,
     });
     try {
-      const test = firstRecords(await loadSplit(config, 'test'), limitTest ?? config.limitTest);
+      const test = firstRecords(await loadSplit(config, 'test', hooks), limitTest ?? config.limitTest);
       return {
         method: config.method,
         testCount: test.count,
@@ -220,19 +235,43 @@ export interface EmbedOptions extends OpenCheckpointOptions {
   seed?: number;
 }
 
-/** Embeddings of a split. */
+/** Embeddings of a split, or of image files (see `embedImages`). */
 export interface Embedding {
+  /** The dataset's name, or the folder (or file) the images came from. */
   dataset: string;
-  split: Split;
+  /** The split embedded; null for image files. */
+  split: Split | null;
   kind: EmbeddingKind;
   count: number;
   dim: number;
   /** Row-major [count, dim]. */
   vectors: Float32Array;
+  /** Class of every row (an index into classNames), -1 for an image without a class. */
   labels: Int32Array;
   classNames: readonly string[];
+  /** The file of every row, when the rows are image files. */
+  paths?: readonly string[];
+  /** The checkpoint state the vectors came from, to tell a stale index. */
+  checkpoint?: EmbeddingSource;
   /** Row-major [count, 2] UMAP coordinates, when computed. */
   map?: Float32Array;
+}
+
+/** Which checkpoint (and which state of it) made an embedding. */
+export interface EmbeddingSource {
+  dir: string;
+  step: number;
+  savedAt: string;
+}
+
+/** The {@link EmbeddingSource} of an opened checkpoint. */
+export function embeddingSource(opened: OpenedCheckpoint): EmbeddingSource {
+  return { dir: resolvePath(opened.dir), step: opened.state.step, savedAt: opened.state.savedAt };
+}
+
+/** Throws when a run has no vectors of `kind` (a cross-entropy run has no projection head). */
+export function checkEmbeddingKind(kind: EmbeddingKind, config: TrainConfig, argument = 'options.kind'): void {
+  if (kind === 'projection' && config.method === 'ce') validate.fail(argument, "'encoder' (a cross-entropy run has no projection head)", kind);
 }
 
 /** Indices of up to `limit` records, balanced over classes when every class has enough. */
@@ -269,22 +308,17 @@ export function umap2d(vectors: Float32Array, count: number, dim: number, option
 
 /** Embeds images of a split with a checkpoint's encoder (or projection head), and maps them to 2-D. */
 export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): Promise<Embedding> {
-  const o = validate.options('options', options, ['dataDir', 'buildEncoder', 'fastKernels', 'split', 'limit', 'kind', 'map', 'neighbors', 'seed']);
+  const o = validate.options('options', options, [...OPEN_KEYS, 'split', 'limit', 'kind', 'map', 'neighbors', 'seed']);
   const split = o.split === undefined ? 'test' : validate.oneOf('options.split', o.split, SPLITS);
   const limit = o.limit === undefined ? 2000 : validate.integer('options.limit', o.limit, 1);
   const kind = o.kind === undefined ? 'encoder' : validate.oneOf('options.kind', o.kind, EMBEDDING_KINDS);
   const map = o.map === undefined ? true : validate.boolean('options.map', o.map);
-  const opened = await openCheckpoint(dir, {
-    ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }),
-    ...(o.buildEncoder === undefined ? {} : { buildEncoder: o.buildEncoder as EncoderBuilder }),
-    ...(o.fastKernels === undefined ? {} : { fastKernels: o.fastKernels as boolean }),
-  });
+  const hooks = openOptions(o);
+  const opened = await openCheckpoint(dir, hooks);
   const { config, models } = opened;
   try {
-    if (kind === 'projection' && config.method === 'ce') {
-      validate.fail('options.kind', "'encoder' (a cross-entropy run has no projection head)", kind);
-    }
-    const full = await loadSplit(config, split);
+    checkEmbeddingKind(kind, config);
+    const full = await loadSplit(config, split, hooks);
     const dataset = subsetDataset(full, balancedIndices(full, limit));
     const model = kind === 'encoder' ? models.encoder : models.trainModel;
     const output = predictDataset(model, dataset) as tf.Tensor2D;
@@ -300,6 +334,10 @@ export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): 
       vectors,
       labels: dataset.labels,
       classNames: dataset.classNames,
+      ...((dataset as ImageDataset & { paths?: readonly string[] }).paths
+        ? { paths: (dataset as ImageDataset & { paths: readonly string[] }).paths }
+        : {}),
+      checkpoint: embeddingSource(opened),
     };
     if (map) {
       const seed = o.seed === undefined ? derivedSeed(config.seed, SEED_STREAMS.umap) : validate.integer('options.seed', o.seed, 0);
@@ -314,42 +352,71 @@ export async function embedCheckpoint(dir: string, options: EmbedOptions = {}): 
   }
 }
 
+/** File types {@link writeEmbedding} writes. */
+export const EMBEDDING_FILE_TYPES = ['.json', '.npy', '.tsv'] as const;
+
+/** The file holding everything but the vectors of a `.npy` embedding: `<name>.meta.json`. */
+export function npyMetadataFile(npyFile: string): string {
+  return npyFile.slice(0, npyFile.length - extname(npyFile).length) + '.meta.json';
+}
+
+/** An embedding as JSON, vectors (and map) as arrays of rows unless left out. */
+function embeddingJson(embedding: Embedding, withVectors: boolean): Record<string, unknown> {
+  const rows = (data: Float32Array, width: number): number[][] =>
+    Array.from({ length: embedding.count }, (_, i) => Array.from(data.subarray(i * width, (i + 1) * width)));
+  return {
+    format: 'supcon-embedding',
+    dataset: embedding.dataset,
+    split: embedding.split,
+    kind: embedding.kind,
+    count: embedding.count,
+    dim: embedding.dim,
+    classNames: embedding.classNames,
+    labels: Array.from(embedding.labels),
+    ...(embedding.paths ? { paths: embedding.paths } : {}),
+    ...(embedding.checkpoint ? { checkpoint: embedding.checkpoint } : {}),
+    ...(withVectors ? { vectors: rows(embedding.vectors, embedding.dim) } : {}),
+    ...(embedding.map ? { map: rows(embedding.map, 2) } : {}),
+  };
+}
+
 /**
- * Writes embeddings to `file`: `.json` (one object: labels, class names, vectors and map as
- * arrays of rows) or `.tsv` (vectors, one row per line, plus `<name>.labels.tsv` with the class
- * of each row: the TensorBoard projector's format). With a map, also draws it as
- * `<name>.umap.svg` and `<name>.umap.png`. Returns the paths written.
+ * Writes embeddings to `file`:
+ * - `.json`: one object with the vectors and map as arrays of rows, the labels, class names,
+ *   the file paths (for image files) and the checkpoint they came from;
+ * - `.npy`: the vectors as a float32 [count, dim] NumPy array (`numpy.load`), with everything
+ *   else in `<name>.meta.json` (the JSON form without `vectors`);
+ * - `.tsv`: vectors, one row per line, plus `<name>.labels.tsv` with the class of each row (and
+ *   its path, under a header, for image files): the TensorBoard projector's format.
+ * With a map, also draws it as `<name>.umap.svg` and `<name>.umap.png`. Returns the paths written.
+ * @throws {@link InvalidArgumentError} for another file type.
  */
 export async function writeEmbedding(embedding: Embedding, file: string): Promise<string[]> {
   validate.string('file', file);
   const ext = extname(file).toLowerCase();
-  if (ext !== '.json' && ext !== '.tsv') validate.fail('file', "a path ending in '.json' or '.tsv'", file);
+  if (!(EMBEDDING_FILE_TYPES as readonly string[]).includes(ext)) validate.fail('file', "a path ending in '.json', '.npy' or '.tsv'", file);
   const base = file.slice(0, file.length - ext.length);
-  const rows = (data: Float32Array, width: number): number[][] =>
-    Array.from({ length: embedding.count }, (_, i) => Array.from(data.subarray(i * width, (i + 1) * width)));
   const written: string[] = [];
   if (ext === '.json') {
-    const json = {
-      dataset: embedding.dataset,
-      split: embedding.split,
-      kind: embedding.kind,
-      count: embedding.count,
-      dim: embedding.dim,
-      classNames: embedding.classNames,
-      labels: Array.from(embedding.labels),
-      vectors: rows(embedding.vectors, embedding.dim),
-      ...(embedding.map ? { map: rows(embedding.map, 2) } : {}),
-    };
-    await writeFile(file, JSON.stringify(json));
+    await writeFile(file, JSON.stringify(embeddingJson(embedding, true)));
     written.push(file);
+  } else if (ext === '.npy') {
+    await writeFile(file, encodeNpy(embedding.vectors, [embedding.count, embedding.dim]));
+    await writeFile(npyMetadataFile(file), JSON.stringify({ ...embeddingJson(embedding, false), vectorsFile: basename(file) }));
+    written.push(file, npyMetadataFile(file));
   } else {
-    await writeFile(file, rows(embedding.vectors, embedding.dim).map((r) => r.join('\t')).join('\n') + '\n');
+    const lines = Array.from({ length: embedding.count }, (_, i) => Array.from(embedding.vectors.subarray(i * embedding.dim, (i + 1) * embedding.dim)).join('\t'));
+    await writeFile(file, lines.join('\n') + '\n');
     const labelsFile = `${base}.labels.tsv`;
-    await writeFile(labelsFile, Array.from(embedding.labels, (l) => embedding.classNames[l] ?? String(l)).join('\n') + '\n');
+    const className = (l: number) => (l < 0 ? '' : (embedding.classNames[l] ?? String(l)));
+    const meta = embedding.paths
+      ? ['class\tpath', ...Array.from(embedding.labels, (l, i) => `${className(l)}\t${embedding.paths![i]}`)]
+      : Array.from(embedding.labels, className);
+    await writeFile(labelsFile, meta.join('\n') + '\n');
     written.push(file, labelsFile);
   }
   if (embedding.map) {
-    const title = `UMAP of ${embedding.kind} embeddings (${embedding.dataset} ${embedding.split}, ${embedding.count} images)`;
+    const title = `UMAP of ${embedding.kind} embeddings (${embedding.dataset}${embedding.split ? ` ${embedding.split}` : ''}, ${embedding.count} images)`;
     written.push(...(await writeChart(embeddingMapSpec(embedding.map, embedding.labels, embedding.classNames, title), `${base}.umap`)));
   }
   return written;

@@ -2,8 +2,8 @@
  * Native tfjs CPU kernels for training (src/kernels): about two orders of magnitude faster
  * convolutions than tfjs's pure-JavaScript cpu backend.
  */
-import * as tf from '@tensorflow/tfjs';
 import { useNativeKernels } from '../kernels';
+import { onCpuBackend } from '../kernels/cpu_backend';
 
 /**
  * Registers the native kernels when the active backend is tfjs's `cpu` (other backends, such as
@@ -11,6 +11,6 @@ import { useNativeKernels } from '../kernels';
  * `[]` when the addon is missing or another backend is active.
  */
 export function enableFastKernels(): string[] {
-  if (tf.getBackend() !== 'cpu') return [];
+  if (!onCpuBackend()) return [];
   return useNativeKernels();
 }

@@ -18,7 +18,7 @@ export {
   type NamedTensor,
 } from './optimizers';
 export { cosineWithWarmup, type CosineScheduleOptions, type LearningRateSchedule } from './schedule';
-export { knnPredict, knnAccuracy, type KnnOptions } from './knn';
+export { knnPredict, knnAccuracy, cosineNeighbors, type KnnOptions, type CosineNeighbors } from './knn';
 export { predictDataset, firstRecords, accuracyOfLogits, type PredictOptions } from './features';
 export {
   linearEvaluation,
@@ -32,6 +32,8 @@ export {
   fileIOHandler,
   saveModel,
   loadWeightsInto,
+  readSavedWeights,
+  assignNamedWeights,
   saveOptimizerState,
   loadOptimizerState,
   saveCheckpoint,
@@ -64,7 +66,7 @@ export {
   type StepInfo,
   type StartInfo,
 } from './run_state';
-export { TrainingProgress, formatEpochRecord, type TrainingProgressOptions } from './progress';
+export { TrainingProgress, DecodeProgressDisplay, formatEpochRecord, type TrainingProgressOptions, type DecodeProgressOptions } from './progress';
 export { curvesSpec, embeddingMapSpec, renderSvg, svgToPng, writeChart, type VegaLiteSpec } from './plots';
 export {
   openCheckpoint,
@@ -77,6 +79,11 @@ export {
   plotRun,
   umap2d,
   EMBEDDING_KINDS,
+  EMBEDDING_FILE_TYPES,
+  npyMetadataFile,
+  embeddingSource,
+  checkEmbeddingKind,
+  type EmbeddingSource,
   type OpenCheckpointOptions,
   type OpenedCheckpoint,
   type EvaluateOptions,
@@ -94,3 +101,32 @@ export {
   type RobustnessReport,
   type CorruptionRow,
 } from './robustness';
+export { encodeNpy, decodeNpy } from './npy';
+export {
+  TensorBoardSink,
+  EventFileWriter,
+  EventProto,
+  readEventFile,
+  readTfRecords,
+  tfRecordFrame,
+  maskedCrc32c,
+  unmaskCrc32c,
+  writeProjectorFiles,
+  scalarsOfRecord,
+  EVENT_FILE_VERSION,
+  TENSORBOARD_DIR,
+  PROJECTOR_LIMIT,
+  type TensorBoardEvent,
+  type ProjectorMetadata,
+} from './tensorboard';
+export {
+  loadConfigSplit,
+  datasetOptions,
+  describeRunDataset,
+  writeRunDataset,
+  readRunDataset,
+  RUN_DATASET_FILE,
+  type RunDatasetInfo,
+  type DataHooks,
+} from './run_dataset';
+export { JsonlMetricsSink, type MetricsSink } from './metrics';

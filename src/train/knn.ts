@@ -60,16 +60,10 @@ export function knnPredict(
   }
   const k = Math.min(opts.k, bank.shape[0]);
   const predictions = new Int32Array(queries.shape[0]);
-  const normalizedBank = tf.tidy(() => tf.div(bank, tf.maximum(tf.norm(bank, 'euclidean', 1, true), 1e-12)));
   const labels = tf.tensor1d(bankLabels, 'int32');
   try {
-    for (let start = 0; start < queries.shape[0]; start += opts.chunkSize) {
-      const size = Math.min(opts.chunkSize, queries.shape[0] - start);
+    cosineTopKChunks(bank, queries, k, opts.chunkSize, (start, values, indices) => {
       const chunk = tf.tidy(() => {
-        const q = queries.slice([start, 0], [size, -1]);
-        const qn = tf.div(q, tf.maximum(tf.norm(q, 'euclidean', 1, true), 1e-12));
-        const similarity = tf.matMul(qn, normalizedBank, false, true); // [size, N]
-        const { values, indices } = tf.topk(similarity, k); // [size, k]
         const weights = tf.exp(tf.div(values, opts.temperature));
         const neighbourLabels = tf.gather(labels, indices); // [size, k]
         const votes = tf.sum(tf.mul(tf.oneHot(neighbourLabels, opts.numClasses), weights.expandDims(2)), 1); // [size, C]
@@ -77,12 +71,77 @@ export function knnPredict(
       });
       predictions.set(chunk.dataSync() as Int32Array, start);
       chunk.dispose();
-    }
+    });
   } finally {
-    normalizedBank.dispose();
     labels.dispose();
   }
   return predictions;
+}
+
+/**
+ * Runs exact cosine top-k over query chunks: rows are L2-normalized, one GEMM per chunk gives
+ * the [chunk, N] similarities (tf.matMul: the native GEMM when the native kernels are in use),
+ * then tf.topk. `each` sees every chunk's [size, k] values and indices, disposed after it.
+ */
+function cosineTopKChunks(
+  bank: tf.Tensor2D,
+  queries: tf.Tensor2D,
+  k: number,
+  chunkSize: number,
+  each: (start: number, values: tf.Tensor2D, indices: tf.Tensor2D) => void,
+): void {
+  const normalizedBank = tf.tidy(() => tf.div(bank, tf.maximum(tf.norm(bank, 'euclidean', 1, true), 1e-12)));
+  try {
+    for (let start = 0; start < queries.shape[0]; start += chunkSize) {
+      const size = Math.min(chunkSize, queries.shape[0] - start);
+      const { values, indices } = tf.tidy(() => {
+        const q = queries.slice([start, 0], [size, -1]);
+        const qn = tf.div(q, tf.maximum(tf.norm(q, 'euclidean', 1, true), 1e-12));
+        const similarity = tf.matMul(qn, normalizedBank, false, true); // [size, N]
+        return tf.topk(similarity, k); // [size, k]
+      });
+      try {
+        each(start, values as tf.Tensor2D, indices as tf.Tensor2D);
+      } finally {
+        tf.dispose([values, indices]);
+      }
+    }
+  } finally {
+    normalizedBank.dispose();
+  }
+}
+
+/** Exact nearest neighbours: for each query, the bank rows of highest cosine similarity. */
+export interface CosineNeighbors {
+  /** Row-major [queries, k] bank row indices, most similar first. */
+  indices: Int32Array;
+  /** Row-major [queries, k] cosine similarities in [-1, 1], descending per query. */
+  similarities: Float32Array;
+  /** Neighbours per query: min(k, bank rows). */
+  k: number;
+}
+
+/**
+ * The k most cosine-similar rows of `bank` [N, D] for every row of `queries` [Q, D]: exact search
+ * by a GEMM per chunk of queries (memory: chunkSize x N floats), see {@link cosineTopKChunks}.
+ * @throws {@link InvalidArgumentError} for tensors of another rank or dimension, or a bad k.
+ */
+export function cosineNeighbors(bank: tf.Tensor2D, queries: tf.Tensor2D, k: number, chunkSize = 512): CosineNeighbors {
+  checkRank2('bank', bank);
+  checkRank2('queries', queries);
+  if (bank.shape[1] !== queries.shape[1]) {
+    throw new InvalidArgumentError('queries', `rows of dimension ${bank.shape[1]} (the bank's)`, `shape [${queries.shape.join(', ')}]`);
+  }
+  if (bank.shape[0] === 0) throw new InvalidArgumentError('bank', 'at least one row', `shape [${bank.shape.join(', ')}]`);
+  const kk = Math.min(validate.integer('k', k, 1), bank.shape[0]);
+  validate.integer('chunkSize', chunkSize, 1);
+  const indices = new Int32Array(queries.shape[0] * kk);
+  const similarities = new Float32Array(queries.shape[0] * kk);
+  cosineTopKChunks(bank, queries, kk, chunkSize, (start, values, idx) => {
+    similarities.set(values.dataSync() as Float32Array, start * kk);
+    indices.set(idx.dataSync() as Int32Array, start * kk);
+  });
+  return { indices, similarities, k: kk };
 }
 
 /** Fraction of `queries` whose {@link knnPredict} class equals `queryLabels`. */

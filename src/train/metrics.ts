@@ -89,3 +89,17 @@ export function latestEpochs(records: readonly MetricsRecord[]): EpochRecord[] {
   for (const r of records) if (r.type === 'epoch') byEpoch.set(r.epoch, r);
   return [...byEpoch.values()].sort((a, b) => a.epoch - b.epoch);
 }
+
+/** A destination of a run's records: metrics.jsonl, TensorBoard. Every sink gets the same records. */
+export interface MetricsSink {
+  /** Takes one record, in the order the run produces them. */
+  record(record: MetricsRecord): Promise<void>;
+}
+
+/** The metrics.jsonl sink: one JSON line per record ({@link appendMetrics}). */
+export class JsonlMetricsSink implements MetricsSink {
+  constructor(readonly path: string) {}
+  async record(record: MetricsRecord): Promise<void> {
+    await appendMetrics(this.path, record);
+  }
+}

@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
 import { InvalidArgumentError } from '../errors';
-import { type CpuBackend, float32Values } from '../kernels/cpu_backend';
+import { type CpuBackend, float32Values, onCpuBackend } from '../kernels/cpu_backend';
 import { outputPool } from '../kernels/output_pool';
 import { callNative, loadNative, type NativeOptimizerArgs, type NativeOptimizerVariable } from '../native';
 
@@ -134,7 +134,7 @@ abstract class MomentumSlotOptimizer extends tf.Optimizer {
    */
   private applyNative(updates: Array<{ name: string; variable: tf.Variable; gradient: tf.Tensor }>): boolean {
     const addon = loadNative();
-    if (!addon || typeof addon.optimizerUpdate !== 'function' || tf.getBackend() !== 'cpu' || updates.length === 0) return false;
+    if (!addon || typeof addon.optimizerUpdate !== 'function' || !onCpuBackend() || updates.length === 0) return false;
     const backend = tf.backend() as unknown as CpuBackend;
     const variables: NativeOptimizerVariable[] = [];
     for (const { name, variable, gradient } of updates) {

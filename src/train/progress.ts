@@ -4,6 +4,7 @@
  * pipe. Plug it in as the trainer's callbacks.
  */
 import { SingleBar } from 'cli-progress';
+import type { DecodeProgress } from '../data';
 import type { EpochRecord } from './metrics';
 import type { StartInfo, StepInfo, TrainCallbacks } from './run_state';
 
@@ -15,6 +16,65 @@ export interface TrainingProgressOptions {
   bar?: boolean;
   /** Plain mode: lines per epoch besides the summary (default 4). */
   linesPerEpoch?: number;
+  /** Where warnings go, such as an unreadable image (default process.stderr). */
+  warningStream?: NodeJS.WritableStream;
+}
+
+/** Options of {@link DecodeProgressDisplay}. */
+export interface DecodeProgressOptions {
+  /** Where to write (default process.stdout). */
+  stream?: NodeJS.WriteStream | NodeJS.WritableStream;
+  /** Draw a bar (default: when the stream is a TTY). */
+  bar?: boolean;
+}
+
+/**
+ * Progress of decoding images (an image folder's first load, or files to embed): a
+ * `cli-progress` bar on a terminal, else one line when it starts and one with the rate when it ends.
+ */
+export class DecodeProgressDisplay {
+  private readonly stream: NodeJS.WritableStream;
+  private readonly useBar: boolean;
+  private bar: SingleBar | undefined;
+  private started = 0;
+
+  constructor(options: DecodeProgressOptions = {}) {
+    this.stream = options.stream ?? process.stdout;
+    this.useBar = options.bar ?? (this.stream as NodeJS.WriteStream).isTTY === true;
+  }
+
+  /** Takes one progress report (the `onProgress` of the image-folder loader). */
+  update(p: DecodeProgress): void {
+    if (p.total === 0) return;
+    if (p.done === 0) {
+      this.started = performance.now();
+      if (this.useBar) {
+        this.bar = new SingleBar({
+          stream: this.stream as NodeJS.WriteStream,
+          format: 'decoding images |{bar}| {value}/{total} ETA {eta_formatted}',
+          barsize: 24,
+          hideCursor: true,
+          fps: 5,
+        });
+        this.bar.start(p.total, 0);
+      } else {
+        this.stream.write(`decoding ${p.total} images${p.source ? ` of ${p.source}` : ''}\n`);
+      }
+      return;
+    }
+    this.bar?.update(p.done);
+    if (p.done === p.total) {
+      this.stop();
+      const seconds = (performance.now() - this.started) / 1000;
+      this.stream.write(`decoded ${p.total} images in ${seconds.toFixed(1)} s (${(p.total / Math.max(seconds, 1e-9)).toFixed(0)} images/s)\n`);
+    }
+  }
+
+  /** Removes the bar, if any. */
+  stop(): void {
+    this.bar?.stop();
+    this.bar = undefined;
+  }
 }
 
 const percent = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -44,11 +104,24 @@ export class TrainingProgress implements TrainCallbacks {
   private bar: SingleBar | undefined;
   private epochs = 0;
   private stepsPerEpoch = 0;
+  private readonly decoding: DecodeProgressDisplay;
+  private readonly warningStream: NodeJS.WritableStream;
 
   constructor(options: TrainingProgressOptions = {}) {
     this.stream = options.stream ?? process.stdout;
     this.useBar = options.bar ?? (this.stream as NodeJS.WriteStream).isTTY === true;
     this.linesPerEpoch = options.linesPerEpoch ?? 4;
+    this.decoding = new DecodeProgressDisplay({ stream: this.stream, bar: this.useBar });
+    this.warningStream = options.warningStream ?? process.stderr;
+  }
+
+  onDataProgress(progress: DecodeProgress): void {
+    this.decoding.update(progress);
+  }
+
+  onDataWarning(message: string): void {
+    this.decoding.stop();
+    this.warningStream.write(`warning: ${message}\n`);
   }
 
   /** Writes a line (above the bar, if one is drawn). */
@@ -118,6 +191,7 @@ export class TrainingProgress implements TrainCallbacks {
 
   /** Removes the bar, if any. */
   stop(): void {
+    this.decoding.stop();
     this.bar?.stop();
     this.bar = undefined;
   }

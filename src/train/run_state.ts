@@ -9,6 +9,8 @@ import { CHECKPOINT_FILES, readCheckpointJson } from './checkpoint';
 import { resolveTrainConfig, type TrainConfig } from './config';
 import { CheckpointError } from './errors';
 import type { EpochRecord, ResultRecord } from './metrics';
+import { RUN_DATASET_FILE, type DataHooks } from './run_dataset';
+import { TENSORBOARD_DIR } from './tensorboard';
 
 /** Files of a run directory besides the checkpoint's (`CHECKPOINT_FILES`). */
 export const RUN_FILES = Object.freeze({
@@ -16,6 +18,8 @@ export const RUN_FILES = Object.freeze({
   result: 'result.json',
   linearClassifier: 'linear',
   robustness: 'robustness.json',
+  dataset: RUN_DATASET_FILE,
+  tensorboard: TENSORBOARD_DIR,
 });
 
 /** Format tag of state.json. */
@@ -84,8 +88,8 @@ export interface StartInfo {
   augmentation: string;
 }
 
-/** Hooks for progress display; all optional. */
-export interface TrainCallbacks {
+/** Hooks for progress display (and image-folder decoding); all optional. */
+export interface TrainCallbacks extends DataHooks {
   onStart?(info: StartInfo): void;
   onEpochStart?(epoch: number, firstBatch: number, stepsPerEpoch: number): void;
   onStep?(info: StepInfo): void;
@@ -109,8 +113,12 @@ export async function readTrainingState(dir: string): Promise<TrainingState> {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new CheckpointError(path, `'${key}' is not a non-negative integer`);
   }
   const config = json.config as Record<string, unknown> | undefined;
-  // Runs saved before the config had an `augment` field trained with the paper's recipe.
-  if (config !== null && typeof config === 'object' && config.augment === undefined) config.augment = 'paper';
+  // Runs saved before the config had `augment` and `views` fields trained with the paper's recipe
+  // and two views per image.
+  if (config !== null && typeof config === 'object') {
+    if (config.augment === undefined) config.augment = 'paper';
+    if (config.views === undefined) config.views = 2;
+  }
   try {
     resolveTrainConfig(json.config as Partial<TrainConfig>, 'config');
   } catch (e) {

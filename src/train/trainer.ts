@@ -8,6 +8,7 @@
  * any step is a function of (seed, epoch, batch): a checkpoint stores those three numbers, and a
  * resumed run repeats exactly the steps an uninterrupted one would have taken.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -33,11 +34,13 @@ import { enableFastKernels } from './fast_kernels';
 import { accuracyOfLogits, firstRecords, predictDataset } from './features';
 import { knnAccuracy } from './knn';
 import { linearEvaluation } from './linear_eval';
-import { appendMetrics, type EpochRecord, type ResultRecord } from './metrics';
+import { JsonlMetricsSink, type EpochRecord, type MetricsSink, type ResultRecord } from './metrics';
 import { createOptimizer, type TrainOptimizer } from './optimizers';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+import { loadConfigSplit, writeRunDataset, type DataHooks } from './run_dataset';
 import { readTrainingState, RUN_FILES, STATE_FORMAT, type TrainCallbacks, type TrainingState } from './run_state';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
+import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
 
 /** Options of {@link trainRun} and {@link resumeRun}. */
 export interface TrainRunOptions {
@@ -52,6 +55,8 @@ export interface TrainRunOptions {
   datasets?: { train: ImageDataset; test: ImageDataset };
   /** Register the native tfjs kernels when available (default true). */
   fastKernels?: boolean;
+  /** Write TensorBoard event and projector files into `outDir/tensorboard` (default true). */
+  tensorboard?: boolean;
 }
 
 /** How a run ended. */
@@ -67,7 +72,7 @@ export interface TrainRunResult {
   result?: ResultRecord;
 }
 
-const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'datasets', 'fastKernels'] as const;
+const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'datasets', 'fastKernels', 'tensorboard'] as const;
 
 /**
  * Trains a new run in `options.outDir` (which must not hold a checkpoint yet) and evaluates it.
@@ -110,6 +115,7 @@ function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) validate.fail('options.signal', 'an AbortSignal', o.signal);
   if (o.buildEncoder !== undefined && typeof o.buildEncoder !== 'function') validate.fail('options.buildEncoder', 'a function', o.buildEncoder);
   if (o.fastKernels !== undefined) validate.boolean('options.fastKernels', o.fastKernels);
+  if (o.tensorboard !== undefined) validate.boolean('options.tensorboard', o.tensorboard);
   return { ...(options as TrainRunOptions), outDir };
 }
 
@@ -117,9 +123,9 @@ function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
 export async function loadRunDatasets(
   config: TrainConfig,
   given?: { train: ImageDataset; test: ImageDataset },
+  hooks: DataHooks = {},
 ): Promise<{ train: ImageDataset; test: ImageDataset }> {
-  const load = (split: 'train' | 'test') =>
-    loadDataset(config.dataset, { split, ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }) });
+  const load = (split: 'train' | 'test') => loadConfigSplit(config, split, hooks);
   const train = given ? given.train : await load('train');
   const test = given ? given.test : await load('test');
   return { train: firstRecords(train, config.limitTrain), test: firstRecords(test, config.limitTest) };
@@ -141,12 +147,13 @@ interface Session {
   stepsPerEpoch: number;
   callbacks: TrainCallbacks;
   signal?: AbortSignal;
+  tensorboard: boolean;
 }
 
 async function runTraining(config: TrainConfig, options: TrainRunOptions, state: TrainingState | undefined): Promise<TrainRunResult> {
   const kernels = options.fastKernels === false ? [] : enableFastKernels();
   const outDir = options.outDir;
-  const { train, test } = await loadRunDatasets(config, options.datasets);
+  const { train, test } = await loadRunDatasets(config, options.datasets, options.callbacks);
   if (train.count < 2) throw new InvalidArgumentError('config.limitTrain', 'at least 2 training images', `${train.count}`);
   if (state !== undefined && (state.trainCount !== train.count || state.testCount !== test.count)) {
     throw new CheckpointError(
@@ -180,6 +187,7 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
     stepsPerEpoch,
     callbacks: options.callbacks ?? {},
     ...(options.signal ? { signal: options.signal } : {}),
+    tensorboard: options.tensorboard !== false,
   };
   try {
     if (state !== undefined) {
@@ -191,6 +199,7 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
     } else {
       await mkdir(outDir, { recursive: true });
     }
+    if (state === undefined || !existsSync(join(outDir, RUN_FILES.dataset))) await writeRunDataset(outDir, train);
     return await loop(session, state, kernels);
   } finally {
     optimizer.dispose();
@@ -239,7 +248,9 @@ const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
 async function loop(s: Session, restored: TrainingState | undefined, kernels: string[]): Promise<TrainRunResult> {
   const { config } = s;
   const state = restored ?? initialState(s);
-  const metricsPath = join(s.outDir, RUN_FILES.metrics);
+  // Every record goes to every sink: metrics.jsonl, and TensorBoard unless turned off.
+  const board = s.tensorboard ? new TensorBoardSink(join(s.outDir, RUN_FILES.tensorboard), state.step) : undefined;
+  const sinks: MetricsSink[] = [new JsonlMetricsSink(join(s.outDir, RUN_FILES.metrics)), ...(board ? [board] : [])];
   const finish = (status: 'complete' | 'interrupted'): TrainRunResult => ({
     status,
     outDir: s.outDir,
@@ -328,13 +339,14 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     state.partialEpoch = { lossSum: 0, steps: 0, seconds: 0, images: 0 };
     state.pretrainingDone = state.epoch >= config.epochs;
     await checkpoint(s, state);
-    await appendMetrics(metricsPath, record);
+    for (const sink of sinks) await sink.record(record);
     s.callbacks.onEpochEnd?.(record);
   }
   if (s.signal?.aborted) return finish('interrupted');
 
   state.result = await finalEvaluation(s);
-  await appendMetrics(metricsPath, state.result);
+  for (const sink of sinks) await sink.record(state.result);
+  await board?.projectEmbeddings(s.models.encoder, s.test);
   await writeFile(join(s.outDir, RUN_FILES.result), JSON.stringify({ ...state.result, outDir: s.outDir, config }, null, 2) + '\n');
   await checkpoint(s, state);
   return finish('complete');

@@ -2,43 +2,12 @@
  * The `supcon` command run as a child process from source (`node --import tsx src/cli/main.ts`),
  * as a user runs it: exit codes, one-line errors, help, and tiny end-to-end runs.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const repo = resolve(__dirname, '..', '..');
-
-interface Outcome {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; `onStdout` may send signals once it sees some output. */
-function supcon(args: string[], onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Outcome> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'src', 'cli', 'main.ts'), ...args], {
-      cwd: repo,
-      env: { ...process.env, SUPCON_DEBUG: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      onStdout?.(stdout, child);
-    });
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
-}
-
-/** stderr without tfjs's one-time banner about tfjs-node. */
-const errorLines = (stderr: string) => stderr.split('\n').filter((l) => l.trim() !== '' && !/tfjs-node|^=+$|TensorFlow\.js in Node/.test(l));
+import { errorLines, supcon } from '../helpers/cli';
 
 let root: string;
 beforeAll(async () => {
@@ -60,7 +29,7 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
     ['warmup longer than training', ['train', '--epochs', '2', '--warmup-epochs', '3'], /--warmup-epochs/],
     ['missing checkpoint', ['eval', '--checkpoint', '/nonexistent/run'], /^supcon eval: Cannot use checkpoint file \/nonexistent\/run: no such directory$/],
     ['missing required flag', ['embed', '--out', 'x.json'], /^supcon embed: required option '--checkpoint <dir>' not specified$/],
-    ['bad output type', ['embed', '--checkpoint', 'runs/x', '--out', 'map.png'], /'\.json' or '\.tsv' for --out/],
+    ['bad output type', ['embed', '--checkpoint', 'runs/x', '--out', 'map.png'], /'\.json', '\.npy' or '\.tsv' for --out/],
     ['config flag with --resume', ['train', '--resume', 'runs/x', '--epochs', '3'], /^supcon train: Expected nothing when --resume is given .* for --epochs but received 3$/],
     ['unknown augmentation preset', ['train', '--augment', 'strong'], /^supcon train: Expected one of 'auto', 'paper', 'crop-flip', .* for --augment but received 'strong'/],
     ['severity out of range', ['robustness', '--checkpoint', 'runs/x', '--severities', '1,6'], /^supcon robustness: Expected integer in \[1, 5\] for --severities but received 6 of type number$/],
@@ -80,7 +49,7 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
 
 describe.concurrent('help', () => {
   it.each([
-    [[], 'Usage: supcon [options] [command]', ['train', 'eval', 'robustness', 'embed', 'plot']],
+    [[], 'Usage: supcon [options] [command]', ['train', 'eval', 'robustness', 'embed', 'neighbors', 'export', 'plot']],
     [['robustness'], 'Usage: supcon robustness [options]', ['--checkpoint <dir>', '--corruptions <list>', '--severities <list>', '--seed <n>']],
     [['train'], 'Usage: supcon train [options]', ['--method <name>', '--batch-size <n>', '(default: 256)', '--resume <dir>', '--optimizer <name>']],
     [['eval'], 'Usage: supcon eval [options]', ['--checkpoint <dir>', '--retrain']],

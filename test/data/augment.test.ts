@@ -468,13 +468,13 @@ describe('augmentation: translation (padding), erasing and presets', () => {
     expect(a.erase.every((v) => v === 0)).toBe(true);
   });
 
-  it('presets: the paper recipe for RGB or large images, crop-flip for small grayscale ones', () => {
-    expect(defaultAugmentPreset({ channels: 1, height: 28, width: 28 })).toBe('crop-flip');
+  it('presets: the paper recipe for RGB or large images, flip for small grayscale ones', () => {
+    expect(defaultAugmentPreset({ channels: 1, height: 28, width: 28 })).toBe('flip');
     expect(defaultAugmentPreset({ channels: 3, height: 32, width: 32 })).toBe('paper');
     expect(defaultAugmentPreset({ channels: 1, height: 224, width: 224 })).toBe('paper');
     expect(AUGMENT_PRESETS.paper).toEqual(resolveAugmentOptions({}));
     expect(AUGMENT_PRESETS['crop-flip']).toMatchObject({ padding: 4, flipProbability: 0.5, cropScale: [1, 1], jitterProbability: 0 });
-    expect(augmentOptionsFor('auto', { channels: 1, height: 28, width: 28 })).toEqual({ name: 'crop-flip', options: AUGMENT_PRESETS['crop-flip'] });
+    expect(augmentOptionsFor('auto', { channels: 1, height: 28, width: 28 })).toEqual({ name: 'flip', options: AUGMENT_PRESETS.flip });
     expect(augmentOptionsFor('paper', { channels: 1, height: 28, width: 28 }).name).toBe('paper');
     expect(augmentOptionsFor({ padding: 2 }, { channels: 3, height: 32, width: 32 })).toMatchObject({ name: 'custom', options: { padding: 2, brightness: 0.4 } });
   });

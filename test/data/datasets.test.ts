@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import {
   DATASETS,
   DATASET_NAMES,
+  BUILTIN_DATASET_NAMES,
   embeddedDataDir,
   firstPerClass,
   loadDataset,
@@ -197,7 +198,8 @@ describe('dataset registry', () => {
   });
 
   it('registry entries are consistent', () => {
-    for (const name of DATASET_NAMES) {
+    expect(DATASET_NAMES).toEqual([...BUILTIN_DATASET_NAMES, 'image-folder']);
+    for (const name of BUILTIN_DATASET_NAMES) {
       const info = DATASETS[name];
       expect(info.name).toBe(name);
       expect(info.classNames).toHaveLength(info.numClasses);

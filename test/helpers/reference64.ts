@@ -24,6 +24,8 @@ export interface Ref64Result {
   loss: number;
   perAnchor: Float64Array;
   grad: Float64Array;
+  /** [M * D]: the extra contrast rows' gradient. */
+  contrastGrad: Float64Array;
   validAnchors: number;
 }
 
@@ -38,13 +40,16 @@ export function reference64(p: Ref64Problem, o: Ref64Options, upstream?: ArrayLi
   const tau = o.temperature;
   const scale = o.temperature / o.baseTemperature;
 
+  // z = x / max(||x||, 1e-12); a row whose norm is clamped is merely scaled (clamped[r]).
   const z = new Float64Array(C * D);
   const norm = new Float64Array(C).fill(1);
+  const clamped = new Uint8Array(C);
   for (let r = 0; r < C; r++) {
     const src = r < N ? p.features : p.contrast!.features;
     const off = (r < N ? r : r - N) * D;
     let ss = 0;
     for (let k = 0; k < D; k++) ss += src[off + k] * src[off + k];
+    clamped[r] = o.normalize && Math.sqrt(ss) < 1e-12 ? 1 : 0;
     norm[r] = o.normalize ? Math.max(Math.sqrt(ss), 1e-12) : 1;
     for (let k = 0; k < D; k++) z[r * D + k] = src[off + k] / norm[r];
   }
@@ -91,19 +96,18 @@ export function reference64(p: Ref64Problem, o: Ref64Options, upstream?: ArrayLi
         meanP += s[j];
       }
     }
-    const lse = mx + Math.log(sum);
+    // Differences of large terms first: at |s| ~ 1e30, mx + log(sum) would round log(sum) away.
     P.push(new Float64Array(C));
     X.push(new Float64Array(C));
     valid.push(np > 0);
     if (np === 0) continue;
     validAnchors++;
-    const lseP = mxP + Math.log(sumP);
     meanP /= np;
-    perAnchor[a] = scale * (o.variant === 'in' ? lse - lseP + Math.log(np) : lse - meanP);
+    perAnchor[a] = scale * (o.variant === 'in' ? mx - mxP + (Math.log(sum) - Math.log(sumP)) + Math.log(np) : mx - meanP + Math.log(sum));
     for (let j = 0; j < C; j++) {
       if (j === i) continue;
-      P[a][j] = Math.exp(s[j] - lse);
-      if (label(j) === label(i)) X[a][j] = o.variant === 'in' ? Math.exp(s[j] - lseP) : 1 / np;
+      P[a][j] = Math.exp(s[j] - mx) / sum;
+      if (label(j) === label(i)) X[a][j] = o.variant === 'in' ? Math.exp(s[j] - mxP) / sumP : 1 / np;
     }
   }
   let total = 0;
@@ -126,15 +130,17 @@ export function reference64(p: Ref64Problem, o: Ref64Options, upstream?: ArrayLi
     }
   }
   const grad = new Float64Array(N * D);
-  for (let r = 0; r < N; r++) {
+  const contrastGrad = new Float64Array(M * D);
+  for (let r = 0; r < C; r++) {
     let dot = 0;
     for (let k = 0; k < D; k++) dot += z[r * D + k] * dz[r * D + k];
+    const [out, base] = r < N ? [grad, r * D] : [contrastGrad, (r - N) * D];
     for (let k = 0; k < D; k++) {
       const g = dz[r * D + k];
-      grad[r * D + k] = o.normalize ? (g - z[r * D + k] * dot) / norm[r] : g;
+      out[base + k] = o.normalize ? (clamped[r] ? g : g - z[r * D + k] * dot) / norm[r] : g;
     }
   }
-  return { loss, perAnchor, grad, validAnchors };
+  return { loss, perAnchor, grad, contrastGrad, validAnchors };
 }
 
 /** Deterministic uniform [0, 1) numbers for test inputs (the package's seeded RNG). */

@@ -81,6 +81,51 @@ describe.skipIf(!nativeAvailable)('native elementwise kernels vs tfjs JS kernels
     expectClose(native[1], js[1], 1e-5, 'global average pooling shape');
   });
 
+  it('Sum and Mean give what tfjs gives for any axis list: repeated, negative, unsorted (issue 9, item 7)', () => {
+    // The results must not depend on whether the native kernels are on, whatever tfjs makes of
+    // an unusual axis list (tf.sum(x, [1, 1]) on [3, 4] sums everything in tfjs 4, and throws
+    // with keepDims): the same values and shapes, or the same error.
+    const cases: Array<[number[], number[]]> = [
+      [[3, 4], [1, 1]],
+      [[3, 4], [0, 0]],
+      [[2, 3, 4], [2, 2, 0]],
+      [[2, 3, 4], [-1, 2]],
+      [[2, 3, 4], [2, 0]],
+      [[2, 3, 4], [-3, 1]],
+    ];
+    const outcome = (fn: () => tf.Tensor) => {
+      try {
+        const t = tf.tidy(fn);
+        const r = { shape: t.shape, values: Float32Array.from(t.dataSync()) };
+        t.dispose();
+        return r;
+      } catch (e) {
+        return { error: (e as Error).message };
+      }
+    };
+    let computed = 0;
+    for (const [shape, axes] of cases) {
+      for (const keepDims of [false, true]) {
+        for (const [name, op] of [['sum', tf.sum], ['mean', tf.mean]] as const) {
+          const run = () => outcome(() => op(uniform(shape, shape.length + axes.length), axes, keepDims));
+          restoreKernels();
+          const js = run();
+          useNativeKernels();
+          const native = run();
+          const what = `${name} over [${axes}] of [${shape}] keepDims ${keepDims}`;
+          if ('error' in js) {
+            expect(native, what).toEqual(js);
+            continue;
+          }
+          expect('shape' in native && native.shape, `${what}: shape`).toEqual(js.shape);
+          expectClose((native as { values: Float32Array }).values, js.values, 1e-5, what);
+          ++computed;
+        }
+      }
+    }
+    expect(computed).toBeGreaterThan(12);
+  });
+
   it('Tile and FusedBatchNorm (per channel, scalar and tfjs modular parameters)', () => {
     const { js, native } = jsAndNative(() => [
       tf.tile(uniform([1, 1, 1, 7], 1), [4, 5, 6, 1]),

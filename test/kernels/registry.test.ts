@@ -75,9 +75,13 @@ describe.skipIf(!nativeAvailable)('kernel registration', () => {
     expect(code(() => addon.conv2dForward({ ...good, x: new Float64Array(32) as unknown as Float32Array }))).toBe('ERR_SUPCON_INVALID_ARGUMENT');
     expect(code(() => addon.conv2dForward({ ...good, bias: new Float32Array(2) }))).toBe('ERR_SUPCON_INVALID_ARGUMENT');
     expect(code(() => addon.conv2dBackpropInput({ ...geometry, dy: new Float32Array(48), filter: new Float32Array(54), dx: new Float32Array(32), algorithm: 1 }))).toBe('no error');
-    expect(code(() => addon.conv2dBackpropInput({ ...geometry, strideHeight: 2, outHeight: 2, dy: new Float32Array(24), filter: new Float32Array(54), dx: new Float32Array(32), algorithm: 1 }))).toBe(
+    // The direct input gradient takes strided narrow layers, but not dilated ones.
+    expect(code(() => addon.conv2dBackpropInput({ ...geometry, strideHeight: 2, outHeight: 2, dy: new Float32Array(24), filter: new Float32Array(54), dx: new Float32Array(32), algorithm: 1 }))).toBe('no error');
+    expect(code(() => addon.conv2dBackpropInput({ ...geometry, strideHeight: 2, outHeight: 2, dilationHeight: 2, dy: new Float32Array(24), filter: new Float32Array(54), dx: new Float32Array(32), algorithm: 1 }))).toBe(
       'ERR_SUPCON_INVALID_ARGUMENT',
     );
+    expect(code(() => addon.conv2dForward({ ...good, dilationWidth: 2, algorithm: 2 }))).toBe('ERR_SUPCON_INVALID_ARGUMENT');
+    expect(code(() => addon.conv2dForward({ ...good, algorithm: 3 as 2 }))).toBe('ERR_SUPCON_INVALID_ARGUMENT');
     expect(code(() => addon.binaryOp({ op: 0, a: new Float32Array(6), aShape: [2, 3], b: new Float32Array(4), bShape: [4], out: new Float32Array(6) }))).toBe(
       'ERR_SUPCON_INVALID_ARGUMENT',
     );

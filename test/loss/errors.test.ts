@@ -3,7 +3,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, supcon, supConLoss, supConLossFn, supConLossReference } from '../../src';
-import { requireNative } from '../../src/native';
+import { callNative, requireNative } from '../../src/native';
+import { CONTRAST_MODES, LOSS_DEVICES, LOSS_PRECISIONS, REDUCTIONS, SUPCON_VARIANTS } from '../../src/loss/options';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -127,10 +128,74 @@ describe('tfjs op input validation', () => {
     x.dispose();
   });
 
+  it('names the shape it received for a contrast set of the wrong width (issue 9, item 9)', () => {
+    const x = tf.ones([4, 3]);
+    for (const fn of [supConLoss, supConLossReference]) {
+      expectArgError(
+        () => fn(x, [0, 1, 0, 1], { contrast: { features: tf.ones([3, 9]), labels: [1, 2, 3] } }),
+        'options.contrast.features',
+        /^Expected a float32 tensor of shape \[M, 3\] for options.contrast.features but received shape \[3, 9\]$/,
+      );
+    }
+    x.dispose();
+  });
+
+  it('refuses SimCLR on rank-2 features, which could never have a positive (issue 9, item 8)', () => {
+    const x = tf.ones([4, 3]);
+    const q = tf.ones([5, 3]);
+    for (const fn of [supConLoss, supConLossReference]) {
+      expectArgError(() => fn(x, null), 'labels', /views/);
+      expectArgError(() => fn(x, null, { contrast: { features: q } }), 'labels', /views/);
+    }
+    expectArgError(() => supcon.forwardBackward({ features: new Float32Array(12), shape: [4, 3] }), 'labels', /views/);
+    tf.dispose([x, q]);
+  });
+
+  it('refuses float32 label tensors beyond 2^24, where float32 merges ids (issue 9, item 4)', () => {
+    const x = tf.ones([2, 2, 3]);
+    expectArgError(() => supConLoss(x, tf.tensor1d([2 ** 24 + 2, 3])), 'labels', /2\^24/);
+    expect(supConLoss(x, tf.tensor1d([2 ** 24 + 2, 3], 'int32')).dataSync()[0]).toBeGreaterThan(0);
+    x.dispose();
+  });
+
   it('rejects NaN in a features tensor', () => {
     const x = tf.tensor2d([[1, 0], [NaN, 1], [0, 1]]);
     expectArgError(() => supConLoss(x, [0, 0, 1]), 'features', /NaN at index 2/);
     x.dispose();
+  });
+});
+
+describe('one contract across the N-API boundary', () => {
+  it('names every option value as the core does (options cross by name)', () => {
+    const names = requireNative().lossOptionNames();
+    expect(names.variant).toEqual([...SUPCON_VARIANTS]);
+    expect(names.contrastMode).toEqual([...CONTRAST_MODES]);
+    expect(names.reduction).toEqual([...REDUCTIONS]);
+    expect([...names.device].sort()).toEqual([...LOSS_DEVICES].sort());
+    expect(names.precision).toEqual([...LOSS_PRECISIONS]);
+  });
+
+  it("turns the core's own argument errors into the same InvalidArgumentError", () => {
+    // Called directly (past the TypeScript checks), the core's safety net answers in the
+    // package's form, and callNative rebuilds the typed error from its parts.
+    const addon = requireNative();
+    const args = {
+      features, batch: 4, views: 2, dim: 4, labels: null, contrastFeatures: null, contrastLabels: null, contrastRows: 0,
+      temperature: 1e-40, baseTemperature: 0.1, variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean',
+      device: 'cpu', precision: 'fp32', wantGrad: true,
+    } as const;
+    expectArgError(() => callNative(() => addon.lossForwardBackward(args as never)), 'temperature', /float32/);
+    const nan = features.slice();
+    nan[3] = NaN;
+    expectArgError(() => callNative(() => addon.lossForwardBackward({ ...args, temperature: 0.1, features: nan } as never)), 'features', /NaN at index 3/);
+    expectArgError(
+      () => callNative(() => addon.lossForwardBackward({ ...args, temperature: 0.1, labels: null, views: 1, batch: 8 } as never)),
+      'labels',
+      /views/,
+    );
+    // What the binding itself reads (types, names, lengths) answers in the same form.
+    expectArgError(() => callNative(() => addon.lossForwardBackward({ ...args, variant: 1 } as never)), 'variant', /one of 'out', 'in'.*a number/);
+    expectArgError(() => callNative(() => addon.lossForwardBackward({ ...args, batch: 100 } as never)), 'features', /length 800.*length 32/);
   });
 });
 
@@ -139,8 +204,8 @@ describe('the addon itself never crashes on garbage', () => {
     const addon = requireNative();
     const good = {
       features, batch: 4, views: 2, dim: 4, labels: null, contrastFeatures: null, contrastLabels: null, contrastRows: 0,
-      temperature: 0.1, baseTemperature: 0.1, variant: 0, contrastMode: 0, normalize: false, reduction: 0, device: 0,
-      precision: 0, cudaDevice: 0, wantGrad: true,
+      temperature: 0.1, baseTemperature: 0.1, variant: 'out', contrastMode: 'all', normalize: false, reduction: 'mean',
+      device: 'cpu', precision: 'fp32', wantGrad: true,
     };
     const bad: Array<Record<string, unknown>> = [
       { batch: 100 }, // longer than the array
@@ -151,6 +216,8 @@ describe('the addon itself never crashes on garbage', () => {
       { dim: 1.5 },
       { temperature: 'a' },
       { reduction: 7 },
+      { reduction: 'avg' },
+      { variant: 1 },
       { contrastRows: 5, contrastFeatures: new Float32Array(3) },
       { batch: 2 ** 40 },
       { temperature: -1 },

@@ -82,7 +82,8 @@ function sweep(): Case[] {
         const rank3 = shape.length === 3;
         const contrastMode = rank3 && i % 2 === 0 ? 'one' : 'all';
         const normalize = i % 3 === 0;
-        const classes = [2, 1000, 0, 5][i % 4];
+        // SimCLR (0 classes) needs views: rank-2 features get labels instead (docs/loss.md).
+        const classes = rank3 || i % 4 !== 2 ? [2, 1000, 0, 5][i % 4] : 7;
         const extra = i % 5 === 1 ? 1 + Math.floor(rng() * 140) : 0;
         const temperature = [0.05, 0.1, 0.5, 1][i % 4];
         cases.push({
@@ -135,8 +136,8 @@ describe('supcon.forwardBackward (native) vs float64 reference', () => {
     const addon = requireNative();
     const args = {
       features: p.features, batch: 20, views: 3, dim: 16, labels: p.labels, contrastFeatures: null, contrastLabels: null,
-      contrastRows: 0, temperature: 0.1, baseTemperature: 0.1, variant: 1 as const, contrastMode: 0 as const,
-      normalize: false, reduction: 2 as const, device: 0 as const, precision: 0 as const, cudaDevice: 0, wantGrad: false,
+      contrastRows: 0, temperature: 0.1, baseTemperature: 0.1, variant: 'in' as const, contrastMode: 'all' as const,
+      normalize: false, reduction: 'none' as const, device: 'cpu' as const, precision: 'fp32' as const, wantGrad: false,
     };
     const fwd = addon.lossForward(args);
     const rng = testRng(3);
@@ -260,6 +261,22 @@ describe('edge cases', () => {
       supcon.forwardBackward({ features, shape: [100, 2, 64], contrast: { features: features.subarray(0, 640) } });
     }
     expect(addon.memoryStats().currentBytes).toBe(before);
+  });
+
+  it('reports the workspace of its own call: every buffer, whatever runs beside it', async () => {
+    const rng = testRng(10);
+    const small = { features: unitRows(gaussian(rng, 512 * 128), 128), shape: [256, 2, 128], labels: Int32Array.from({ length: 256 }, (_, i) => i % 7) };
+    const alone = supcon.forwardBackward(small).workspaceBytes;
+    // At least the operands laid out for the tile kernel (one copy of the features), never N x N.
+    expect(alone).toBeGreaterThanOrEqual(512 * 128 * 4);
+    expect(alone).toBeLessThan(4 * 512 * 512);
+    const big = { features: unitRows(gaussian(rng, 4096 * 128), 128), shape: [2048, 2, 128] };
+    const running = supcon.forwardBackwardAsync(big); // allocates megabytes on the libuv pool meanwhile
+    const beside: number[] = [];
+    for (let i = 0; i < 5; i++) beside.push(supcon.forwardBackward(small).workspaceBytes);
+    const bigResult = await running;
+    expect(beside).toEqual([alone, alone, alone, alone, alone]);
+    expect(bigResult.workspaceBytes).toBeGreaterThanOrEqual(4096 * 128 * 4);
   });
 
   it('reports build and machine information', () => {

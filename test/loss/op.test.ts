@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { supConLoss, supConLossFn, supConLossReference, supConTargets } from '../../src';
+import { InvalidArgumentError, supcon, supConLoss, supConLossFn, supConLossReference, supConTargets } from '../../src';
 import { gaussian, maxAbs, maxAbsDiff, reference64, testRng } from '../helpers/reference64';
 
 beforeAll(async () => {
@@ -54,6 +54,72 @@ describe('supConLoss as a tfjs op', () => {
       expect(maxAbsDiff(gRef.dataSync(), gNative.dataSync()), what).toBeLessThan(1e-3 * maxAbs(r64.grad));
       tf.dispose([value, ref, gNative, gRef]);
     }
+    tf.dispose([x, labels, extra, extraLabels]);
+  });
+
+  it('gives the contrast rows their gradient when asked (contrast.gradient), on the native and the reference path', () => {
+    const x = tf.tensor3d(gaussian(rng, 9 * 2 * 6), [9, 2, 6]);
+    const labels = tf.tensor1d([0, 1, 2, 0, 1, 2, 3, 3, 0], 'int32');
+    const extra = tf.tensor2d(gaussian(rng, 11 * 6), [11, 6]);
+    const extraLabels = tf.tensor1d([0, 1, 2, 3, 9, 9, 1, 0, 0, 2, 5], 'int32');
+    const cases = [
+      { normalize: true },
+      { normalize: true, variant: 'in' as const, reduction: 'sum' as const },
+      { normalize: true, contrastMode: 'one' as const, temperature: 0.5 },
+      { normalize: true, simclr: true },
+    ];
+    for (const c of cases) {
+      const { simclr, ...loss } = c as typeof c & { simclr?: boolean };
+      const lab = simclr ? null : labels;
+      const contrast = { features: extra, labels: simclr ? null : extraLabels, gradient: true };
+      const opts = { ...loss, contrast };
+      const [gx, gc] = tf.grads((f: tf.Tensor, e: tf.Tensor) => supConLoss(f, lab, { ...opts, contrast: { ...contrast, features: e } }))([x, extra]);
+      const [rx, rc] = tf.grads((f: tf.Tensor, e: tf.Tensor) => supConLossReference(f, lab, { ...opts, contrast: { ...contrast, features: e } }))([x, extra]);
+      const r64 = reference64(
+        {
+          features: x.dataSync(),
+          shape: x.shape,
+          labels: lab?.dataSync() ?? null,
+          contrast: { features: extra.dataSync(), labels: simclr ? null : extraLabels.dataSync() },
+        },
+        {
+          temperature: loss.temperature ?? 0.1,
+          baseTemperature: loss.temperature ?? 0.1,
+          variant: loss.variant ?? 'out',
+          contrastMode: loss.contrastMode ?? 'all',
+          normalize: true,
+          reduction: loss.reduction ?? 'mean',
+        },
+      );
+      const what = JSON.stringify(c);
+      const scale = Math.max(maxAbs(r64.grad), maxAbs(r64.contrastGrad));
+      expect(maxAbs(r64.contrastGrad), what).toBeGreaterThan(0.01 * scale);
+      expect(maxAbsDiff(gx.dataSync(), r64.grad), what).toBeLessThan(1e-4 * scale);
+      expect(maxAbsDiff(gc.dataSync(), r64.contrastGrad), what).toBeLessThan(1e-4 * scale);
+      expect(maxAbsDiff(rx.dataSync(), r64.grad), what).toBeLessThan(1e-3 * scale);
+      expect(maxAbsDiff(rc.dataSync(), r64.contrastGrad), what).toBeLessThan(1e-3 * scale);
+      // The typed-array API gives the same rows' gradient.
+      const typed = supcon.forwardBackward({
+        features: x.dataSync() as Float32Array,
+        shape: x.shape,
+        labels: lab ? (lab.dataSync() as Int32Array) : null,
+        contrast: { features: extra.dataSync() as Float32Array, labels: simclr ? null : (extraLabels.dataSync() as Int32Array), gradient: true },
+        ...loss,
+      });
+      expect(maxAbsDiff(typed.contrastGrad!, gc.dataSync()), what).toBeLessThan(1e-6 * scale);
+      expect(supcon.forwardBackward({ features: x.dataSync() as Float32Array, shape: x.shape, contrast: { features: extra.dataSync() as Float32Array }, ...loss }).contrastGrad).toBeNull();
+      tf.dispose([gx, gc, rx, rc]);
+    }
+    // Without the flag the contrast rows get no gradient on either path (a memory queue): tfjs
+    // finds no path to them.
+    for (const fn of [supConLoss, supConLossReference]) {
+      expect(() =>
+        tf.grads((f: tf.Tensor, e: tf.Tensor) => fn(f, labels, { normalize: true, contrast: { features: e, labels: extraLabels } }))([x, extra]),
+      ).toThrow(/Cannot compute gradient/);
+    }
+    expect(() => supConLoss(x, labels, { contrast: { features: extra, labels: extraLabels, gradient: 1 as never } })).toThrow(
+      /Expected boolean for options\.contrast\.gradient but received 1/,
+    );
     tf.dispose([x, labels, extra, extraLabels]);
   });
 
@@ -125,6 +191,79 @@ describe('supConLoss as a tfjs op', () => {
     expect(() => fn(tf.tensor2d([[1, 2], [3, 3]]), tf.ones([2, 2]))).toThrow(/yTrue/);
     model.dispose();
     tf.dispose([xs, targets, emb]);
+  });
+});
+
+describe('supConLossFn in model.fit (issue 9, item 6)', () => {
+  /** Warnings emitted while `fn` runs, by code. */
+  async function warningsDuring(fn: () => Promise<unknown>): Promise<string[]> {
+    const codes: string[] = [];
+    const listener = (w: Error & { code?: string }) => codes.push(w.code ?? '');
+    process.on('warning', listener);
+    try {
+      await fn();
+      await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    } finally {
+      process.off('warning', listener);
+    }
+    return codes;
+  }
+
+  it('trains a model whose output is [B, V, D] with targets of that shape', async () => {
+    const views = 2;
+    const dim = 4;
+    const model = tf.sequential({
+      layers: [tf.layers.dense({ inputShape: [6], units: views * dim }), tf.layers.reshape({ targetShape: [views, dim] })],
+    });
+    model.compile({ optimizer: tf.train.adam(0.05), loss: supConLossFn({ normalize: true, temperature: 0.5 }) });
+    const r = testRng(11);
+    const n = 24;
+    const ys = Array.from({ length: n }, (_, i) => (i % 3) + 2 ** 24); // ids float32 cannot tell apart
+    const xs = tf.tensor2d(Array.from({ length: n * 6 }, (_, k) => (Math.floor(k / 6) % 3 === k % 3 ? 1 : 0) + 0.3 * r()), [n, 6]);
+    const targets = supConTargets(ys, [views, dim]);
+    expect(targets.shape).toEqual([n, views, dim]);
+    expect(targets.dtype).toBe('int32');
+    const history = await model.fit(xs, targets, { epochs: 8, batchSize: 8, shuffle: false, verbose: 0 });
+    const losses = history.history.loss as number[];
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(losses[losses.length - 1]).toBeLessThan(losses[0]);
+    // The loss fit computes is the op's on the same batch.
+    const emb = model.predict(xs.slice([0, 0], [8, 6])) as tf.Tensor;
+    const viaFn = supConLossFn({ normalize: true, temperature: 0.5 })(targets.slice([0, 0, 0], [8, views, dim]), emb);
+    const direct = supConLoss(emb, ys.slice(0, 8), { normalize: true, temperature: 0.5 });
+    expect(viaFn.dataSync()[0]).toBe(direct.dataSync()[0]);
+    model.dispose();
+    tf.dispose([xs, targets, emb, viaFn, direct]);
+  });
+
+  it('finishes an epoch whose last batch has one sample (no positive), reporting it once', async () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [5], units: 3 })] });
+    const fn = supConLossFn({ normalize: true });
+    model.compile({ optimizer: tf.train.sgd(0.1), loss: fn });
+    const xs = tf.tensor2d(gaussian(testRng(12), 7 * 5), [7, 5]);
+    const targets = supConTargets([0, 1, 0, 1, 0, 1, 2], 3);
+    let history: tf.History | undefined;
+    const codes = await warningsDuring(async () => {
+      history = await model.fit(xs, targets, { epochs: 2, batchSize: 3, shuffle: false, verbose: 0 });
+    });
+    expect((history!.history.loss as number[]).every(Number.isFinite)).toBe(true);
+    expect(codes.filter((c) => c === 'SUPCON_NO_POSITIVES')).toEqual(['SUPCON_NO_POSITIVES']);
+    // Such a batch contributes exactly 0 with a zero gradient that reaches the predictions.
+    const y = tf.tensor2d([[1, 2, 3]]);
+    const g = tf.grad((p: tf.Tensor) => fn(tf.tensor1d([5], 'int32'), p))(y);
+    expect(fn(tf.tensor1d([5], 'int32'), y).dataSync()[0]).toBe(0);
+    expect(Array.from(g.dataSync())).toEqual([0, 0, 0]);
+    model.dispose();
+    tf.dispose([xs, targets, y, g]);
+  });
+
+  it('refuses targets that disagree within a sample or in count, and float32 ids beyond 2^24', () => {
+    const fn = supConLossFn();
+    const x = tf.ones([2, 2]);
+    expect(() => fn(tf.tensor2d([[1, 2], [3, 3]]), x)).toThrow(/yTrue.*samples with differing values|samples with differing values/);
+    expect(() => fn(tf.tensor1d([1, 2, 3]), x)).toThrow(InvalidArgumentError);
+    expect(() => fn(tf.tensor1d([2 ** 24 + 2, 1]), x)).toThrow(/2\^24/);
+    tf.dispose(x);
   });
 });
 

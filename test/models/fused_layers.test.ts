@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../src/errors';
 import { useNativeKernels } from '../../src/kernels';
 import { CONV_BATCH_NORM_KERNEL } from '../../src/kernels/conv_batch_norm';
 import { ConvBatchNorm } from '../../src/models/layers';
@@ -18,6 +17,7 @@ import { loadWeightsInto, saveModel } from '../../src/train/checkpoint';
 import { SgdMomentum } from '../../src/train/optimizers';
 import { roundTrip, seededTensor } from './helpers';
 import { checkCase, describeCase, expectNear, sweepCases } from './fused_sweep';
+import { expectInvalidArgument } from '../helpers/errors';
 
 const addon = loadNative();
 const native = typeof addon?.convBatchNormForward === 'function';
@@ -226,37 +226,26 @@ describe.skipIf(!native)('training steps', () => {
 });
 
 describe('ConvBatchNorm: bad input', () => {
-  const expectInvalid = (fn: () => unknown, argument: string) => {
-    let caught: unknown;
-    try {
-      fn();
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeInstanceOf(InvalidArgumentError);
-    expect((caught as InvalidArgumentError).argument).toBe(argument);
-  };
-
   it('names the bad argument', () => {
-    expectInvalid(() => new ConvBatchNorm({ filters: 0, kernelSize: 3 }), 'args.filters');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 2.5 }), 'args.kernelSize');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, padding: 'causal' as never }), 'args.padding');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, activation: 'tanh' as never }), 'args.activation');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, momentum: 2 }), 'args.momentum');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, epsilon: 0 }), 'args.epsilon');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, kernelInitializer: 'bogus' as never }), 'args.kernelInitializer');
-    expectInvalid(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, convName: '' }), 'args.convName');
-    expectInvalid(() => new ConvBatchNorm(null as never), 'args');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 0, kernelSize: 3 }), 'args.filters');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 2.5 }), 'args.kernelSize');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, padding: 'causal' as never }), 'args.padding');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, activation: 'tanh' as never }), 'args.activation');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, momentum: 2 }), 'args.momentum');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, epsilon: 0 }), 'args.epsilon');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, kernelInitializer: 'bogus' as never }), 'args.kernelInitializer');
+    expectInvalidArgument(() => new ConvBatchNorm({ filters: 4, kernelSize: 3, convName: '' }), 'args.convName');
+    expectInvalidArgument(() => new ConvBatchNorm(null as never), 'args');
   });
 
   it('rejects a shortcut of the wrong shape, a missing shortcut and rank-3 input when built', () => {
     const withShortcut = new ConvBatchNorm({ name: 'cbn_bad_shortcut', filters: 4, kernelSize: 3, strides: 2, residual: true });
     const x = tf.input({ shape: [8, 8, 2] });
     const wrong = tf.input({ shape: [8, 8, 4] });
-    expectInvalid(() => withShortcut.apply([x, wrong]), 'cbn_bad_shortcut shortcut');
-    expectInvalid(() => withShortcut.apply(x), 'cbn_bad_shortcut inputs');
+    expectInvalidArgument(() => withShortcut.apply([x, wrong]), 'cbn_bad_shortcut shortcut');
+    expectInvalidArgument(() => withShortcut.apply(x), 'cbn_bad_shortcut inputs');
     const plain = new ConvBatchNorm({ name: 'cbn_rank3', filters: 4, kernelSize: 3 });
-    expectInvalid(() => plain.apply(tf.input({ shape: [8, 2] })), 'cbn_rank3 input');
+    expectInvalidArgument(() => plain.apply(tf.input({ shape: [8, 2] })), 'cbn_rank3 input');
   });
 
   it.skipIf(!native)('the native entry points refuse garbage with a typed error instead of crashing', () => {

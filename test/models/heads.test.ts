@@ -4,22 +4,11 @@ import { InvalidArgumentError } from '../../src/errors';
 import { createLinearClassifier, createProjectionHead, L2Normalize } from '../../src/models/heads';
 import { summarize } from '../../src/models/summary';
 import { roundTrip, seededTensor, seededValues } from './helpers';
+import { expectInvalidArgument } from '../helpers/errors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });
-
-function expectInvalid(fn: () => unknown, argument: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(InvalidArgumentError);
-  expect((caught as InvalidArgumentError).argument).toBe(argument);
-  expect((caught as Error).message).toContain(argument);
-}
 
 describe('L2Normalize', () => {
   it('divides every row by its L2 norm (checked in float64) and maps a zero row to zeros', () => {
@@ -123,14 +112,14 @@ describe('createProjectionHead', () => {
   });
 
   it('rejects bad options, naming the option', () => {
-    expectInvalid(() => createProjectionHead({ inputDim: 0 }), 'options.inputDim');
-    expectInvalid(() => createProjectionHead({ inputDim: 4, outputDim: 1.5 }), 'options.outputDim');
-    expectInvalid(() => createProjectionHead({ inputDim: 4, hiddenDim: -2 }), 'options.hiddenDim');
-    expectInvalid(() => createProjectionHead({ inputDim: 4, kind: 'deep' as 'mlp' }), 'options.kind');
-    expectInvalid(() => createProjectionHead({ inputDim: 4, kind: 'linear', hiddenDim: 4 }), 'options.hiddenDim');
-    expectInvalid(() => createProjectionHead({ inputDim: 4, seed: -1 }), 'options.seed');
-    expectInvalid(() => createProjectionHead({ inputDim: 4, width: 3 } as never), 'options');
-    expectInvalid(() => createProjectionHead(undefined as never), 'options');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 0 }), 'options.inputDim');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 4, outputDim: 1.5 }), 'options.outputDim');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 4, hiddenDim: -2 }), 'options.hiddenDim');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 4, kind: 'deep' as 'mlp' }), 'options.kind');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 4, kind: 'linear', hiddenDim: 4 }), 'options.hiddenDim');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 4, seed: -1 }), 'options.seed');
+    expectInvalidArgument(() => createProjectionHead({ inputDim: 4, width: 3 } as never), 'options');
+    expectInvalidArgument(() => createProjectionHead(undefined as never), 'options');
   });
 });
 
@@ -147,7 +136,7 @@ describe('createLinearClassifier', () => {
   });
 
   it('rejects bad options, naming the option', () => {
-    expectInvalid(() => createLinearClassifier({ inputDim: 3, numClasses: 0 }), 'options.numClasses');
-    expectInvalid(() => createLinearClassifier({ inputDim: NaN, numClasses: 2 }), 'options.inputDim');
+    expectInvalidArgument(() => createLinearClassifier({ inputDim: 3, numClasses: 0 }), 'options.numClasses');
+    expectInvalidArgument(() => createLinearClassifier({ inputDim: NaN, numClasses: 2 }), 'options.inputDim');
   });
 });

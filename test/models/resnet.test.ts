@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../../src/errors';
 import { createEncoder, ENCODER_ARCHS, encoderFeatureDim, type EncoderArch } from '../../src/models/resnet';
 import { summarize } from '../../src/models/summary';
 import { seededTensor, weightsByName } from './helpers';
+import { expectInvalidArgument } from '../helpers/errors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -358,17 +359,7 @@ describe('initialization', () => {
 
 describe('option validation', () => {
   const base = { arch: 'resnet8' as const, inputShape: [8, 8, 1] as [number, number, number] };
-  const expectInvalid = (options: unknown, argument: string) => {
-    let caught: unknown;
-    try {
-      createEncoder(options as never);
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeInstanceOf(InvalidArgumentError);
-    expect((caught as InvalidArgumentError).argument).toBe(argument);
-    expect((caught as Error).message).toContain(argument);
-  };
+  const expectInvalid = (options: unknown, argument: string) => expectInvalidArgument(() => createEncoder(options as never), argument);
 
   it('names the bad option', () => {
     expectInvalid({ ...base, arch: 'resnet9' }, 'options.arch');

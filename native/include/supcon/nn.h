@@ -74,8 +74,11 @@ Status conv2dForward(const Conv2DGeometry& g, const float* x, const float* filte
 
 // How conv2dBackpropInput computes dx.
 enum class BackpropInputAlgorithm {
-  kAuto = 0,       // kDirect for stride 1 and >= 192 input channels, kGemmCol2Im otherwise
-  kDirect = 1,     // stride 1 only: a forward convolution of dy with the flipped, transposed filter
+  kAuto = 0,       // kDirect for narrow layers, and for stride 1 with >= 192 input channels;
+                   // kGemmCol2Im otherwise
+  kDirect = 1,     // stride 1: a forward convolution of dy with the flipped, transposed filter;
+                   // stride > 1 (unit dilation, inC <= 4 SIMD vectors): the direct kernel phase by
+                   // phase (nn_conv_direct.cpp)
   kGemmCol2Im = 2, // dcol = dy filter^T by the GEMM, then scatter-added into dx (any stride)
 };
 

@@ -25,6 +25,10 @@ struct Backend {
   std::function<Status(const LossSpec&, const LossInputs&, const RunOptions&, const float*, const float*, int64_t,
                        float*, BackwardResult*)>
       backward;
+  // backward with the extra rows' gradient (contrastGrad [contrastRows, dim]).
+  std::function<Status(const LossSpec&, const LossInputs&, const RunOptions&, const float*, const float*, int64_t,
+                       float*, float*, BackwardResult*)>
+      backwardContrast;
   // Sets SUPCON_CUDA_SPLITS (0: unset) for the next calls.
   static void forceSplits(int splits) {
     if (splits > 0) setenv("SUPCON_CUDA_SPLITS", std::to_string(splits).c_str(), 1);
@@ -91,7 +95,7 @@ inline std::string describe(const Problem& p) {
   const LossSpec& s = p.spec;
   std::snprintf(buf, sizeof buf, "B=%lld V=%lld D=%lld M=%lld labeled=%d tau=%g base=%g %s %s norm=%d %s",
                 (long long)p.batch, (long long)p.views, (long long)p.dim, (long long)p.extra, int(p.labeled),
-                s.temperature, s.baseTemperature, s.variant == Variant::kIn ? "in" : "out",
+                s.temperature, s.effectiveBaseTemperature(), s.variant == Variant::kIn ? "in" : "out",
                 s.contrastMode == ContrastMode::kOne ? "one" : "all", int(s.normalize),
                 s.reduction == Reduction::kMean ? "mean" : s.reduction == Reduction::kSum ? "sum" : "none");
   return buf;
@@ -192,7 +196,7 @@ inline Errors expectMatchesReference(const Run& r, const Problem& p, const Toler
   // Floor for gradients that vanish exactly: float rounding of cancelling terms (as test_loss).
   double xmax = 1;
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
-  const double floor = 1e-5 * xmax / p.spec.baseTemperature;
+  const double floor = 1e-5 * xmax / p.spec.effectiveBaseTemperature();
   e.grad = worst / std::max(e.gradScale, 1e-30);
   CHECK(worst <= tol.gradRel * e.gradScale + floor) << what << ": grad max err " << worst << " vs max|grad| "
                                                     << e.gradScale;
@@ -207,10 +211,14 @@ inline void expectMatchesCpu(const Run& gpu, const Run& cpu, const Problem& p, c
   }
   CHECK(std::fabs(gpu.fwd.loss - cpu.fwd.loss) <= 1e-5 * std::max(1.0, std::fabs(cpu.fwd.loss)))
       << what << ": loss " << gpu.fwd.loss << " vs cpu " << cpu.fwd.loss;
+  // The statistics: the log-sum-exps m + log l over A(i) and P(i) (each device may pick its own
+  // reference m).
   double statErr = 0;
-  for (size_t k = 0; k < cpu.stats.size(); ++k)
-    statErr = std::max(statErr, std::fabs(double(gpu.stats[k]) - cpu.stats[k]) / std::max(1.0, std::fabs(double(cpu.stats[k]))));
-  CHECK(statErr <= 1e-5) << what << ": stats differ from the CPU's by " << statErr;
+  for (size_t k = 0; k + 1 < cpu.stats.size(); k += 2) {
+    const double a = double(gpu.stats[k]) + gpu.stats[k + 1], b = double(cpu.stats[k]) + cpu.stats[k + 1];
+    statErr = std::max(statErr, std::fabs(a - b) / std::max(1.0, std::fabs(b)));
+  }
+  CHECK(statErr <= 1e-5) << what << ": log-sum-exps differ from the CPU's by " << statErr;
   double gmax = 0, err = 0;
   for (size_t i = 0; i < cpu.grad.size(); ++i) {
     gmax = std::max(gmax, double(std::fabs(cpu.grad[i])));
@@ -218,7 +226,7 @@ inline void expectMatchesCpu(const Run& gpu, const Run& cpu, const Problem& p, c
   }
   double xmax = 1;  // floor for exactly vanishing gradients, as in expectMatchesReference
   for (float v : p.features) xmax = std::max(xmax, double(std::fabs(v)));
-  CHECK(err <= 1e-4 * gmax + 1e-5 * xmax / p.spec.baseTemperature)
+  CHECK(err <= 1e-4 * gmax + 1e-5 * xmax / p.spec.effectiveBaseTemperature())
       << what << ": grad differs from the CPU's by " << err << " (max " << gmax << ")";
 }
 
@@ -239,7 +247,7 @@ inline int sweepAgainstReference(const Backend& b, const std::vector<SweepSize>&
             for (int extraCase = 0; extraCase < 2; ++extraCase) {
               if (mode == 1 && sz.views == 1) continue;
               const int classes = cases % 3 == 0 ? 2 : (cases % 3 == 1 ? 1000 : 5);
-              const bool labeled = cases % 4 != 3;
+              const bool labeled = cases % 4 != 3 || sz.views == 1;  // SimCLR needs views
               const int64_t extra = extraCase ? 1 + (cases * 37) % 150 : 0;
               Problem p = makeProblem(rng, sz.batch, sz.views, sz.dim, classes, extra, labeled, norm);
               const float temps[] = {0.05f, 0.1f, 0.5f, 1.0f};
@@ -259,6 +267,52 @@ inline int sweepAgainstReference(const Backend& b, const std::vector<SweepSize>&
 
 // tf32 / bf16: stated bounds against the reference, and proof that the engine changed the
 // arithmetic (results differ from float32's).
+// The extra rows' gradient, when asked for, against the float64 reference (and the feature
+// gradient unchanged by the request): 'all' and 'one', L_out and L_in, labeled and SimCLR,
+// with and without normalization, over several tiles of extra rows.
+inline int contrastGradientsMatchReference(const Backend& b, uint32_t seed) {
+  std::mt19937 rng(seed);
+  int cases = 0;
+  const int64_t dims[] = {24, 70, 130};  // the three gradient tile widths
+  for (int c = 0; c < 12; ++c) {
+    const bool labeled = c % 4 != 3;
+    Problem p = makeProblem(rng, 10 + 7 * c, 2, dims[c % 3], 3 + c % 4, 1 + (c * 61) % 200, labeled, c % 3 == 0);
+    p.spec.variant = c % 2 ? Variant::kIn : Variant::kOut;
+    p.spec.contrastMode = c % 4 >= 2 ? ContrastMode::kOne : ContrastMode::kAll;
+    p.spec.reduction = c % 5 == 4 ? Reduction::kNone : c % 5 == 3 ? Reduction::kSum : Reduction::kMean;
+    const LossInputs in = p.inputs();
+    std::vector<float> per(size_t(p.anchors())), stats(size_t(statsSize(p.spec, in))), grad(p.features.size()),
+        plain(p.features.size()), contrastGrad(p.contrast.size(), NAN);
+    const std::vector<float> up = upstreamFor(p);
+    ForwardResult fr;
+    BackwardResult br;
+    const RunOptions run = cudaRun();
+    Status st = b.forward(p.spec, in, run, per.data(), stats.data(), &fr);
+    if (st.isOk())
+      st = b.backwardContrast(p.spec, in, run, stats.data(), up.data(), int64_t(up.size()), grad.data(),
+                              contrastGrad.data(), &br);
+    if (st.isOk()) st = b.backward(p.spec, in, run, stats.data(), up.data(), int64_t(up.size()), plain.data(), &br);
+    CHECK(st.isOk()) << describe(p) << ": " << st.message();
+    if (!st.isOk()) continue;
+    std::vector<double> upD(up.begin(), up.end());
+    const auto ref = supcon_test::referenceLoss(p.spec, in, p.spec.reduction == Reduction::kNone ? &upD : nullptr);
+    const double scale = std::max(maxAbs(ref.grad), maxAbs(ref.contrastGrad));
+    // The feature gradient stays what it was (the contrast pass then has more rows, so its
+    // split plan, and with it the float32 summation order, may differ: equal within rounding).
+    double worst = 0, worstFeatures = 0;
+    for (size_t i = 0; i < ref.grad.size(); ++i)
+      worstFeatures = std::max(worstFeatures, std::fabs(double(grad[i]) - double(plain[i])));
+    CHECK(worstFeatures <= 1e-6 * scale) << describe(p) << ": the feature gradient moved by " << worstFeatures
+                                         << " when the contrast gradient was asked for";
+    for (size_t i = 0; i < ref.contrastGrad.size(); ++i)
+      worst = std::max(worst, std::fabs(double(contrastGrad[i]) - ref.contrastGrad[i]));
+    CHECK(maxAbs(ref.contrastGrad) > 0) << describe(p);
+    CHECK(worst <= 1e-4 * scale + 1e-6) << describe(p) << ": contrast grad max err " << worst << " vs " << scale;
+    ++cases;
+  }
+  return cases;
+}
+
 inline void precisionSweep(const Backend& b, Precision precision, const std::vector<SweepSize>& sizes, uint32_t seed) {
   std::mt19937 rng(seed);
   const Tolerance tol = toleranceFor(precision);
@@ -372,12 +426,12 @@ inline void edgeCases(const Backend& b, uint32_t seed) {
     for (int64_t k = 0; k < 16; ++k) dup.features[16 + k] = dup.features[k];
     expectMatchesReference(runLoss(&b, dup, cudaRun()), dup, Tolerance{}, std::string(b.name) + " duplicate rows");
     Problem hot = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    hot.spec.temperature = hot.spec.baseTemperature = 100.0f;
+    hot.spec.temperature = 100.0f;
     expectMatchesReference(runLoss(&b, hot, cudaRun()), hot, Tolerance{}, std::string(b.name) + " tau=100");
   }
   {  // cold temperature and unnormalized large rows stay finite and match
     Problem cold = makeProblem(rng, 20, 2, 16, 3, 0, true, false);
-    cold.spec.temperature = cold.spec.baseTemperature = 0.01f;
+    cold.spec.temperature = 0.01f;
     const Run rc = runLoss(&b, cold, cudaRun());
     CHECK(rc.status.isOk() && std::isfinite(rc.fwd.loss)) << rc.status.message();
     bool finite = true;
@@ -391,8 +445,9 @@ inline void edgeCases(const Backend& b, uint32_t seed) {
     CHECK(std::fabs(rb.fwd.loss - ref.loss) <= 1e-5 * std::max(1.0, std::fabs(ref.loss))) << rb.fwd.loss << " vs "
                                                                                            << ref.loss;
   }
-  {  // SimCLR with one view: no positives anywhere
-    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, false, false);
+  {  // distinct labels with one view: no positives anywhere
+    Problem p = makeProblem(rng, 10, 1, 8, 1, 0, true, false);
+    for (int32_t k = 0; k < 10; ++k) p.labels[k] = 3 * k;
     const Run r = runLoss(&b, p, cudaRun());
     CHECK(r.status.isOk() && r.fwd.loss == 0.0 && r.fwd.validAnchors == 0);
     for (float g : r.grad) CHECK(g == 0.0f);
@@ -423,7 +478,7 @@ inline void workspaceIsLinear(const Backend& b, int64_t batch, int64_t dim, uint
 inline void statuses(const Backend& b, uint32_t seed) {
   std::mt19937 rng(seed);
   Problem p = makeProblem(rng, 9, 2, 12, 3, 0, true, false);
-  std::vector<float> per(18), stats(36);
+  std::vector<float> per(18), stats(size_t(statsSize(p.spec, p.inputs())));
   LossSpec bad = p.spec;
   bad.temperature = -1;
   CHECK(forward(bad, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr).code() == StatusCode::kInvalidArgument);

@@ -6,6 +6,7 @@
 #include "loss_cuda_impl.h"
 
 #include "cuda_loss_checks.h"
+#include "edge_cases.h"
 
 using namespace supcon;
 using namespace supcon_cuda_test;
@@ -23,9 +24,15 @@ Backend emulatorBackend() {
   };
   b.backward = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
                   const float* up, int64_t n, float* grad, BackwardResult* r) {
-    SUPCON_RETURN_IF_ERROR(validate(s, in));
+    SUPCON_RETURN_IF_ERROR(validateBackward(s, in, stats, up, n));
     BackwardResult local;
-    return cuda_emu::backward(s, in, run, stats, up, n, grad, r ? r : &local);
+    return cuda_emu::backward(s, in, run, stats, up, grad, nullptr, r ? r : &local);
+  };
+  b.backwardContrast = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
+                          const float* up, int64_t n, float* grad, float* contrastGrad, BackwardResult* r) {
+    SUPCON_RETURN_IF_ERROR(validateBackward(s, in, stats, up, n));
+    BackwardResult local;
+    return cuda_emu::backward(s, in, run, stats, up, grad, contrastGrad, r ? r : &local);
   };
   return b;
 }
@@ -73,12 +80,44 @@ TEST(emu_tensor_core_engines_within_bounds) {
 
 TEST(emu_cross_device_stats) { crossDeviceStats(emu(), 5); }
 
+TEST(emu_contrast_gradient_matches_reference) {
+  CHECK(contrastGradientsMatchReference(emu(), 23) == 12);
+  expectNoDeviceMemoryLeft("the contrast gradients");
+}
+
 TEST(emu_splits_agree) {
   splitsAgree(emu(), 140, 24, 9);
   expectNoDeviceMemoryLeft("the split runs");
 }
 
 TEST(emu_edge_cases) { edgeCases(emu(), 11); }
+
+TEST(emu_forward_backward_uploads_once) {
+  // forward + backward in one call uploads the features once; two calls upload them twice.
+  std::mt19937 rng(4);
+  Problem p = makeProblem(rng, 120, 2, 64, 6, 0, true, true);
+  const size_t featureBytes = p.features.size() * sizeof(float);
+  std::vector<float> per(size_t(p.anchors())), stats(size_t(statsSize(p.spec, p.inputs()))), grad(p.features.size());
+  ForwardResult fr;
+  supcon_emu::state().hostToDeviceBytes = 0;
+  Status st = cuda_emu::forwardBackward(p.spec, p.inputs(), cudaRun(), per.data(), grad.data(), nullptr, &fr, nullptr);
+  const size_t once = supcon_emu::state().hostToDeviceBytes;
+  CHECK(st.isOk()) << st.message();
+  CHECK(once >= featureBytes && once < 2 * featureBytes) << once << " bytes uploaded for " << featureBytes;
+  supcon_emu::state().hostToDeviceBytes = 0;
+  const std::vector<float> up(1, 1.0f);
+  st = cuda_emu::forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), &fr);
+  BackwardResult br;
+  if (st.isOk()) st = cuda_emu::backward(p.spec, p.inputs(), cudaRun(), stats.data(), up.data(), grad.data(), nullptr, &br);
+  CHECK(st.isOk() && supcon_emu::state().hostToDeviceBytes >= 2 * featureBytes);
+  expectNoDeviceMemoryLeft("the upload counts");
+}
+
+TEST(emu_edge_case_table) {
+  supcon_test::EdgeBackend b{"emulator", cudaRun(), emu().forward, emu().backward};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
+  expectNoDeviceMemoryLeft("the edge-case table");
+}
 
 TEST(emu_workspace_is_linear) { workspaceIsLinear(emu(), 300, 64, 3); }
 
@@ -91,7 +130,7 @@ TEST(emu_no_device_is_unavailable) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 8, 2, 8, 2, 0, true, false);
   supcon_emu::config().deviceAbsent = true;
-  std::vector<float> per(16), stats(32);
+  std::vector<float> per(16), stats(size_t(statsSize(p.spec, p.inputs())));
   const Status st = emu().forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   supcon_emu::config().deviceAbsent = false;
   CHECK(st.code() == StatusCode::kUnavailable && st.message().find("no CUDA device") != std::string::npos)
@@ -116,7 +155,7 @@ TEST(emu_shared_memory_limit_is_a_status) {
   std::mt19937 rng(3);
   Problem p = makeProblem(rng, 10, 2, 8, 2, 0, true, false);
   supcon_emu::config().sharedMemPerBlockOptin = 16 * 1024;  // below every kernel's need
-  std::vector<float> per(20), stats(40);
+  std::vector<float> per(20), stats(size_t(statsSize(p.spec, p.inputs())));
   const Status st = emu().forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   supcon_emu::config().sharedMemPerBlockOptin = 99 * 1024;
   CHECK(st.code() == StatusCode::kUnavailable && st.message().find("shared memory") != std::string::npos)

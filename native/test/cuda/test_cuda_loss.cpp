@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "cuda_loss_checks.h"
+#include "edge_cases.h"
 #include "loss_cuda.h"
 #include "supcon/device.h"
 
@@ -24,6 +25,10 @@ const Backend& gpu() {
                     const float* up, int64_t n, float* grad, BackwardResult* r) {
       return backward(s, in, run, stats, up, n, grad, r);
     };
+    x.backwardContrast = [](const LossSpec& s, const LossInputs& in, const RunOptions& run, const float* stats,
+                            const float* up, int64_t n, float* grad, float* contrastGrad, BackwardResult* r) {
+      return backward(s, in, run, stats, up, n, grad, contrastGrad, r);
+    };
     return x;
   }();
   return b;
@@ -38,7 +43,7 @@ bool tensorCores() {
 int noDeviceChecks(const std::string& reason) {
   std::mt19937 rng(1);
   Problem p = makeProblem(rng, 16, 2, 8, 3, 0, true, false);
-  std::vector<float> per(32), stats(64), grad(p.features.size());
+  std::vector<float> per(32), stats(size_t(statsSize(p.spec, p.inputs()))), grad(p.features.size());
   const Status st = forward(p.spec, p.inputs(), cudaRun(), per.data(), stats.data(), nullptr);
   CHECK(st.code() == StatusCode::kUnavailable) << "forward on a machine without CUDA: " << st.message();
   CHECK(!st.message().empty());
@@ -60,6 +65,11 @@ int noDeviceChecks(const std::string& reason) {
 }
 
 }  // namespace
+
+TEST(cuda_edge_case_table) {
+  supcon_test::EdgeBackend b{"cuda", cudaRun(), gpu().forward, gpu().backward};
+  CHECK(supcon_test::runEdgeCaseTable(b) > 20);
+}
 
 TEST(cuda_sweep_matches_reference_and_cpu) {
   const std::vector<SweepSize> sizes = {{2, 1, 3}, {7, 2, 1}, {33, 2, 64}, {130, 1, 128}, {64, 4, 257},
@@ -101,6 +111,8 @@ TEST(cuda_tensor_core_engines_within_bounds) {
 }
 
 TEST(cuda_cross_device_stats) { crossDeviceStats(gpu(), 5); }
+
+TEST(cuda_contrast_gradient_matches_reference) { CHECK(contrastGradientsMatchReference(gpu(), 23) == 12); }
 
 TEST(cuda_splits_agree) { splitsAgree(gpu(), 900, 72, 9); }
 

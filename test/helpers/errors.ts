@@ -1,0 +1,16 @@
+/** Shared assertion of the package's argument errors. */
+import { expect } from 'vitest';
+import { InvalidArgumentError } from '../../src/errors';
+
+/** Expects `fn` to throw an InvalidArgumentError for `argument`, named in its message too. */
+export function expectInvalidArgument(fn: () => unknown, argument: string): void {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(InvalidArgumentError);
+  expect((caught as InvalidArgumentError).argument).toBe(argument);
+  expect((caught as Error).message).toContain(argument);
+}
