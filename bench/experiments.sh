@@ -48,7 +48,7 @@ if [ "$which" = mini ] || [ "$which" = all ]; then
   # Cross-entropy at the main job's training time: more epochs when its steps are faster.
   ce_epochs=$(node -e "console.log(Math.max($E, Math.round($E * $(train_seconds mini-supcon) / $(train_seconds mini-ce))))")
   if [ "$ce_epochs" -gt "$E" ]; then run mini-ce-equal-time --method ce --epochs "$ce_epochs"; fi
-  npx tsx bench/baselines.ts fashion-mnist-mini
+  [ -f bench/results/baselines-fashion-mnist-mini.json ] || npx tsx bench/baselines.ts fashion-mnist-mini
 fi
 if [ "$which" = robustness ] || [ "$which" = mini ] || [ "$which" = all ]; then
   for r in mini-supcon mini-ce; do
@@ -58,6 +58,6 @@ fi
 if [ "$which" = full ] || [ "$which" = all ]; then
   run full-supcon --dataset fashion-mnist --epochs "$FULL_EPOCHS"
   run full-ce --dataset fashion-mnist --method ce --epochs "$FULL_EPOCHS"
-  npx tsx bench/baselines.ts fashion-mnist
+  [ -f bench/results/baselines-fashion-mnist.json ] || npx tsx bench/baselines.ts fashion-mnist
 fi
 npx tsx bench/results-table.ts

@@ -42,6 +42,8 @@ export interface SweepRow {
   /** True when the run was continued from a checkpoint (its wall time then misses the first part). */
   resumed: boolean;
   finishedAt: string;
+  /** Why the run stopped before its result (e.g. a diverged loss); its accuracies are then 0. */
+  failed?: string;
 }
 
 function readRow(dir: string, run: SweepRun, extra: Partial<SweepRow>): SweepRow {
@@ -82,13 +84,17 @@ export function spreadTable(rows: SweepRow[], key: keyof TrainConfig): { table: 
   }
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   const out: Array<Record<string, unknown>> = [];
-  const lines = [`| ${key} | runs | min | median | max | max - min |`, '|---|---|---|---|---|---|'];
+  const lines = [`| ${key} | runs | min | median | max | max - min | failed runs |`, '|---|---|---|---|---|---|---|'];
+  const failed = new Map<string, number>();
+  for (const r of rows) if (r.failed !== undefined) failed.set(String(r.config[key]), (failed.get(String(r.config[key])) ?? 0) + 1);
   for (const [g, values] of groups) {
     const sorted = [...values].sort((a, b) => a - b);
     const m = sorted.length;
     const median = m % 2 ? sorted[(m - 1) / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2;
-    out.push({ [key]: g, runs: m, min: sorted[0], median, max: sorted[m - 1] });
-    lines.push(`| ${g} | ${m} | ${pct(sorted[0])} | ${pct(median)} | ${pct(sorted[m - 1])} | ${(100 * (sorted[m - 1] - sorted[0])).toFixed(2)} points |`);
+    out.push({ [key]: g, runs: m, min: sorted[0], median, max: sorted[m - 1], failed: failed.get(g) ?? 0 });
+    lines.push(
+      `| ${g} | ${m} | ${pct(sorted[0])} | ${pct(median)} | ${pct(sorted[m - 1])} | ${(100 * (sorted[m - 1] - sorted[0])).toFixed(2)} points | ${failed.get(g) ?? 0} |`,
+    );
   }
   return { table: lines.join('\n'), groups: out };
 }
@@ -151,9 +157,25 @@ async function main(): Promise<void> {
     const callbacks = {
       onEpochEnd: (r: EpochRecord) => console.log('  ' + formatEpochRecord(r)),
     };
-    const result = resumed
-      ? await resumeRun({ outDir: dir, callbacks })
-      : await trainRun({ ...sweep.base, ...run.config }, { outDir: dir, callbacks });
+    let result;
+    try {
+      result = resumed
+        ? await resumeRun({ outDir: dir, callbacks })
+        : await trainRun({ ...sweep.base, ...run.config }, { outDir: dir, callbacks });
+    } catch (e) {
+      // A run that fails (a diverged loss, typically) is a result of the sweep: it counts with
+      // accuracy 0 in the spread, and the message is kept.
+      const message = (e as Error).message;
+      console.log(`  -> failed: ${message}`);
+      const config = { ...sweep.base, ...run.config } as TrainConfig;
+      rows.set(run.id, {
+        id: run.id, changes: run.config, config, testAccuracy: 0, trainAccuracy: 0, evaluation: 'failed', epochs: 0,
+        trainSeconds: 0, wallSeconds: (performance.now() - started) / 1000, knnByEpoch: [], lossByEpoch: [],
+        loadStart, loadEnd: loadavg()[0], resumed, finishedAt: new Date().toISOString(), failed: message,
+      });
+      save();
+      continue;
+    }
     const wallSeconds = (performance.now() - started) / 1000;
     if (result.status !== 'complete') throw new Error(`${run.id} did not complete`);
     const row = readRow(dir, run, { wallSeconds, loadStart, loadEnd: loadavg()[0], resumed });

@@ -119,8 +119,8 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--val-split <fraction>', 'image-folder without a test/ folder: fraction of each class held out as the test split').argParser(numberFlag('--val-split', { gt: 0, lt: 1 })))
     .option('--strict', 'image-folder: an unreadable image is an error (default: skipped with a warning)')
     .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
-    .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
-    .addOption(new Option('--views <n>', 'augmented views per image in supcon/simclr (simclr needs 2 or more)').default(d.views).argParser(integerFlag('--views', 1, 16)))
+    .addOption(new Option('--batch-size <n>', 'images per step (each gives --views views in supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--views <n>', 'augmented views per image in supcon/simclr (simclr needs 2 or more) (default: 1 for supcon, 2 for simclr)').argParser(integerFlag('--views', 1, 16)))
     .addOption(new Option('--optimizer <name>', `optimizer: ${OPTIMIZER_NAMES.join(', ')}`).default(d.optimizer).argParser(choiceFlag('--optimizer', OPTIMIZER_NAMES)))
     .addOption(new Option('--lr <x>', `peak learning rate (default: ${DEFAULT_LR.sgd} for sgd, ${DEFAULT_LR.lars} for lars)`).argParser(numberFlag('--lr', { gt: 0 })))
     .addOption(new Option('--momentum <x>', 'momentum').default(d.momentum).argParser(numberFlag('--momentum', { ge: 0, lt: 1 })))
@@ -129,7 +129,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--temperature <x>', 'temperature of the SupCon / NT-Xent loss').default(d.temperature).argParser(numberFlag('--temperature', { gt: 0 })))
     .addOption(new Option('--loss-variant <v>', `SupCon loss: ${LOSS_VARIANTS.join(', ')} (L_out or L_in of the paper)`).default(d.lossVariant).argParser(choiceFlag('--loss-variant', LOSS_VARIANTS)))
     .addOption(
-      new Option('--augment <preset>', `augmentation: auto (by image kind: crop-flip for small grayscale, paper for RGB), ${AUGMENT_PRESET_NAMES.join(', ')}`)
+      new Option('--augment <preset>', `augmentation: auto (by image kind: flip for small grayscale, paper for RGB), ${AUGMENT_PRESET_NAMES.join(', ')}`)
         .default(d.augment)
         .argParser(choiceFlag('--augment', ['auto', ...AUGMENT_PRESET_NAMES] as const)),
     )
@@ -190,7 +190,6 @@ export function buildProgram(io: CliIo): Command {
             dataset: opts.dataset as TrainConfig['dataset'],
             epochs: opts.epochs as number,
             batchSize: opts.batchSize as number,
-            views: opts.views as number,
             optimizer: opts.optimizer as TrainConfig['optimizer'],
             momentum: opts.momentum as number,
             weightDecay: opts.weightDecay as number,
@@ -209,6 +208,7 @@ export function buildProgram(io: CliIo): Command {
           };
           for (const [key, flagKey] of [
             ['lr', 'lr'],
+            ['views', 'views'],
             ['stem', 'stem'],
             ['dataDir', 'dataDir'],
             ['limitTrain', 'limitTrain'],
