@@ -9,19 +9,21 @@ import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { packageVersion } from '../paths';
 import { DatasetError } from '../data/errors';
-import { DATASET_NAMES, SPLITS } from '../data';
+import { AUGMENT_PRESET_NAMES, CORRUPTIONS, DATASET_NAMES, SPLITS } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS } from '../models';
-import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, METHODS, type TrainConfig } from '../train/config';
+import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, LOSS_VARIANTS, METHODS, type TrainConfig } from '../train/config';
 import { CheckpointError } from '../train/errors';
 import { OPTIMIZER_NAMES } from '../train/optimizers';
 import { DecodeProgressDisplay, TrainingProgress } from '../train/progress';
 import { TENSORBOARD_DIR } from '../train/tensorboard';
 import { embedImages, exportCheckpoint, findNeighbors } from '../apps';
 import type { DataHooks } from '../train/run_dataset';
-import { resumeRun, trainRun, readTrainingState, type TrainRunResult } from '../train/trainer';
+import { readTrainingState } from '../train/run_state';
+import { resumeRun, trainRun, type TrainRunResult } from '../train/trainer';
 import { launcherWorld } from '../mpi';
 import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
-import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
+import { evaluateRobustness, formatRobustnessTable, writeRobustnessReport } from '../train/robustness';
+import { choiceFlag, integerFlag, listFlag, numberFlag, pathFlag } from './flags';
 
 /** Exit codes of the CLI. */
 
@@ -120,13 +122,20 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--val-split <fraction>', 'image-folder without a test/ folder: fraction of each class held out as the test split').argParser(numberFlag('--val-split', { gt: 0, lt: 1 })))
     .option('--strict', 'image-folder: an unreadable image is an error (default: skipped with a warning)')
     .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
-    .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--batch-size <n>', 'images per step (each gives --views views in supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--views <n>', 'augmented views per image in supcon/simclr (simclr needs 2 or more) (default: 1 for supcon, 2 for simclr)').argParser(integerFlag('--views', 1, 16)))
     .addOption(new Option('--optimizer <name>', `optimizer: ${OPTIMIZER_NAMES.join(', ')}`).default(d.optimizer).argParser(choiceFlag('--optimizer', OPTIMIZER_NAMES)))
     .addOption(new Option('--lr <x>', `peak learning rate (default: ${DEFAULT_LR.sgd} for sgd, ${DEFAULT_LR.lars} for lars)`).argParser(numberFlag('--lr', { gt: 0 })))
     .addOption(new Option('--momentum <x>', 'momentum').default(d.momentum).argParser(numberFlag('--momentum', { ge: 0, lt: 1 })))
     .addOption(new Option('--weight-decay <x>', 'L2 weight decay (not on biases and BatchNorm)').default(d.weightDecay).argParser(numberFlag('--weight-decay', { ge: 0 })))
     .addOption(new Option('--warmup-epochs <n>', 'epochs of linear learning-rate warmup before the cosine decay').default(d.warmupEpochs).argParser(integerFlag('--warmup-epochs', 0)))
     .addOption(new Option('--temperature <x>', 'temperature of the SupCon / NT-Xent loss').default(d.temperature).argParser(numberFlag('--temperature', { gt: 0 })))
+    .addOption(new Option('--loss-variant <v>', `SupCon loss: ${LOSS_VARIANTS.join(', ')} (L_out or L_in of the paper)`).default(d.lossVariant).argParser(choiceFlag('--loss-variant', LOSS_VARIANTS)))
+    .addOption(
+      new Option('--augment <preset>', `augmentation: auto (by image kind: flip for small grayscale, paper for RGB), ${AUGMENT_PRESET_NAMES.join(', ')}`)
+        .default(d.augment)
+        .argParser(choiceFlag('--augment', ['auto', ...AUGMENT_PRESET_NAMES] as const)),
+    )
     .addOption(new Option('--projection-dim <n>', 'output size of the projection head').default(d.projectionDim).argParser(integerFlag('--projection-dim', 1)))
     .addOption(new Option('--head <kind>', `projection head: ${PROJECTION_HEAD_KINDS.join(', ')}`).default(d.projectionHead).argParser(choiceFlag('--head', PROJECTION_HEAD_KINDS)))
     .addOption(new Option('--linear-epochs <n>', 'epochs of the linear classifier in linear evaluation').default(d.linearEpochs).argParser(integerFlag('--linear-epochs', 1)))
@@ -194,6 +203,8 @@ export function buildProgram(io: CliIo): Command {
             weightDecay: opts.weightDecay as number,
             warmupEpochs: opts.warmupEpochs as number,
             temperature: opts.temperature as number,
+            lossVariant: opts.lossVariant as TrainConfig['lossVariant'],
+            augment: opts.augment as TrainConfig['augment'],
             projectionDim: opts.projectionDim as number,
             projectionHead: opts.head as TrainConfig['projectionHead'],
             linearEpochs: opts.linearEpochs as number,
@@ -206,6 +217,7 @@ export function buildProgram(io: CliIo): Command {
           };
           for (const [key, flagKey] of [
             ['lr', 'lr'],
+            ['views', 'views'],
             ['stem', 'stem'],
             ['dataDir', 'dataDir'],
             ['limitTrain', 'limitTrain'],
@@ -294,6 +306,42 @@ export function buildProgram(io: CliIo): Command {
         `test accuracy: ${percent(result.testAccuracy)} (${source}, ${result.testCount} test images, ${result.method}, ` +
           `${result.epochs} epochs)`,
       );
+    });
+
+  // ----------------------------------------------------------------------------------- robustness
+  program
+    .command('robustness')
+    .description(
+      "Test accuracy of a checkpoint under common corruptions (Hendrycks & Dietterich 2019, CIFAR-10-C's parameters), " +
+        'each at severities 1-5 with seeded noise: prints a table with the mean corruption accuracy and its ratio to ' +
+        'the clean accuracy, and writes JSON (default <checkpoint>/robustness.json).',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--corruptions <list>', `comma-separated kinds (default all): ${CORRUPTIONS.join(', ')}`).argParser(listFlag('--corruptions', choiceFlag('--corruptions', CORRUPTIONS))))
+    .addOption(new Option('--severities <list>', 'comma-separated severities, 1-5 (default all)').argParser(listFlag('--severities', integerFlag('--severities', 1, 5))))
+    .addOption(new Option('--seed <n>', "seed of the corruptions' noise").default(0).argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--limit-test <n>', "score only the first n test images (default: the run's limit)").argParser(integerFlag('--limit-test', 1)))
+    .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: the run's)").argParser(pathFlag('--data-dir')))
+    .addOption(new Option('--out <file>', 'JSON report (default: <checkpoint>/robustness.json)').argParser(pathFlag('--out')))
+    .option('--json', 'print the report as JSON instead of a table')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>) => {
+      await useCpuBackend();
+      const report = await evaluateRobustness(opts.checkpoint as string, {
+        ...(opts.corruptions === undefined ? {} : { corruptions: opts.corruptions as (typeof CORRUPTIONS)[number][] }),
+        ...(opts.severities === undefined ? {} : { severities: opts.severities as number[] }),
+        seed: opts.seed as number,
+        ...(opts.limitTest === undefined ? {} : { limitTest: opts.limitTest as number }),
+        ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
+        fastKernels: opts.fastKernels !== false,
+      });
+      const file = await writeRobustnessReport(report, ...(opts.out === undefined ? [] : [opts.out as string]));
+      if (opts.json === true) {
+        out(JSON.stringify(report));
+        return;
+      }
+      out(formatRobustnessTable(report));
+      out(`report: ${file}`);
     });
 
   // ---------------------------------------------------------------------------------------- embed

@@ -5,13 +5,17 @@
  */
 import * as validate from '../validate';
 import { InvalidArgumentError } from '../errors';
-import { DATASET_NAMES, DEFAULT_IMAGE_SIZE, type DatasetName } from '../data';
+import { checkAugmentSetting, DATASET_NAMES, DEFAULT_IMAGE_SIZE, type AugmentSetting, type DatasetName } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS, type EncoderStem, type ProjectionHeadKind } from '../models';
 import { OPTIMIZER_NAMES, type OptimizerName } from './optimizers';
 
 /** Training methods: supervised contrastive, self-supervised contrastive, cross-entropy baseline. */
 export const METHODS = ['supcon', 'simclr', 'ce'] as const;
 export type Method = (typeof METHODS)[number];
+
+/** Where the SupCon loss sums over positives: `'out'` (L_out, the paper's choice) or `'in'` (L_in). */
+export const LOSS_VARIANTS = ['out', 'in'] as const;
+export type LossVariant = (typeof LOSS_VARIANTS)[number];
 
 /** Architecture names: the ResNets of `src/models`, or 'custom' for a caller-built encoder. */
 export const ARCHS = [...ENCODER_ARCHS, 'custom'] as const;
@@ -49,8 +53,16 @@ export interface TrainConfig {
   projectionDim: number;
   /** Pre-training epochs. */
   epochs: number;
-  /** Images per step (each gives two views in the contrastive methods). */
+  /** Images per step (each gives `views` views in the contrastive methods). */
   batchSize: number;
+  /**
+   * Augmented views of each image per step in the contrastive methods. Default 1 for SupCon (its
+   * positives are then the other images of the class in the batch; at an equal time budget one
+   * view for 2E epochs beats the paper's two views for E epochs: `bench/results/sweep-views.json`)
+   * and 2 for SimCLR, which needs at least 2 (its only positives are other views).
+   * Cross-entropy uses 1.
+   */
+  views: number;
   /** 'sgd' (momentum) or 'lars'. */
   optimizer: OptimizerName;
   /** Peak learning rate (after warmup). */
@@ -61,6 +73,13 @@ export interface TrainConfig {
   warmupEpochs: number;
   /** Temperature of the SupCon / NT-Xent loss. */
   temperature: number;
+  /** L_out or L_in (Khosla et al. 2020, eqs. 2 and 3; see docs/loss.md). */
+  lossVariant: LossVariant;
+  /**
+   * Augmentation: `'auto'` (by the kind of images: `defaultAugmentPreset`), a preset name
+   * (`AUGMENT_PRESET_NAMES`), or explicit `AugmentOptions`.
+   */
+  augment: AugmentSetting;
   /** Epochs of the linear classifier in linear evaluation. */
   linearEpochs: number;
   /** Peak learning rate of the linear classifier. */
@@ -84,7 +103,11 @@ export interface TrainConfig {
 
 /**
  * Defaults of `supcon train` with no flags: SupCon on the embedded 10k-image Fashion-MNIST
- * subset with ResNet-8, sized to finish (with the native kernels) in minutes on 2 cores.
+ * subset with ResNet-8, chosen by the committed sweeps (`bench/sweeps.ts`, results in
+ * `bench/results/sweep-*.json`) to maximize linear-evaluation accuracy within 5 minutes of
+ * training and evaluation on a 2-core machine: 30 epochs of one view per image (flip only, the
+ * `'auto'` preset for small grayscale images), batch 256, SGD lr 0.4 with 1 warmup epoch and a
+ * cosine decay, temperature 0.1, an MLP projection head to 128.
  */
 export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   method: 'supcon',
@@ -93,14 +116,17 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   width: 1,
   projectionHead: 'mlp',
   projectionDim: 128,
-  epochs: 7,
+  epochs: 30,
   batchSize: 256,
+  views: 1,
   optimizer: 'sgd',
   lr: 0.1,
   momentum: 0.9,
   weightDecay: 1e-4,
   warmupEpochs: 1,
   temperature: 0.1,
+  lossVariant: 'out',
+  augment: 'auto',
   linearEpochs: 30,
   linearLr: 0.1,
   knnK: 20,
@@ -112,11 +138,13 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
 } satisfies TrainConfig);
 
 /**
- * Default peak learning rate of each optimizer at the default batch size. LARS multiplies its
- * rate by the trust ratio (~1e-3 x ||w|| / ||g||), so it takes SimCLR's square-root rule,
- * 0.075 * sqrt(256) = 1.2.
+ * Default peak learning rate of each optimizer at the default batch size. SGD: 0.4, from the
+ * recipe sweep (`bench/results/sweep-recipe.json`, 30 epochs: lr 0.1 89.25%, 0.2 89.7%, 0.4
+ * 91.1%; `sweep-recipe2.json`: 0.8 91.4%, within noise of 0.4, which is kept as the safer rate).
+ * LARS multiplies its rate by the trust ratio (~1e-3 x ||w|| / ||g||), so it takes SimCLR's
+ * square-root rule, 0.075 * sqrt(256) = 1.2.
  */
-export const DEFAULT_LR: Readonly<Record<OptimizerName, number>> = Object.freeze({ sgd: 0.1, lars: 1.2 });
+export const DEFAULT_LR: Readonly<Record<OptimizerName, number>> = Object.freeze({ sgd: 0.4, lars: 1.2 });
 
 /** Keys of {@link TrainConfig}. */
 export const TRAIN_CONFIG_KEYS = [
@@ -136,12 +164,15 @@ export const TRAIN_CONFIG_KEYS = [
   'projectionDim',
   'epochs',
   'batchSize',
+  'views',
   'optimizer',
   'lr',
   'momentum',
   'weightDecay',
   'warmupEpochs',
   'temperature',
+  'lossVariant',
+  'augment',
   'linearEpochs',
   'linearLr',
   'knnK',
@@ -176,6 +207,7 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     projectionDim: int('projectionDim', 1),
     epochs: int('epochs', 1),
     batchSize: int('batchSize', 2),
+    views: c.views === undefined ? (c.method === 'simclr' ? 2 : d.views) : validate.integer(name('views'), c.views, 1, 16),
     optimizer,
     lr: c.lr === undefined ? DEFAULT_LR[optimizer] : validate.number(name('lr'), c.lr, { gt: 0 }),
     momentum: num('momentum', { ge: 0, lt: 1 }),
@@ -183,6 +215,8 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     warmupEpochs: int('warmupEpochs', 0),
     // The loss's own rule (its float32 value and reciprocal finite and nonzero): refused here, up front.
     temperature: c.temperature === undefined ? d.temperature : validate.positiveFloat32(name('temperature'), c.temperature, { reciprocal: true }),
+    lossVariant: c.lossVariant === undefined ? d.lossVariant : validate.oneOf(name('lossVariant'), c.lossVariant, LOSS_VARIANTS),
+    augment: c.augment === undefined ? d.augment : checkAugmentSetting(name('augment'), c.augment),
     linearEpochs: int('linearEpochs', 1),
     linearLr: num('linearLr', { gt: 0 }),
     knnK: int('knnK', 1),
@@ -196,6 +230,9 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
   if (c.limitTrain !== undefined) resolved.limitTrain = validate.integer(name('limitTrain'), c.limitTrain, 2);
   if (c.limitTest !== undefined) resolved.limitTest = validate.integer(name('limitTest'), c.limitTest, 1);
   if (c.stem !== undefined) resolved.stem = validate.oneOf(name('stem'), c.stem, ENCODER_STEMS);
+  if (resolved.method === 'simclr' && resolved.views < 2) {
+    throw new InvalidArgumentError(name('views'), "at least 2 with method 'simclr' (its only positives are other views)", `${resolved.views}`);
+  }
   if (resolved.dataset === 'image-folder') {
     if (resolved.dataDir === undefined) {
       throw new InvalidArgumentError(name('dataDir'), "the image folder (--data-dir) for dataset 'image-folder'", 'none');

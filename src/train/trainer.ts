@@ -1,6 +1,6 @@
 /**
- * The training loop: SupCon / SimCLR pre-training on two augmented views (or the
- * cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
+ * The training loop: SupCon / SimCLR pre-training on `config.views` augmented views of every
+ * image (two by default; or the cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
  * the final evaluation (linear evaluation of the frozen encoder, or the CE head's accuracy).
  *
  * Reproducibility: the shuffle of epoch e is `epochOrder(count, { seed, epoch: e })` and the
@@ -15,16 +15,19 @@ import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { supConLoss } from '../loss/op';
-import { augmentView, batchCount, batchOf, epochOrder, normalize, Rng, twoViews, type ImageDataset } from '../data';
 import {
-  CHECKPOINT_FILES,
-  hasCheckpoint,
-  loadOptimizerState,
-  loadWeightsInto,
-  readCheckpointJson,
-  saveCheckpoint,
-  saveModel,
-} from './checkpoint';
+  augmentOptionsFor,
+  augmentView,
+  batchCount,
+  batchOf,
+  epochOrder,
+  loadDataset,
+  normalize,
+  Rng,
+  type ImageDataset,
+  type ResolvedAugmentOptions,
+} from '../data';
+import { CHECKPOINT_FILES, hasCheckpoint, loadOptimizerState, loadWeightsInto, saveCheckpoint, saveModel } from './checkpoint';
 import { resolveTrainConfig, type TrainConfig } from './config';
 import { CheckpointError } from './errors';
 import { enableFastKernels } from './fast_kernels';
@@ -34,97 +37,11 @@ import { linearEvaluation } from './linear_eval';
 import { JsonlMetricsSink, type EpochRecord, type MetricsSink, type ResultRecord } from './metrics';
 import { createOptimizer, type TrainOptimizer } from './optimizers';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
-import { loadConfigSplit, writeRunDataset, RUN_DATASET_FILE, type DataHooks } from './run_dataset';
+import { loadConfigSplit, writeRunDataset, type DataHooks } from './run_dataset';
+import { readTrainingState, RUN_FILES, STATE_FORMAT, type TrainCallbacks, type TrainingState } from './run_state';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
 import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
 import { checkSyncBatchNormAvailable, joinDataParallel, type DataParallel } from './distributed';
-
-/** Files of a run directory besides the checkpoint's. */
-export const RUN_FILES = Object.freeze({
-  metrics: 'metrics.jsonl',
-  result: 'result.json',
-  linearClassifier: 'linear',
-  dataset: RUN_DATASET_FILE,
-  tensorboard: TENSORBOARD_DIR,
-});
-
-/** Format tag of state.json. */
-export const STATE_FORMAT = 'supcon-training-state';
-
-/** Contents of a checkpoint's state.json. */
-export interface TrainingState {
-  format: typeof STATE_FORMAT;
-  version: 1;
-  config: TrainConfig;
-  /** Epochs completed. */
-  epoch: number;
-  /** Next batch of epoch `epoch` (0 at an epoch boundary; > 0 after an interrupted epoch). */
-  batch: number;
-  /** Optimizer steps taken. */
-  step: number;
-  stepsPerEpoch: number;
-  /** Processes of the data-parallel run that saved it (absent: 1); a resume needs as many. */
-  worldSize?: number;
-  /** Size of the training and test sets the run used (checked on resume). */
-  trainCount: number;
-  testCount: number;
-  /** Where the random streams stand: they are derived from (seed, epoch, batch). */
-  rng: { seed: number; epoch: number; batch: number; shuffle: string; augmentation: string };
-  /** Sums over the steps already taken in an interrupted epoch. */
-  partialEpoch: { lossSum: number; steps: number; seconds: number; images: number };
-  /** Records of the completed epochs. */
-  metrics: EpochRecord[];
-  /** True once every pre-training epoch is done. */
-  pretrainingDone: boolean;
-  /** The final evaluation, once done. */
-  result?: ResultRecord;
-  savedAt: string;
-}
-
-/** One optimizer step, as reported to {@link TrainCallbacks.onStep}. */
-export interface StepInfo {
-  /** 0-based epoch. */
-  epoch: number;
-  /** 0-based batch within the epoch. */
-  batch: number;
-  stepsPerEpoch: number;
-  /** Steps taken in total, this one included. */
-  step: number;
-  loss: number;
-  lr: number;
-  /** Throughput of this epoch so far. */
-  imagesPerSecond: number;
-  /** Seconds this step took. */
-  seconds: number;
-}
-
-/** What a run reports at its start. */
-export interface StartInfo {
-  config: TrainConfig;
-  outDir: string;
-  resumed: boolean;
-  /** 0-based epoch and batch the run starts at. */
-  epoch: number;
-  batch: number;
-  stepsPerEpoch: number;
-  trainCount: number;
-  testCount: number;
-  parameters: number;
-  /** Names of the native tfjs kernels in use ([] when none). */
-  fastKernels: string[];
-  /** Processes of a data-parallel run (1: one process); each step's batch is split across them. */
-  worldSize: number;
-}
-
-/** Hooks for progress display; all optional. */
-export interface TrainCallbacks extends DataHooks {
-  onStart?(info: StartInfo): void;
-  onEpochStart?(epoch: number, firstBatch: number, stepsPerEpoch: number): void;
-  onStep?(info: StepInfo): void;
-  onEpochEnd?(record: EpochRecord): void;
-  /** A phase that takes a while without steps: 'knn', 'checkpoint', 'linear-eval', 'test'. */
-  onPhase?(phase: 'knn' | 'checkpoint' | 'linear-eval' | 'test', detail?: string): void;
-}
 
 /** Options of {@link trainRun} and {@link resumeRun}. */
 export interface TrainRunOptions {
@@ -235,28 +152,6 @@ function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
   return { ...(options as TrainRunOptions), outDir };
 }
 
-/**
- * Reads and checks a run's state.json.
- * @throws {@link CheckpointError} when it is missing, corrupt, or of another format.
- */
-export async function readTrainingState(dir: string): Promise<TrainingState> {
-  const path = join(dir, CHECKPOINT_FILES.state);
-  const json = await readCheckpointJson(path);
-  if (json.format !== STATE_FORMAT) {
-    throw new CheckpointError(path, `has format ${JSON.stringify(json.format)} but '${STATE_FORMAT}' was expected`);
-  }
-  for (const key of ['epoch', 'batch', 'step', 'stepsPerEpoch', 'trainCount', 'testCount'] as const) {
-    const v = json[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new CheckpointError(path, `'${key}' is not a non-negative integer`);
-  }
-  try {
-    resolveTrainConfig(json.config as Partial<TrainConfig>, 'config');
-  } catch (e) {
-    throw new CheckpointError(path, `holds an invalid config: ${(e as Error).message}`);
-  }
-  return json as unknown as TrainingState;
-}
-
 /** Loads the train and test splits of a config, with its limits applied. */
 export async function loadRunDatasets(
   config: TrainConfig,
@@ -279,6 +174,8 @@ interface Session {
   optimizer: TrainOptimizer;
   variables: tf.Variable[];
   schedule: LearningRateSchedule;
+  /** The augmentation's preset name (or 'custom') and options. */
+  augmentation: { name: string; options: ResolvedAugmentOptions };
   batchSize: number;
   stepsPerEpoch: number;
   callbacks: TrainCallbacks;
@@ -334,6 +231,7 @@ async function runTraining(
       totalSteps: config.epochs * stepsPerEpoch,
       warmupSteps: config.warmupEpochs * stepsPerEpoch,
     }),
+    augmentation: augmentOptionsFor(config.augment, train),
     batchSize,
     stepsPerEpoch,
     callbacks: options.callbacks ?? {},
@@ -458,13 +356,14 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     testCount: s.test.count,
     parameters: s.models.trainModel.countParams(),
     fastKernels: kernels,
+    augmentation: s.augmentation.name,
     worldSize: s.dp?.size ?? 1,
   });
   if (state.result) return finish('complete');
 
   const contrastive = config.method !== 'ce';
   let savedOnRequest = -1; // the step rank 0 saved at on a stop request of its own
-  const imagesPerStep = s.batchSize * (contrastive ? 2 : 1);
+  const imagesPerStep = s.batchSize * (contrastive ? config.views : 1);
   while (state.epoch < config.epochs) {
     const epoch = state.epoch;
     const order = epochOrder(s.train.count, { seed: config.seed, epoch });
@@ -555,23 +454,24 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
 /** One optimizer step on the given records; returns the loss. */
 function trainStep(s: Session, records: Int32Array, rng: Rng): number {
   const { config, models, train } = s;
+  const augment = s.augmentation.options;
   const batch = batchOf(train, records);
   try {
     const loss = tf.tidy(() => {
       const lossFn = (): tf.Scalar => {
         if (config.method === 'ce') {
-          const x = normalize(augmentView(batch.images, rng), train.normalization);
+          const x = normalize(augmentView(batch.images, rng, augment), train.normalization);
           const logits = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
           const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
           return s.dp ? s.dp.meanShare(ce, records.length, s.batchSize) : ce;
         }
-        const [first, second] = twoViews(batch.images, rng);
-        const x = normalize(tf.concat([first, second], 0), train.normalization);
+        const views = Array.from({ length: config.views }, () => augmentView(batch.images, rng, augment));
+        const x = normalize(views.length === 1 ? views[0] : tf.concat(views, 0), train.normalization);
         const projections = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
-        // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
-        const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
+        // [V B, D] with view-major rows -> [B, V, D], the loss's layout (docs/loss.md).
+        const features = tf.transpose(tf.reshape(projections, [config.views, records.length, -1]), [1, 0, 2]);
         const labels = config.method === 'supcon' ? batch.labels : null;
-        const options = { temperature: config.temperature };
+        const options = { temperature: config.temperature, variant: config.lossVariant };
         return s.dp ? s.dp.supConLoss(features, labels, options) : (supConLoss(features, labels, options) as tf.Scalar);
       };
       const { value, grads } = tf.variableGrads(lossFn, s.variables);

@@ -14,7 +14,8 @@ import { InvalidArgumentError } from '../../src/errors';
 import { supcon as native } from '../../src/loss/native_loss';
 import { launcherWorld, mpiInfo } from '../../src/mpi';
 import { shardOf, shardSizes, shareCores } from '../../src/train/distributed';
-import { readTrainingState, trainRun } from '../../src/train/trainer';
+import { readTrainingState } from '../../src/train/run_state';
+import { trainRun } from '../../src/train/trainer';
 import { smallSplits, tinyConfig, tinyEncoder } from '../train/helpers';
 
 const skipReason = mpiSkipReason();
