@@ -16,7 +16,7 @@ import { supConLoss } from '../../src/loss/op';
 import { enableFastKernels } from '../../src/train/fast_kernels';
 import { joinDataParallel, shardOf, type DataParallel } from '../../src/train/distributed';
 import { createOptimizer } from '../../src/train/optimizers';
-import type { ContrastMode } from '../../src/loss/options';
+import type { ContrastMode, SupConVariant } from '../../src/loss/options';
 
 interface Case {
   name: string;
@@ -26,6 +26,10 @@ interface Case {
   contrastMode: ContrastMode;
   /** Cross-entropy on the first view's outputs as logits instead of SupCon (--method ce). */
   crossEntropy?: boolean;
+  /** Views per image (default 2; the trainer's SupCon default is 1). */
+  views?: number;
+  /** The loss's variant (default 'out'). */
+  variant?: SupConVariant;
   globalBatch: number;
 }
 
@@ -36,13 +40,14 @@ const CASES: Case[] = [
   { name: 'simclr one, ResNet, sync-bn, uneven shards 7 + 6', model: 'resnet', syncBatchNorm: true, labeled: false, contrastMode: 'one', globalBatch: 13 },
   { name: 'supcon all, no batch norm', model: 'mlp', syncBatchNorm: false, labeled: true, contrastMode: 'all', globalBatch: 12 },
   { name: 'simclr all, no batch norm', model: 'mlp', syncBatchNorm: false, labeled: false, contrastMode: 'all', globalBatch: 12 },
+  { name: 'supcon all, 1 view, ResNet, sync-bn', model: 'resnet', syncBatchNorm: true, labeled: true, contrastMode: 'all', globalBatch: 12, views: 1 },
+  { name: 'supcon all, 3 views, L_in variant, ResNet, sync-bn, uneven shards 7 + 6', model: 'resnet', syncBatchNorm: true, labeled: true, contrastMode: 'all', globalBatch: 13, views: 3, variant: 'in' },
   { name: 'cross-entropy, ResNet, sync-bn, uneven shards 7 + 6', model: 'resnet', syncBatchNorm: true, labeled: true, contrastMode: 'all', globalBatch: 13, crossEntropy: true },
   // Per-rank batch norm is not the single-process computation: the test expects a difference.
   { name: 'supcon all, ResNet, per-rank batch norm', model: 'resnet', syncBatchNorm: false, labeled: true, contrastMode: 'all', globalBatch: 12 },
 ];
 
 const SHAPE: [number, number, number] = [12, 12, 1];
-const VIEWS = 2;
 
 function buildModel(kind: Case['model']): tf.LayersModel {
   if (kind === 'resnet') {
@@ -56,12 +61,12 @@ function buildModel(kind: Case['model']): tf.LayersModel {
   return createSupConModel({ encoder, head: { kind: 'mlp', outputDim: 16, seed: 14 } }).model;
 }
 
-/** Deterministic inputs of the global batch: VIEWS views of each image and labels (3 classes). */
-function globalBatch(n: number, seed: number): { views: Float32Array[]; labels: Int32Array } {
+/** Deterministic inputs of the global batch: `count` views of each image and labels (3 classes). */
+function globalBatch(n: number, seed: number, count: number): { views: Float32Array[]; labels: Int32Array } {
   let state = seed >>> 0;
   const next = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
   const size = SHAPE[0] * SHAPE[1] * SHAPE[2];
-  const views = Array.from({ length: VIEWS }, () => Float32Array.from({ length: n * size }, next));
+  const views = Array.from({ length: count }, () => Float32Array.from({ length: n * size }, next));
   const labels = Int32Array.from({ length: n }, (_, i) => (i * 7) % 3);
   return { views, labels };
 }
@@ -72,7 +77,7 @@ function features(model: tf.LayersModel, views: Float32Array[], begin: number, e
   const b = end - begin;
   const x = tf.concat(views.map((v) => tf.tensor4d(v.subarray(begin * size, end * size), [b, ...SHAPE])), 0);
   const projections = model.apply(x, { training: true }) as tf.Tensor2D;
-  return tf.transpose(tf.reshape(projections, [VIEWS, b, -1]), [1, 0, 2]) as tf.Tensor3D;
+  return tf.transpose(tf.reshape(projections, [views.length, b, -1]), [1, 0, 2]) as tf.Tensor3D;
 }
 
 /** Mean softmax cross-entropy of samples [begin, end), the model's 16 outputs as logits (as the trainer's ce step). */
@@ -99,12 +104,12 @@ function runCase(dp: DataParallel, c: Case, seed: number) {
   dp.broadcastWeights(model);
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const initial = snapshot(model);
-  const { views, labels } = globalBatch(c.globalBatch, seed);
+  const { views, labels } = globalBatch(c.globalBatch, seed, c.views ?? 2);
   const all = Int32Array.from({ length: c.globalBatch }, (_, i) => i);
   const shard = shardOf(all, dp.rank, dp.size);
   const begin = shard[0];
   const end = begin + shard.length;
-  const options = { temperature: 0.2, contrastMode: c.contrastMode };
+  const options = { temperature: 0.2, contrastMode: c.contrastMode, variant: c.variant ?? 'out' };
 
   dp.setSyncBatchNorm(c.syncBatchNorm);
   const distributed = tf.tidy(() => {
