@@ -257,7 +257,6 @@ async function runTraining(
       // Every rank starts from rank 0's weights and optimizer state.
       dp.broadcastWeights(models.trainModel);
       await dp.broadcastOptimizer(optimizer);
-      dp.setSyncBatchNorm(config.syncBatchNorm);
     }
     return await loop(session, state, kernels);
   } finally {
@@ -456,6 +455,9 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
   const { config, models, train } = s;
   const augment = s.augmentation.options;
   const batch = batchOf(train, records);
+  // Synchronized batch norm during the step only: rank 0's kNN monitor and evaluation run
+  // without the other ranks, so no batch-norm call there may wait for them.
+  s.dp?.setSyncBatchNorm(config.syncBatchNorm);
   try {
     const loss = tf.tidy(() => {
       const lossFn = (): tf.Scalar => {
@@ -488,6 +490,7 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
     loss.dispose();
     return value;
   } finally {
+    s.dp?.setSyncBatchNorm(false);
     batch.images.dispose();
     batch.labels.dispose();
   }
