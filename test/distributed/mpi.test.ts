@@ -4,7 +4,7 @@
  * MPI is missing (CI installs Open MPI, so there they run). The checks without MPI always run.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -209,6 +209,11 @@ describe.skipIf(skipReason !== null)(`under mpirun${skipReason ? ` (skipped: ${s
     const state = await readTrainingState(out);
     expect(state).toMatchObject({ epoch: 2, step: 8, worldSize: 2, config: { syncBatchNorm: true, batchSize: 16 } });
     expect(readdirSync(out).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // A state.json whose worldSize is not a count of processes is refused when read.
+    const bad = join(root, 'bad-world');
+    await mkdir(bad);
+    await writeFile(join(bad, 'state.json'), JSON.stringify({ ...state, worldSize: 0 }));
+    await expect(readTrainingState(bad)).rejects.toThrow(/'worldSize' is not a positive integer/);
     const metrics = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
     expect(metrics.filter((m) => m.type === 'epoch')).toHaveLength(2); // written once, by rank 0
 
