@@ -34,7 +34,8 @@ async function main() {
     for (const queueSize of [0, queue]) {
       const started = performance.now();
       const run = await trainRun(
-        { method: 'supcon', arch: 'resnet8', batchSize, epochs, warmupEpochs: 0, queueSize, linearEpochs, knnBank: 0, seed: 0 },
+        // Two views per image, as measured (the trainer's default for SupCon is now one).
+        { method: 'supcon', arch: 'resnet8', views: 2, batchSize, epochs, warmupEpochs: 0, queueSize, linearEpochs, knnBank: 0, seed: 0 },
         { outDir: join(root, `q${queueSize}`), tensorboard: false },
       );
       const seconds = (performance.now() - started) / 1000;

@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: every benchmark of the package, each comparing against its alternative in the
  * same run. Prints tables and writes bench/results/<name>.json.
- *   npm run bench -- [--only loss|kernels|training] [--quick]
+ *   npm run bench -- [--only loss|kernels|training|distributed] [--quick]
  * The full run times tfjs's JS kernels once per ResNet-18 layer (about 40 minutes on a 2-core
  * machine); --quick skips the JS side of the kernel table and the largest loss sizes (minutes).
  */
 import { supcon } from '../src';
+import { printDistributedTable, runDistributedBench } from './distributed';
 import { formatKernelBench, runKernelBench } from './kernels';
 import { printLossTable, runLossBench } from './loss';
 import { printTrainingTable, runTrainingBench } from './training';
@@ -29,6 +30,12 @@ async function main(): Promise<void> {
     const result = await runTrainingBench(quick ? { steps: 5 } : {});
     printTrainingTable(result);
     writeJson('bench/results/training.json', result);
+  }
+  if (!only || only === 'distributed') {
+    // K = 1 and K = 2 (mpirun -np 2, when MPI is here) on the same global batch.
+    const result = runDistributedBench(quick ? { steps: 5, rounds: 1 } : {});
+    printDistributedTable(result);
+    writeJson('bench/results/distributed.json', result);
   }
   if (!only || only === 'kernels') {
     const result = await runKernelBench({ js: !quick, log: (line) => console.error(line) });

@@ -7,7 +7,8 @@
 // --force, `npm install --build-from-source` (npm_config_build_from_source), or
 // SUPCON_BUILD_FROM_SOURCE=1. A source checkout (with src/) always builds.
 // Environment: SUPCON_SKIP_NATIVE=1 skips the build (the package then uses its pure-tfjs
-// reference), SUPCON_CUDA=AUTO|ON|OFF, SUPCON_BUILD=cmake|gyp forces one builder.
+// reference), SUPCON_CUDA=AUTO|ON|OFF and SUPCON_MPI=AUTO|ON|OFF (the optional parts),
+// SUPCON_BUILD=cmake|gyp forces one builder.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -74,13 +75,15 @@ function hasCmake() {
 function buildWithCmake() {
   const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
   const cuda = process.env.SUPCON_CUDA ?? 'AUTO';
-  log(`building with cmake-js (SUPCON_CUDA=${cuda})`);
+  const mpi = process.env.SUPCON_MPI ?? 'AUTO';
+  log(`building with cmake-js (SUPCON_CUDA=${cuda}, SUPCON_MPI=${mpi})`);
   return run(process.execPath, [
     cmakeJs,
     force ? 'rebuild' : 'compile',
     ...(debug ? ['--debug'] : []),
     `--CDSUPCON_VERSION=${version}`,
     `--CDSUPCON_CUDA=${cuda}`,
+    `--CDSUPCON_MPI=${mpi}`,
   ]);
 }
 

@@ -4,7 +4,7 @@
 //   prebuilds/<platform>-<arch>/supcon-native.napi[.glibc|.musl].node
 // N-API (version 8), so one file serves every Node version. CPU only: the kernels pick
 // AVX-512, AVX2 or the generic path at run time (native/core/simd.cpp), and CUDA needs a build
-// from source. The C and C++ runtimes are linked dynamically: built on Debian 12 the file needs
+// from source, and so does MPI (a prebuilt binary must not need libmpi). The C and C++ runtimes are linked dynamically: built on Debian 12 the file needs
 // glibc >= 2.34 and libstdc++ of GCC >= 12 (a static libstdc++ would raise the glibc floor to
 // 2.36 through its arc4random and unwinder symbols). Runs as `prepack` (incremental: a rebuild
 // only compiles what changed).
@@ -28,7 +28,7 @@ function libcTag() {
 
 const outDir = join(root, 'build-prebuild');
 const cmakeJs = join(dirname(require.resolve('cmake-js/package.json')), 'bin', 'cmake-js');
-const defines = [`--CDSUPCON_VERSION=${version}`, '--CDSUPCON_CUDA=OFF', '--CDCMAKE_BUILD_TYPE=Release', '--CDCMAKE_SHARED_LINKER_FLAGS='];
+const defines = [`--CDSUPCON_VERSION=${version}`, '--CDSUPCON_CUDA=OFF', '--CDSUPCON_MPI=OFF', '--CDCMAKE_BUILD_TYPE=Release', '--CDCMAKE_SHARED_LINKER_FLAGS='];
 log(`building a CPU-only addon in ${relative(root, outDir)}/`);
 const built = spawnSync(process.execPath, [cmakeJs, 'compile', '--out', outDir, ...defines], { cwd: root, stdio: 'inherit' });
 if (built.status !== 0) {

@@ -34,3 +34,14 @@ export class NativeError extends SupConError {
     super(message, code);
   }
 }
+
+/**
+ * MPI is missing or an MPI call failed. `code` is `ERR_SUPCON_NO_MPI` when this build of the
+ * addon has no MPI (the message says how to install it and rebuild), `ERR_SUPCON_MPI` when a
+ * collective failed (MPI's own error text).
+ */
+export class MpiError extends NativeError {
+  constructor(message: string, code: 'ERR_SUPCON_NO_MPI' | 'ERR_SUPCON_MPI' = 'ERR_SUPCON_MPI') {
+    super(message, code);
+  }
+}

@@ -23,7 +23,18 @@ export type {
 export type { SupConLossOptions, LabelsLike } from './loss/tensor_inputs';
 export type { NativeInfo } from './native';
 export { nativeAddonPath, prebuiltAddonPath } from './native';
-export { SupConError, InvalidArgumentError, NativeError } from './errors';
+export { SupConError, InvalidArgumentError, NativeError, MpiError } from './errors';
+export {
+  initMpi,
+  launcherWorld,
+  mpiInfo,
+  Communicator,
+  MPI_INSTALL_HINT,
+  type MpiInfo,
+  type LauncherWorld,
+  type MpiNumbers,
+  type MpiArray,
+} from './mpi';
 
 export * from './data';
 export * from './models';

@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError, NativeError } from './errors';
+import { InvalidArgumentError, MpiError, NativeError } from './errors';
 import type { ContrastMode, Denominator, LossDevice, LossPrecision, PositiveWeighting, Reduction, SupConVariant } from './loss/options';
 import { packageRoot } from './paths';
 
@@ -241,6 +241,10 @@ export interface NativeConvBatchNormForwardArgs extends NativeConv2DGeometry {
   variance: Float32Array | null;
   newMovingMean: Float32Array | null;
   newMovingVariance: Float32Array | null;
+  /** Out (a Float64Array of 1): the values per channel the statistics were taken over. */
+  count?: Float64Array | null;
+  /** Training: the whole distributed batch's moments through the addon's MPI (initialized). */
+  syncBatchNorm?: boolean;
 }
 
 /** Fused convolution + batch norm backward; see native/include/supcon/nn.h. */
@@ -264,6 +268,10 @@ export interface NativeConvBatchNormBackwardArgs extends NativeConv2DGeometry {
   dresidual: Float32Array | null;
   /** Receives the gradient at the convolution's output when given. */
   dz: Float32Array | null;
+  /** The forward's count (0 or absent: this process's pixels). */
+  count?: number;
+  /** Training: the per-channel gradient sums summed over the processes through MPI. */
+  syncBatchNorm?: boolean;
 }
 
 /** One variable of a native optimizer step; see native/include/supcon/nn.h. */
@@ -287,6 +295,22 @@ export interface NativeOptimizerArgs {
   nesterov: boolean;
   trustCoefficient: number;
   variables: NativeOptimizerVariable[];
+}
+
+/** Typed arrays the MPI collectives take. */
+export type NativeMpiArray = Float32Array | Float64Array | Int32Array | Uint8Array;
+
+/** The addon's report on MPI. */
+export interface NativeMpiInfo {
+  compiled: boolean;
+  /** Why there is no MPI (not compiled), when there is none. */
+  reason?: string;
+  /** MPI_Get_library_version's first line. */
+  version?: string;
+  initialized: boolean;
+  finalized: boolean;
+  rank: number;
+  size: number;
 }
 
 /** The addon's raw surface. Everything here is called through the typed wrappers. */
@@ -323,6 +347,17 @@ export interface NativeAddon {
   optimizerUpdate(args: NativeOptimizerArgs): void;
   /** Frees the convolutions' per-thread scratch buffers (kept between calls to avoid page faults). */
   releaseNnScratch(): void;
+  /** MPI in this build (native/napi/mpi_binding.cpp); the collectives exist only when compiled. */
+  mpiInfo(): NativeMpiInfo;
+  mpiInit?(): void;
+  mpiAllreduceSum?(data: Float32Array | Float64Array | Int32Array): void;
+  mpiAllgather?<T extends NativeMpiArray>(send: T, recv: T): void;
+  mpiAllgatherv?<T extends NativeMpiArray>(send: T, recv: T, counts: number[]): void;
+  mpiReduceScatterSum?<T extends Float32Array | Float64Array | Int32Array>(send: T, recv: T, counts: number[]): void;
+  mpiBroadcast?(data: NativeMpiArray, root: number): void;
+  mpiBarrier?(): void;
+  mpiAbort?(code: number): void;
+  mpiFinalize?(): void;
   [kernel: string]: unknown;
 }
 
@@ -446,6 +481,7 @@ export function translateNativeError(e: unknown): unknown {
     ) {
       return new InvalidArgumentError(err.argument, err.expected, err.received);
     }
+    if (err.code === 'ERR_SUPCON_MPI') return new MpiError(err.message, 'ERR_SUPCON_MPI');
     return new NativeError(err.message, err.code);
   }
   return e;

@@ -62,7 +62,7 @@ struct Pieces {
   }
 };
 
-void forwardImpl(const ConvBatchNormForwardArgs& a) {
+Status forwardImpl(const ConvBatchNormForwardArgs& a) {
   const G& g = a.conv;
   const int64_t C = g.outChannels;
   const KernelTable& kt = kernels();
@@ -85,7 +85,8 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
       kt.scaleShift(z + b * C, a.residual ? a.residual + b * C : nullptr, e - b, C, scale.data(), offset.data(),
                     a.relu, a.y + b * C);
     });
-    return;
+    if (a.count) *a.count = double(pieces.rows);
+    return Status::ok();
   }
 
   // Per-piece sums about the piece's first row (shift), then Chan et al.'s combination.
@@ -98,8 +99,9 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
     for (int64_t c = 0; c < C; ++c) sh[c] = z[b * C + c];
     kt.channelMoments(z + b * C, e - b, C, sh, sum.data() + p * C, sumSq.data() + p * C);
   });
-  const double total = double(pieces.rows);
+  double total = double(pieces.rows);
   const float decay = static_cast<float>(1.0 - double(a.momentum));
+  std::vector<double> means(C), m2s(C);
   for (int64_t c = 0; c < C; ++c) {
     double mean = 0;
     for (int64_t p = 0; p < pieces.count; ++p) mean += (double(shift[p * C + c]) * (pieces.end(p) - pieces.begin(p)) + sum[p * C + c]);
@@ -111,8 +113,15 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
       const double pieceMean = shift[p * C + c] + s / n;
       m2 += (sumSq[p * C + c] - s * s / n) + n * (pieceMean - mean) * (pieceMean - mean);
     }
-    const float m = static_cast<float>(mean);
-    const float v = static_cast<float>(std::max(0.0, m2 / total));
+    means[c] = mean;
+    m2s[c] = m2;
+  }
+  // Synchronized batch norm: the whole batch's moments replace this process's.
+  if (a.reduceMoments) SUPCON_RETURN_IF_ERROR(a.reduceMoments(C, &total, means.data(), m2s.data()));
+  if (a.count) *a.count = total;
+  for (int64_t c = 0; c < C; ++c) {
+    const float m = static_cast<float>(means[c]);
+    const float v = static_cast<float>(std::max(0.0, m2s[c] / total));
     const float invStd = 1.0f / std::sqrt(v + a.epsilon);
     scale[c] = a.gamma[c] * invStd;
     offset[c] = a.beta[c] - m * scale[c];
@@ -126,6 +135,7 @@ void forwardImpl(const ConvBatchNormForwardArgs& a) {
     kt.scaleShift(z + b * C, a.residual ? a.residual + b * C : nullptr, e - b, C, scale.data(), offset.data(), a.relu,
                   a.y + b * C);
   });
+  return Status::ok();
 }
 
 Status backwardImpl(const ConvBatchNormBackwardArgs& a) {
@@ -140,18 +150,27 @@ Status backwardImpl(const ConvBatchNormBackwardArgs& a) {
     kt.bnGradReduce(a.dy + b * C, a.relu ? a.y + b * C : a.dy + b * C, a.z + b * C, e - b, C, a.mean, a.relu,
                     sumG.data() + p * C, sumGZ.data() + p * C);
   });
-  const double total = double(pieces.rows);
+  const double total = a.count > 0 ? a.count : double(pieces.rows);
+  std::vector<double> sums(2 * C, 0.0);  // [sum g | sum g (z - mean)] per channel
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t p = 0; p < pieces.count; ++p) {
+      sums[c] += sumG[p * C + c];
+      sums[C + c] += sumGZ[p * C + c];
+    }
+  // dgamma and dbeta are this process's (the parameter gradients are summed by the caller, like
+  // the filter's); synchronized batch norm takes dz from the whole batch's sums (training only:
+  // in inference mode the statistics are constants).
+  for (int64_t c = 0; c < C; ++c) {
+    const double invStd = 1.0 / std::sqrt(double(a.variance[c]) + double(a.epsilon));
+    a.dbeta[c] = static_cast<float>(sums[c]);
+    a.dgamma[c] = static_cast<float>(sums[C + c] * invStd);
+  }
+  if (a.reduceSums && a.training) SUPCON_RETURN_IF_ERROR(a.reduceSums(C, sums.data(), sums.data() + C));
   std::vector<float> ka(C), kb(C), kk(C);
   for (int64_t c = 0; c < C; ++c) {
-    double sg = 0, sgz = 0;
-    for (int64_t p = 0; p < pieces.count; ++p) {
-      sg += sumG[p * C + c];
-      sgz += sumGZ[p * C + c];
-    }
+    const double sg = sums[c], sgz = sums[C + c];
     const double invStd = 1.0 / std::sqrt(double(a.variance[c]) + double(a.epsilon));
     const double dgamma = sgz * invStd;
-    a.dbeta[c] = static_cast<float>(sg);
-    a.dgamma[c] = static_cast<float>(dgamma);
     const double scale = double(a.gamma[c]) * invStd;
     if (a.training) {
       // dz = scale (g - sg/M - xhat dgamma/M), xhat = (z - mean) invStd
@@ -184,7 +203,7 @@ Status convBatchNormForward(const ConvBatchNormForwardArgs& a) {
   if (!a.x || !a.filter || !a.gamma || !a.beta || !a.movingMean || !a.movingVariance || !a.y)
     return invalid(std::string(fn) + " inputs", "non-null x, filter, gamma, beta, moving statistics and y", "a null pointer");
   SUPCON_RETURN_IF_ERROR(checkScalars(fn, a.epsilon, a.training ? &a.momentum : nullptr));
-  return guarded(fn, [&] { forwardImpl(a); });
+  return guarded(fn, [&] { return forwardImpl(a); });
 }
 
 Status convBatchNormBackward(const ConvBatchNormBackwardArgs& a) {

@@ -70,6 +70,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats, "memoryStats"));
   registerLoss(env, exports);
   registerNn(env, exports);
+  registerMpi(env, exports);
   return exports;
 }
 

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "supcon/loss.h"
@@ -22,6 +23,7 @@ inline void throwStatus(Napi::Env env, const supcon::Status& st) {
     case supcon::StatusCode::kInvalidArgument: code = "ERR_SUPCON_INVALID_ARGUMENT"; break;
     case supcon::StatusCode::kOutOfMemory: code = "ERR_SUPCON_OUT_OF_MEMORY"; break;
     case supcon::StatusCode::kUnavailable: code = "ERR_SUPCON_UNAVAILABLE"; break;
+    case supcon::StatusCode::kCommunication: code = "ERR_SUPCON_MPI"; break;
     default: break;
   }
   Napi::Error err = st.code() == supcon::StatusCode::kInvalidArgument ? Napi::RangeError::New(env, st.message())
@@ -99,6 +101,11 @@ inline bool boolField(const Napi::Object& o, const char* name) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// A boolean field that may be absent (false).
+inline bool optionalBool(const Napi::Object& o, const char* name) {
+  return o.Get(name).IsUndefined() ? false : boolField(o, name);
+}
+
 // A typed array of the right element type and exact length, or null/undefined when optional.
 template <typename T>
 T* typedArrayField(const Napi::Object& o, const char* name, napi_typedarray_type type, int64_t length,
@@ -132,6 +139,12 @@ inline uint8_t* byteArray(const Napi::Object& o, const char* name, int64_t lengt
 }
 
 void registerLoss(Napi::Env env, Napi::Object exports);
+// MPI collectives (native/napi/mpi_binding.cpp; stubs that report why when built without MPI).
+void registerMpi(Napi::Env env, Napi::Object exports);
+// The reductions of synchronized batch norm over MPI_COMM_WORLD (supcon/nn.h's reduceMoments and
+// reduceSums), for the conv + batch-norm binding; without MPI they return kUnavailable.
+std::function<supcon::Status(int64_t, double*, double*, double*)> mpiMomentReducer();
+std::function<supcon::Status(int64_t, double*, double*)> mpiSumReducer();
 // Native tfjs CPU kernels (native/napi/nn_binding.cpp).
 void registerNn(Napi::Env env, Napi::Object exports);
 

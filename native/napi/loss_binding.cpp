@@ -103,9 +103,7 @@ LossCall parseCall(const Napi::CallbackInfo& info) {
   c.run.precision = enumField(o, "precision", supcon::kPrecisionNames);
   c.wantGrad = boolField(o, "wantGrad");
   // Optional (absent: false); only meaningful with the gradient and extra rows.
-  Napi::Value wantContrast = o.Get("wantContrastGrad");
-  if (!wantContrast.IsUndefined()) c.wantContrastGrad = boolField(o, "wantContrastGrad");
-  c.wantContrastGrad = c.wantContrastGrad && c.wantGrad && c.in.contrastRows > 0;
+  c.wantContrastGrad = optionalBool(o, "wantContrastGrad") && c.wantGrad && c.in.contrastRows > 0;
   return c;
 }
 

@@ -339,6 +339,9 @@ Napi::Value ConvBatchNormForward(const Napi::CallbackInfo& info) {
   a.variance = floatArray(o, "variance", c, true);
   a.newMovingMean = floatArray(o, "newMovingMean", c, true);
   a.newMovingVariance = floatArray(o, "newMovingVariance", c, true);
+  // Optional: the count output (a Float64Array of 1) and synchronized batch norm over MPI.
+  a.count = typedArrayField<double>(o, "count", napi_float64_array, 1, true);
+  if (optionalBool(o, "syncBatchNorm")) a.reduceMoments = mpiMomentReducer();
   supcon::Status st = supcon::nn::convBatchNormForward(a);
   if (!st.isOk()) throwStatus(info.Env(), st);
   return info.Env().Undefined();
@@ -368,6 +371,10 @@ Napi::Value ConvBatchNormBackward(const Napi::CallbackInfo& info) {
   a.dbeta = floatArray(o, "dbeta", c);
   a.dresidual = floatArray(o, "dresidual", out, true);
   a.dz = floatArray(o, "dz", out, true);
+  // Optional: the forward's count and synchronized batch norm over MPI.
+  Napi::Value count = o.Get("count");
+  if (!count.IsUndefined()) a.count = numberField(o, "count");
+  if (optionalBool(o, "syncBatchNorm")) a.reduceSums = mpiSumReducer();
   supcon::Status st = supcon::nn::convBatchNormBackward(a);
   if (!st.isOk()) throwStatus(info.Env(), st);
   return info.Env().Undefined();

@@ -4,6 +4,7 @@
 // forward on tiny shapes, and against the float64 chain rule on ResNet-like shapes (1..3
 // threads, odd channel counts, stride 1 and 2, 1x1 and 3x3, batch 1); bad arguments.
 #include <cmath>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -113,7 +114,13 @@ struct Outputs {
   std::vector<float> dx, dw, dgamma, dbeta, dresidual;
 };
 
-Outputs runNative(const Case& c, const Inputs& in, bool saveZ = true) {
+// Synchronized batch norm's reductions (none: this process's statistics).
+struct Sync {
+  std::function<supcon::Status(int64_t, double*, double*, double*)> moments;
+  std::function<supcon::Status(int64_t, double*, double*)> sums;
+};
+
+Outputs runNative(const Case& c, const Inputs& in, bool saveZ = true, const Sync& sync = {}) {
   const Conv2DGeometry& g = c.g;
   const int64_t C = g.outChannels;
   Outputs o;
@@ -142,6 +149,9 @@ Outputs runNative(const Case& c, const Inputs& in, bool saveZ = true) {
   f.variance = o.variance.data();
   f.newMovingMean = o.newMean.data();
   f.newMovingVariance = o.newVariance.data();
+  double count = 0;
+  f.count = &count;
+  f.reduceMoments = sync.moments;
   supcon::Status st = supcon::nn::convBatchNormForward(f);
   CHECK(st.isOk()) << st.message();
   if (!saveZ) return o;
@@ -169,6 +179,8 @@ Outputs runNative(const Case& c, const Inputs& in, bool saveZ = true) {
   b.dgamma = o.dgamma.data();
   b.dbeta = o.dbeta.data();
   b.dresidual = c.residual ? o.dresidual.data() : nullptr;
+  b.count = count;
+  b.reduceSums = sync.sums;
   st = supcon::nn::convBatchNormBackward(b);
   CHECK(st.isOk()) << st.message();
   return o;
@@ -421,6 +433,127 @@ TEST(conv_bn_split_backward_matches_the_combined_call) {
   CHECK(supcon::nn::conv2dBackpropFilter(c.g, in.x.data(), dz.data(), dw.data()).isOk());
   CHECK(supcon::nn::conv2dBackpropInput(c.g, dz.data(), in.w.data(), dx.data()).isOk());
   CHECK(dx == full.dx && dw == full.dw && dgamma == full.dgamma && dbeta == full.dbeta && dres == full.dresidual);
+}
+
+TEST(conv_bn_reduced_statistics_of_two_shards_equal_the_whole_batch) {
+  // Synchronized batch norm as two data-parallel ranks would run it: the batch split 4 + 2, each
+  // shard's moments and gradient sums replaced by the combination of both (Chan et al.'s formula,
+  // as the MPI binding combines them). y, dx and the statistics of the shards are the whole
+  // batch's rows; the shards' filter, gamma and beta gradients sum to the whole batch's (what the
+  // gradient allreduce adds).
+  Case c;
+  c.g = same(6, 9, 5, 7, 3, 1);
+  c.residual = true;
+  const Inputs in = randomInputs(c, 31);
+  const Outputs full = runNative(c, in);
+  const int64_t C = c.g.outChannels;
+  const int64_t splits[2][2] = {{0, 4}, {4, 6}};
+  auto shard = [&](int s, Case* sc) {
+    *sc = c;
+    const int64_t b0 = splits[s][0], b1 = splits[s][1];
+    sc->g.batch = b1 - b0;
+    const int64_t inPer = c.g.inHeight * c.g.inWidth * c.g.inChannels, outPer = c.g.outHeight * c.g.outWidth * C;
+    Inputs part = in;
+    part.x.assign(in.x.begin() + b0 * inPer, in.x.begin() + b1 * inPer);
+    part.residual.assign(in.residual.begin() + b0 * outPer, in.residual.begin() + b1 * outPer);
+    part.dy.assign(in.dy.begin() + b0 * outPer, in.dy.begin() + b1 * outPer);
+    return part;
+  };
+  // Pass 1: each shard's own moments and sums (captured, left unchanged).
+  std::vector<double> count(2), mean(2 * C), m2(2 * C), sumG(2 * C), sumGZ(2 * C);
+  for (int s = 0; s < 2; ++s) {
+    Case sc;
+    const Inputs part = shard(s, &sc);
+    Sync capture;
+    capture.moments = [&, s](int64_t ch, double* n, double* mu, double* q) {
+      count[s] = *n;
+      std::copy(mu, mu + ch, mean.begin() + s * C);
+      std::copy(q, q + ch, m2.begin() + s * C);
+      return supcon::Status::ok();
+    };
+    runNative(sc, part, true, capture);
+  }
+  // The whole batch's moments, then each shard's gradient sums taken about the whole mean.
+  const double total = count[0] + count[1];
+  std::vector<double> gMean(C), gM2(C);
+  for (int64_t k = 0; k < C; ++k) {
+    gMean[k] = (count[0] * mean[k] + count[1] * mean[C + k]) / total;
+    gM2[k] = m2[k] + m2[C + k] + count[0] * std::pow(mean[k] - gMean[k], 2) + count[1] * std::pow(mean[C + k] - gMean[k], 2);
+  }
+  Sync global;
+  global.moments = [&](int64_t ch, double* n, double* mu, double* q) {
+    *n = total;
+    std::copy(gMean.begin(), gMean.end(), mu);
+    std::copy(gM2.begin(), gM2.end(), q);
+    return supcon::Status::ok();
+  };
+  for (int s = 0; s < 2; ++s) {
+    Case sc;
+    const Inputs part = shard(s, &sc);
+    Sync capture = global;
+    capture.sums = [&, s](int64_t ch, double* g, double* gz) {
+      std::copy(g, g + ch, sumG.begin() + s * C);
+      std::copy(gz, gz + ch, sumGZ.begin() + s * C);
+      return supcon::Status::ok();
+    };
+    runNative(sc, part, true, capture);
+  }
+  global.sums = [&](int64_t ch, double* g, double* gz) {
+    for (int64_t k = 0; k < ch; ++k) {
+      g[k] = sumG[k] + sumG[C + k];
+      gz[k] = sumGZ[k] + sumGZ[C + k];
+    }
+    return supcon::Status::ok();
+  };
+  std::vector<double> y, dx, dw(c.g.filterSize(), 0.0), dgamma(C, 0.0), dbeta(C, 0.0);
+  auto close = [](const std::vector<float>& a, const std::vector<double>& b) {
+    double scale = 1e-30, worst = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+      scale = std::max(scale, std::fabs(b[i]));
+      worst = std::max(worst, std::fabs(double(a[i]) - b[i]));
+    }
+    return worst / scale;
+  };
+  auto asDouble = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+  for (int s = 0; s < 2; ++s) {
+    Case sc;
+    const Inputs part = shard(s, &sc);
+    const Outputs o = runNative(sc, part, true, global);
+    y.insert(y.end(), o.y.begin(), o.y.end());
+    dx.insert(dx.end(), o.dx.begin(), o.dx.end());
+    for (size_t i = 0; i < dw.size(); ++i) dw[i] += o.dw[i];
+    for (int64_t k = 0; k < C; ++k) {
+      dgamma[k] += o.dgamma[k];
+      dbeta[k] += o.dbeta[k];
+    }
+    CHECK(close(full.mean, asDouble(o.mean)) < 1e-6 && close(full.variance, asDouble(o.variance)) < 1e-6) << "shard " << s;
+    CHECK(close(full.newMean, asDouble(o.newMean)) < 1e-6 && close(full.newVariance, asDouble(o.newVariance)) < 1e-6);
+  }
+  CHECK(close(full.dgamma, dgamma) < 1e-5 && close(full.dbeta, dbeta) < 1e-5) << close(full.dgamma, dgamma);
+  CHECK(close(full.y, y) < 1e-5) << close(full.y, y);
+  CHECK(close(full.dx, dx) < 1e-5) << close(full.dx, dx);
+  CHECK(close(full.dw, dw) < 1e-5) << close(full.dw, dw);
+  // And without the reductions a shard's statistics are its own (they differ from the batch's).
+  Case sc;
+  const Outputs own = runNative(sc, shard(1, &sc));
+  CHECK(close(full.mean, asDouble(own.mean)) > 1e-3);
+  // A failing reduction is the call's status (the binding's MPI errors end there).
+  Sync failing;
+  failing.moments = [](int64_t, double*, double*, double*) { return supcon::Status::communication("peer lost"); };
+  ConvBatchNormForwardArgs f;
+  std::vector<float> yOut(c.g.outputSize());
+  f.conv = c.g;
+  f.x = in.x.data();
+  f.filter = in.w.data();
+  f.gamma = in.gamma.data();
+  f.beta = in.beta.data();
+  f.movingMean = in.movingMean.data();
+  f.movingVariance = in.movingVariance.data();
+  f.training = true;
+  f.y = yOut.data();
+  f.reduceMoments = failing.moments;
+  const supcon::Status st = supcon::nn::convBatchNormForward(f);
+  CHECK(st.code() == supcon::StatusCode::kCommunication && st.message() == "peer lost") << st.message();
 }
 
 TEST(conv_bn_rejects_bad_arguments) {

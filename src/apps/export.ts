@@ -27,7 +27,7 @@ import { CheckpointError } from '../train/errors';
 import { openCheckpoint } from '../train/evaluate';
 import { readRunDataset, type RunDatasetInfo } from '../train/run_dataset';
 import { disposeRunModels, type EncoderBuilder } from '../train/run_models';
-import { readTrainingState, RUN_FILES } from '../train/trainer';
+import { readTrainingState, RUN_FILES } from '../train/run_state';
 import { packageVersion } from '../paths';
 
 /** Options of {@link exportCheckpoint}. */

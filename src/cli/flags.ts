@@ -45,3 +45,12 @@ export function pathFlag(flag: string): (raw: string) => string {
     return raw;
   };
 }
+
+/** A comma-separated list flag, each item parsed by `item` (which names the flag in its errors). */
+export function listFlag<T>(flag: string, item: (raw: string) => T): (raw: string) => T[] {
+  return (raw) => {
+    const parts = raw.split(',').map((p) => p.trim());
+    if (parts.length === 0 || parts.some((p) => p === '')) validate.fail(flag, 'a comma-separated list without empty items', raw);
+    return parts.map(item);
+  };
+}

@@ -9,18 +9,21 @@ import * as tf from '@tensorflow/tfjs';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { packageVersion } from '../paths';
 import { DatasetError } from '../data/errors';
-import { DATASET_NAMES, SPLITS } from '../data';
+import { AUGMENT_PRESET_NAMES, CORRUPTIONS, DATASET_NAMES, SPLITS } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS } from '../models';
-import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, METHODS, type TrainConfig } from '../train/config';
+import { DEFAULT_LR, DEFAULT_TRAIN_CONFIG, LOSS_VARIANTS, METHODS, type TrainConfig } from '../train/config';
 import { CheckpointError } from '../train/errors';
 import { OPTIMIZER_NAMES } from '../train/optimizers';
 import { DecodeProgressDisplay, TrainingProgress } from '../train/progress';
 import { TENSORBOARD_DIR } from '../train/tensorboard';
 import { embedImages, exportCheckpoint, findNeighbors } from '../apps';
 import type { DataHooks } from '../train/run_dataset';
-import { resumeRun, trainRun, readTrainingState, type TrainRunResult } from '../train/trainer';
+import { readTrainingState } from '../train/run_state';
+import { resumeRun, trainRun, type TrainRunResult } from '../train/trainer';
+import { launcherWorld } from '../mpi';
 import { EMBEDDING_KINDS, embedCheckpoint, evaluateCheckpoint, plotRun, writeEmbedding } from '../train/evaluate';
-import { choiceFlag, integerFlag, numberFlag, pathFlag } from './flags';
+import { evaluateRobustness, formatRobustnessTable, writeRobustnessReport } from '../train/robustness';
+import { choiceFlag, integerFlag, listFlag, numberFlag, pathFlag } from './flags';
 
 /** Exit codes of the CLI. */
 
@@ -102,7 +105,9 @@ export function buildProgram(io: CliIo): Command {
     .description(
       'Pre-train an encoder with SupCon, SimCLR or cross-entropy, then score it: linear evaluation of the frozen ' +
         'encoder (supcon, simclr) or the classifier head (ce). Writes a checkpoint every epoch, metrics.jsonl, ' +
-        'result.json and curves.svg/png into --out. Ctrl-C saves a checkpoint and exits; --resume continues.',
+        'result.json and curves.svg/png into --out. Ctrl-C saves a checkpoint and exits; --resume continues. ' +
+        'Under mpirun -np K (or srun) it trains data-parallel: --batch-size is the global batch, split across the K ' +
+        'processes, and the loss sees all of it; rank 0 writes the run.',
     )
     .addOption(new Option('--method <name>', `training method: ${METHODS.join(', ')}`).default(d.method).argParser(choiceFlag('--method', METHODS)))
     .addOption(new Option('--model <arch>', `encoder: ${ENCODER_ARCHS.join(', ')}`).default(d.arch).argParser(choiceFlag('--model', ENCODER_ARCHS)))
@@ -118,7 +123,8 @@ export function buildProgram(io: CliIo): Command {
     .option('--strict', 'image-folder: an unreadable image is an error (default: skipped with a warning)')
     .addOption(new Option('--labels-csv <file>', "image-folder: label sets of the training images ('path,label1;label2' lines, paths relative to --data-dir): SupCon's positives share a label").argParser(pathFlag('--labels-csv')))
     .addOption(new Option('--epochs <n>', 'pre-training epochs').default(d.epochs).argParser(integerFlag('--epochs', 1)))
-    .addOption(new Option('--batch-size <n>', 'images per step (two views each for supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--batch-size <n>', 'images per step (each gives --views views in supcon/simclr)').default(d.batchSize).argParser(integerFlag('--batch-size', 2)))
+    .addOption(new Option('--views <n>', 'augmented views per image in supcon/simclr (simclr needs 2 or more) (default: 1 for supcon, 2 for simclr)').argParser(integerFlag('--views', 1, 16)))
     .addOption(new Option('--optimizer <name>', `optimizer: ${OPTIMIZER_NAMES.join(', ')}`).default(d.optimizer).argParser(choiceFlag('--optimizer', OPTIMIZER_NAMES)))
     .addOption(new Option('--lr <x>', `peak learning rate (default: ${DEFAULT_LR.sgd} for sgd, ${DEFAULT_LR.lars} for lars)`).argParser(numberFlag('--lr', { gt: 0 })))
     .addOption(new Option('--momentum <x>', 'momentum').default(d.momentum).argParser(numberFlag('--momentum', { ge: 0, lt: 1 })))
@@ -126,7 +132,13 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--warmup-epochs <n>', 'epochs of linear learning-rate warmup before the cosine decay').default(d.warmupEpochs).argParser(integerFlag('--warmup-epochs', 0)))
     .addOption(new Option('--temperature <x>', 'temperature of the SupCon / NT-Xent loss').default(d.temperature).argParser(numberFlag('--temperature', { gt: 0 })))
     .addOption(new Option('--queue-size <n>', 'supcon/simclr: rows of the cross-batch memory queue (the last n projected rows of earlier steps join the contrast set; 0: none)').default(d.queueSize).argParser(integerFlag('--queue-size', 0, 2 ** 31 - 1)))
-    .addOption(new Option('--chunk-size <n>', 'supcon/simclr: gradient caching, the model over the 2 x batch views in chunks of n rows (peak memory follows the chunk; 0: no chunks)').default(d.chunkSize).argParser(integerFlag('--chunk-size', 0, 2 ** 31 - 1)))
+    .addOption(new Option('--chunk-size <n>', 'supcon/simclr: gradient caching, the model over the batch x views rows in chunks of n rows (peak memory follows the chunk; 0: no chunks)').default(d.chunkSize).argParser(integerFlag('--chunk-size', 0, 2 ** 31 - 1)))
+    .addOption(new Option('--loss-variant <v>', `SupCon loss: ${LOSS_VARIANTS.join(', ')} (L_out or L_in of the paper)`).default(d.lossVariant).argParser(choiceFlag('--loss-variant', LOSS_VARIANTS)))
+    .addOption(
+      new Option('--augment <preset>', `augmentation: auto (by image kind: flip for small grayscale, paper for RGB), ${AUGMENT_PRESET_NAMES.join(', ')}`)
+        .default(d.augment)
+        .argParser(choiceFlag('--augment', ['auto', ...AUGMENT_PRESET_NAMES] as const)),
+    )
     .addOption(new Option('--projection-dim <n>', 'output size of the projection head').default(d.projectionDim).argParser(integerFlag('--projection-dim', 1)))
     .addOption(new Option('--head <kind>', `projection head: ${PROJECTION_HEAD_KINDS.join(', ')}`).default(d.projectionHead).argParser(choiceFlag('--head', PROJECTION_HEAD_KINDS)))
     .addOption(new Option('--linear-epochs <n>', 'epochs of the linear classifier in linear evaluation').default(d.linearEpochs).argParser(integerFlag('--linear-epochs', 1)))
@@ -135,6 +147,7 @@ export function buildProgram(io: CliIo): Command {
     .addOption(new Option('--knn-bank <n>', 'training images in the kNN bank (0: no kNN monitor)').default(d.knnBank).argParser(integerFlag('--knn-bank', 0)))
     .addOption(new Option('--knn-queries <n>', 'test images the kNN monitor classifies (0: no kNN monitor)').default(d.knnQueries).argParser(integerFlag('--knn-queries', 0)))
     .addOption(new Option('--seed <n>', 'seed of weights, shuffling and augmentation').default(d.seed).argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .option('--sync-bn', 'data-parallel runs: batch norm over the whole global batch (moments averaged across processes; needs MPI)')
     .addOption(new Option('--out <dir>', 'run directory (default: runs/<method>-<model>-<time>)').argParser(pathFlag('--out')))
     .addOption(new Option('--resume <dir>', "continue the run in <dir> from its checkpoint (its config is kept)").argParser(pathFlag('--resume')))
     .option('--no-plots', 'do not draw curves.svg/png at the end')
@@ -150,6 +163,9 @@ export function buildProgram(io: CliIo): Command {
           );
         }
       }
+      // Data-parallel: rank 0 shows progress and results; the other ranks report only errors.
+      const world = launcherWorld();
+      const quiet = world !== null && world.rank !== 0;
       const progress = new TrainingProgress({ stream: io.stdout, warningStream: io.stderr });
       const controller = new AbortController();
       let interrupts = 0;
@@ -160,14 +176,15 @@ export function buildProgram(io: CliIo): Command {
           io.stderr.write(`supcon train: ${signal} again: exiting without saving\n`);
           process.exit(EXIT.interrupted);
         }
-        progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
+        if (quiet) io.stderr.write(`supcon train [rank ${world.rank} of ${world.size}]: ${signal}: every rank stops after the next step and rank 0 saves a checkpoint\n`);
+        else progress.log(`${signal}: saving a checkpoint after the current step (press Ctrl-C again to quit without saving)`);
         controller.abort();
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
       const common = {
         signal: controller.signal,
-        callbacks: progress,
+        ...(quiet ? {} : { callbacks: progress }),
         fastKernels: opts.fastKernels !== false,
         tensorboard: opts.tensorboard !== false,
       };
@@ -191,6 +208,8 @@ export function buildProgram(io: CliIo): Command {
             temperature: opts.temperature as number,
             queueSize: opts.queueSize as number,
             chunkSize: opts.chunkSize as number,
+            lossVariant: opts.lossVariant as TrainConfig['lossVariant'],
+            augment: opts.augment as TrainConfig['augment'],
             projectionDim: opts.projectionDim as number,
             projectionHead: opts.head as TrainConfig['projectionHead'],
             linearEpochs: opts.linearEpochs as number,
@@ -199,9 +218,11 @@ export function buildProgram(io: CliIo): Command {
             knnBank: opts.knnBank as number,
             knnQueries: opts.knnQueries as number,
             seed: opts.seed as number,
+            syncBatchNorm: opts.syncBn === true,
           };
           for (const [key, flagKey] of [
             ['lr', 'lr'],
+            ['views', 'views'],
             ['stem', 'stem'],
             ['dataDir', 'dataDir'],
             ['limitTrain', 'limitTrain'],
@@ -225,11 +246,15 @@ export function buildProgram(io: CliIo): Command {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
       }
+      if (run.rank !== 0) {
+        if (run.status === 'interrupted') throw new ExitRequest(EXIT.interrupted);
+        return;
+      }
       if (run.status === 'interrupted') {
         const state = await readTrainingState(run.outDir);
         out(
           `interrupted: checkpoint saved in ${run.outDir} (epoch ${state.epoch + 1}, batch ${state.batch + 1}, step ${state.step}); ` +
-            `resume with: supcon train --resume ${run.outDir}`,
+            `resume with: ${run.worldSize > 1 ? `mpirun -np ${run.worldSize} ` : ''}supcon train --resume ${run.outDir}`,
         );
         throw new ExitRequest(EXIT.interrupted);
       }
@@ -287,6 +312,42 @@ export function buildProgram(io: CliIo): Command {
         `test accuracy: ${percent(result.testAccuracy)} (${source}, ${result.testCount} test images, ${result.method}, ` +
           `${result.epochs} epochs)`,
       );
+    });
+
+  // ----------------------------------------------------------------------------------- robustness
+  program
+    .command('robustness')
+    .description(
+      "Test accuracy of a checkpoint under common corruptions (Hendrycks & Dietterich 2019, CIFAR-10-C's parameters), " +
+        'each at severities 1-5 with seeded noise: prints a table with the mean corruption accuracy and its ratio to ' +
+        'the clean accuracy, and writes JSON (default <checkpoint>/robustness.json).',
+    )
+    .addOption(new Option('--checkpoint <dir>', 'run directory holding the checkpoint').makeOptionMandatory().argParser(pathFlag('--checkpoint')))
+    .addOption(new Option('--corruptions <list>', `comma-separated kinds (default all): ${CORRUPTIONS.join(', ')}`).argParser(listFlag('--corruptions', choiceFlag('--corruptions', CORRUPTIONS))))
+    .addOption(new Option('--severities <list>', 'comma-separated severities, 1-5 (default all)').argParser(listFlag('--severities', integerFlag('--severities', 1, 5))))
+    .addOption(new Option('--seed <n>', "seed of the corruptions' noise").default(0).argParser(integerFlag('--seed', 0, 2 ** 32 - 1)))
+    .addOption(new Option('--limit-test <n>', "score only the first n test images (default: the run's limit)").argParser(integerFlag('--limit-test', 1)))
+    .addOption(new Option('--data-dir <dir>', "folder of the dataset's files (default: the run's)").argParser(pathFlag('--data-dir')))
+    .addOption(new Option('--out <file>', 'JSON report (default: <checkpoint>/robustness.json)').argParser(pathFlag('--out')))
+    .option('--json', 'print the report as JSON instead of a table')
+    .option('--no-fast-kernels', 'do not use the native tfjs kernels')
+    .action(async (opts: Record<string, unknown>) => {
+      await useCpuBackend();
+      const report = await evaluateRobustness(opts.checkpoint as string, {
+        ...(opts.corruptions === undefined ? {} : { corruptions: opts.corruptions as (typeof CORRUPTIONS)[number][] }),
+        ...(opts.severities === undefined ? {} : { severities: opts.severities as number[] }),
+        seed: opts.seed as number,
+        ...(opts.limitTest === undefined ? {} : { limitTest: opts.limitTest as number }),
+        ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir as string }),
+        fastKernels: opts.fastKernels !== false,
+      });
+      const file = await writeRobustnessReport(report, ...(opts.out === undefined ? [] : [opts.out as string]));
+      if (opts.json === true) {
+        out(JSON.stringify(report));
+        return;
+      }
+      out(formatRobustnessTable(report));
+      out(`report: ${file}`);
     });
 
   // ---------------------------------------------------------------------------------------- embed

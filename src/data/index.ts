@@ -82,6 +82,18 @@ export {
 } from './images';
 export { Rng } from './rng';
 export {
+  corruptImages,
+  corruptDataset,
+  poissonSample,
+  jpegQuantizationTable,
+  CORRUPTIONS,
+  CORRUPTION_PARAMETERS,
+  SEVERITIES,
+  type CorruptionName,
+  type Severity,
+  type ImagesShape,
+} from './corruptions';
+export {
   batches,
   batchOf,
   batchCount,
@@ -103,6 +115,7 @@ export {
   applyViewPlan,
   sampleCropWindow,
   cropBox,
+  translatedCropBox,
   applyColorMaps,
   adjustBrightness,
   adjustContrast,
@@ -115,6 +128,16 @@ export {
   LUMA_WEIGHTS,
   SUPCON_AUGMENTATION,
   NO_AUGMENTATION,
+  AUGMENT_PRESETS,
+  AUGMENT_PRESET_NAMES,
+  SMALL_IMAGE_SIZE,
+  defaultAugmentPreset,
+  checkAugmentSetting,
+  augmentOptionsFor,
+  sampleEraseWindow,
+  eraseRectangles,
+  type AugmentPresetName,
+  type AugmentSetting,
   type AugmentOptions,
   type ResolvedAugmentOptions,
   type ViewPlan,

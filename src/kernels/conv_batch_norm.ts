@@ -17,9 +17,17 @@
  * On any other backend, or without the addon, the op composes tfjs's own conv2d, moments,
  * batchNorm, add and relu, so results (within float32 rounding) and models do not depend on
  * where they run.
+ *
+ * Synchronized batch norm (data-parallel training, docs/distributed.md): while
+ * {@link setBatchNormSync} has set a communicator, training-mode calls take the moments of the
+ * whole batch across processes, and the backward sums the per-channel gradient sums across them,
+ * so every process computes exactly what one process would on the concatenated batch. The native
+ * kernel reduces through the addon's MPI (no trip to JavaScript); the composed path through the
+ * communicator's allreduce, as ops whose gradient is the same allreduce.
  */
 import * as tf from '@tensorflow/tfjs';
 import { callNative, loadNative, requireNative, type NativeConv2DGeometry } from '../native';
+import { fail } from '../validate';
 import { type CpuBackend, float32Values, type KernelArgs, onCpuBackend, sizeOf } from './cpu_backend';
 import { convInfo, nativeGeometry } from './conv';
 import { outputPool } from './output_pool';
@@ -64,12 +72,43 @@ export interface ConvBatchNormTensors {
 /** Name of the fused kernel in tfjs's kernel registry (cpu backend). */
 export const CONV_BATCH_NORM_KERNEL = 'SupConConvBatchNorm';
 
+/** What synchronized batch norm needs from a communicator (src/mpi.ts's Communicator has it). */
+export interface BatchNormSync {
+  /**
+   * Replaces `values` with their elementwise sum over the processes, in place. Collective: every
+   * process calls it the same number of times in the same order.
+   */
+  allreduceSum(values: Float64Array): unknown;
+}
+
+let batchNormSync: BatchNormSync | null = null;
+
+/**
+ * Synchronized batch norm for every training-mode {@link convBatchNorm} call (the ConvBatchNorm
+ * layers) until turned off with null: the data-parallel driver sets it for a run's training
+ * steps. The native kernel then reduces through the addon's MPI, which must be initialized
+ * (src/mpi.ts initMpi); other communicators run the composed path.
+ * @throws InvalidArgumentError when `sync` is neither null nor such an object.
+ */
+export function setBatchNormSync(sync: BatchNormSync | null): void {
+  if (sync !== null && (typeof sync !== 'object' || typeof (sync as BatchNormSync).allreduceSum !== 'function')) {
+    fail('sync', 'an object with allreduceSum(values: Float64Array) (a Communicator), or null', sync);
+  }
+  batchNormSync = sync;
+}
+
+/** The communicator synchronized batch norm uses now, or null. */
+export function batchNormSyncInUse(): BatchNormSync | null {
+  return batchNormSync;
+}
+
 /**
  * Runs the fused unit. Shapes are the caller's responsibility (the layer checks them when it
  * is built); tfjs reports mismatches on the composed path.
  */
 export function convBatchNorm(t: ConvBatchNormTensors, s: ConvBatchNormSettings): ConvBatchNormResult {
-  if (!nativeUsable(t)) return convBatchNormComposed(t, s);
+  const sync = s.training ? batchNormSync : null;
+  if (!nativeUsable(t) || (sync !== null && !nativeMpiReady())) return convBatchNormComposed(t, s, sync);
   const inputs: tf.NamedTensorMap = {
     x: t.x,
     filter: t.filter,
@@ -79,21 +118,24 @@ export function convBatchNorm(t: ConvBatchNormTensors, s: ConvBatchNormSettings)
     movingVariance: t.movingVariance,
     ...(t.residual ? { residual: t.residual } : {}),
   };
-  const attrs: KernelAttrs = { ...s, keepForGradient: tf.engine().isTapeOn(), residual: t.residual !== null };
+  const attrs: KernelAttrs = { ...s, keepForGradient: tf.engine().isTapeOn(), residual: t.residual !== null, syncBatchNorm: sync !== null };
   const out = tf.engine().runKernel<tf.Tensor[]>(CONV_BATCH_NORM_KERNEL, inputs, attrs as unknown as tf.NamedAttrMap);
   return s.training
     ? { y: out[0] as tf.Tensor4D, movingMean: out[1] as tf.Tensor1D, movingVariance: out[2] as tf.Tensor1D }
     : { y: out[0] as tf.Tensor4D };
 }
 
-/** The same unit composed of tfjs ops (any backend); the reference of the native path. */
-export function convBatchNormComposed(t: ConvBatchNormTensors, s: ConvBatchNormSettings): ConvBatchNormResult {
+/**
+ * The same unit composed of tfjs ops (any backend); the reference of the native path. With `sync`
+ * (training mode) the moments are the whole distributed batch's (see {@link setBatchNormSync}).
+ */
+export function convBatchNormComposed(t: ConvBatchNormTensors, s: ConvBatchNormSettings, sync: BatchNormSync | null = null): ConvBatchNormResult {
   return tf.tidy(() => {
     const z = tf.conv2d(t.x, t.filter, s.strides, s.padding);
     let normalized: tf.Tensor4D;
     let moving: { movingMean: tf.Tensor1D; movingVariance: tf.Tensor1D } | null = null;
     if (s.training) {
-      const { mean, variance } = tf.moments(z, [0, 1, 2]) as { mean: tf.Tensor1D; variance: tf.Tensor1D };
+      const { mean, variance } = sync ? syncedMoments(z, sync) : (tf.moments(z, [0, 1, 2]) as { mean: tf.Tensor1D; variance: tf.Tensor1D });
       normalized = tf.batchNorm(z, mean, variance, t.beta, t.gamma, s.epsilon);
       const decay = 1 - s.momentum;
       moving = {
@@ -109,11 +151,48 @@ export function convBatchNormComposed(t: ConvBatchNormTensors, s: ConvBatchNormS
   });
 }
 
+/**
+ * An op whose value is the elementwise sum of x over the processes and whose gradient is the
+ * sum of dy over them: the derivative of the sum of every process's loss with respect to this
+ * process's x (the driver averages the parameter gradients afterwards).
+ */
+function allreduceOp(sync: BatchNormSync): (x: tf.Tensor) => tf.Tensor {
+  const reduce = (t: tf.Tensor) => {
+    const values = Float64Array.from(t.dataSync());
+    sync.allreduceSum(values);
+    return tf.tensor(Float32Array.from(values), t.shape, 'float32');
+  };
+  return tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const x = inputs[0] as tf.Tensor;
+    return { value: reduce(x), gradFunc: (dy: tf.Tensor) => reduce(dy) };
+  }) as (x: tf.Tensor) => tf.Tensor;
+}
+
+/** Mean and biased variance of z over (batch, height, width) of the whole distributed batch (two passes). */
+function syncedMoments(z: tf.Tensor4D, sync: BatchNormSync): { mean: tf.Tensor1D; variance: tf.Tensor1D } {
+  const count = new Float64Array([z.shape[0] * z.shape[1] * z.shape[2]]);
+  sync.allreduceSum(count);
+  const sum = allreduceOp(sync);
+  const mean = tf.div(sum(tf.sum(z, [0, 1, 2])), count[0]) as tf.Tensor1D;
+  const variance = tf.div(sum(tf.sum(tf.square(tf.sub(z, mean)), [0, 1, 2])), count[0]) as tf.Tensor1D;
+  return { mean, variance };
+}
+
+/** Whether the addon's MPI is initialized, so the native kernel can reduce through it. */
+function nativeMpiReady(): boolean {
+  const addon = loadNative();
+  if (!addon || typeof addon.mpiInfo !== 'function') return false;
+  const info = addon.mpiInfo();
+  return info.compiled && info.initialized && !info.finalized;
+}
+
 /** The kernel's attributes: the settings plus whether a gradient will be taken. */
 interface KernelAttrs extends ConvBatchNormSettings {
   keepForGradient: boolean;
   /** Whether the kernel has the `residual` input. */
   residual: boolean;
+  /** Synchronized batch norm through the addon's MPI (training mode). */
+  syncBatchNorm: boolean;
 }
 
 /** Whether the native kernel can run these tensors (else the composed path runs). */
@@ -161,6 +240,8 @@ interface SavedForward {
   z: Float32Array;
   mean: Float32Array;
   variance: Float32Array;
+  /** Values per channel the statistics were taken over (the whole batch's under sync). */
+  count: number;
 }
 const savedForward = new WeakMap<tf.DataId, SavedForward>();
 
@@ -177,6 +258,7 @@ function forwardKernel(args: KernelArgs): tf.TensorInfo[] {
   const variance = new Float32Array(channels);
   const newMovingMean = attrs.training ? new Float32Array(channels) : null;
   const newMovingVariance = attrs.training ? new Float32Array(channels) : null;
+  const count = new Float64Array(1);
   callNative(() =>
     addon.convBatchNormForward({
       ...plan.geometry,
@@ -197,10 +279,12 @@ function forwardKernel(args: KernelArgs): tf.TensorInfo[] {
       variance,
       newMovingMean,
       newMovingVariance,
+      count,
+      syncBatchNorm: attrs.syncBatchNorm && attrs.training,
     }),
   );
   const out = [backend.makeTensorInfo(plan.outShape, 'float32', y)];
-  if (z) savedForward.set(out[0].dataId, { plan, z, mean, variance });
+  if (z) savedForward.set(out[0].dataId, { plan, z, mean, variance, count: count[0] });
   if (newMovingMean && newMovingVariance) {
     out.push(backend.makeTensorInfo([channels], 'float32', newMovingMean), backend.makeTensorInfo([channels], 'float32', newMovingVariance));
   }
@@ -259,6 +343,8 @@ function gradient(dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], rawAttrs: tf.
         dbeta: result.dbeta,
         dresidual: result.dresidual,
         dz,
+        count: fwd.count,
+        syncBatchNorm: attrs.syncBatchNorm && attrs.training,
       }),
     );
     outputPool.release(fwd.z);

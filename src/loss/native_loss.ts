@@ -4,6 +4,7 @@
  */
 import { callNative, requireNative, translateNativeError, loadNative, nativeLoadError, type NativeInfo } from '../native';
 import * as v from '../validate';
+import { mpiInfo, type MpiInfo } from '../mpi';
 import { prepareLossArgs, resolveOptions, type LossInput, SUPCON_OPTION_KEYS } from './options';
 
 /** Result of a loss call. */
@@ -56,8 +57,12 @@ export async function forwardBackwardAsync(input: LossInput): Promise<LossResult
   }
 }
 
-/** What this build and machine offer: version, CPU threads and SIMD path, CUDA devices. */
-export function info(): NativeInfo & { available: boolean; reason?: string } {
+/**
+ * What this build and machine offer: version, CPU threads and SIMD path, CUDA devices, and MPI
+ * (whether compiled, why not, the library, and this process's rank and world size: MPI's once
+ * initialized, else the launcher's).
+ */
+export function info(): NativeInfo & { available: boolean; reason?: string; mpi: MpiInfo } {
   const addon = loadNative();
   if (!addon) {
     return {
@@ -66,9 +71,10 @@ export function info(): NativeInfo & { available: boolean; reason?: string } {
       version: '',
       cpu: { threads: 0, simd: 'none' },
       cuda: { compiled: false, devices: [], reason: 'the native addon is not loaded', autoMinRows: 0 },
+      mpi: mpiInfo(),
     };
   }
-  return { available: true, ...addon.info() };
+  return { available: true, ...addon.info(), mpi: mpiInfo() };
 }
 
 /** Sets the size of the native thread pool (default: hardware threads or SUPCON_NUM_THREADS). */

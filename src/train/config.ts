@@ -5,13 +5,17 @@
  */
 import * as validate from '../validate';
 import { InvalidArgumentError } from '../errors';
-import { DATASET_NAMES, DEFAULT_IMAGE_SIZE, type DatasetName } from '../data';
+import { checkAugmentSetting, DATASET_NAMES, DEFAULT_IMAGE_SIZE, type AugmentSetting, type DatasetName } from '../data';
 import { ENCODER_ARCHS, ENCODER_STEMS, PROJECTION_HEAD_KINDS, type EncoderStem, type ProjectionHeadKind } from '../models';
 import { OPTIMIZER_NAMES, type OptimizerName } from './optimizers';
 
 /** Training methods: supervised contrastive, self-supervised contrastive, cross-entropy baseline. */
 export const METHODS = ['supcon', 'simclr', 'ce'] as const;
 export type Method = (typeof METHODS)[number];
+
+/** Where the SupCon loss sums over positives: `'out'` (L_out, the paper's choice) or `'in'` (L_in). */
+export const LOSS_VARIANTS = ['out', 'in'] as const;
+export type LossVariant = (typeof LOSS_VARIANTS)[number];
 
 /** Architecture names: the ResNets of `src/models`, or 'custom' for a caller-built encoder. */
 export const ARCHS = [...ENCODER_ARCHS, 'custom'] as const;
@@ -55,8 +59,16 @@ export interface TrainConfig {
   projectionDim: number;
   /** Pre-training epochs. */
   epochs: number;
-  /** Images per step (each gives two views in the contrastive methods). */
+  /** Images per step (each gives `views` views in the contrastive methods). */
   batchSize: number;
+  /**
+   * Augmented views of each image per step in the contrastive methods. Default 1 for SupCon (its
+   * positives are then the other images of the class in the batch; at an equal time budget one
+   * view for 2E epochs beats the paper's two views for E epochs: `bench/results/sweep-views.json`)
+   * and 2 for SimCLR, which needs at least 2 (its only positives are other views).
+   * Cross-entropy uses 1.
+   */
+  views: number;
   /** 'sgd' (momentum) or 'lars'. */
   optimizer: OptimizerName;
   /** Peak learning rate (after warmup). */
@@ -74,11 +86,18 @@ export interface TrainConfig {
    */
   queueSize: number;
   /**
-   * Gradient caching (src/train/grad_cache.ts): run the model over the 2 x batchSize views in
+   * Gradient caching (src/train/grad_cache.ts): run the model over the views x batchSize rows in
    * chunks of this many rows, so peak memory follows the chunk, not the batch. 0 (default):
    * one pass over the whole batch. Contrastive methods only.
    */
   chunkSize: number;
+  /** L_out or L_in (Khosla et al. 2020, eqs. 2 and 3; see docs/loss.md). */
+  lossVariant: LossVariant;
+  /**
+   * Augmentation: `'auto'` (by the kind of images: `defaultAugmentPreset`), a preset name
+   * (`AUGMENT_PRESET_NAMES`), or explicit `AugmentOptions`.
+   */
+  augment: AugmentSetting;
   /** Epochs of the linear classifier in linear evaluation. */
   linearEpochs: number;
   /** Peak learning rate of the linear classifier. */
@@ -93,11 +112,20 @@ export interface TrainConfig {
   knnQueries: number;
   /** Seed of the weights, shuffling and augmentation. */
   seed: number;
+  /**
+   * Data-parallel runs (mpirun -np K): batch norm over the whole global batch (moments averaged
+   * across the processes) instead of each process's shard. Needs MPI; ConvBatchNorm encoders.
+   */
+  syncBatchNorm: boolean;
 }
 
 /**
  * Defaults of `supcon train` with no flags: SupCon on the embedded 10k-image Fashion-MNIST
- * subset with ResNet-8, sized to finish (with the native kernels) in minutes on 2 cores.
+ * subset with ResNet-8, chosen by the committed sweeps (`bench/sweeps.ts`, results in
+ * `bench/results/sweep-*.json`) to maximize linear-evaluation accuracy within 5 minutes of
+ * training and evaluation on a 2-core machine: 30 epochs of one view per image (flip only, the
+ * `'auto'` preset for small grayscale images), batch 256, SGD lr 0.4 with 1 warmup epoch and a
+ * cosine decay, temperature 0.1, an MLP projection head to 128.
  */
 export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   method: 'supcon',
@@ -106,8 +134,9 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   width: 1,
   projectionHead: 'mlp',
   projectionDim: 128,
-  epochs: 7,
+  epochs: 30,
   batchSize: 256,
+  views: 1,
   optimizer: 'sgd',
   lr: 0.1,
   momentum: 0.9,
@@ -116,6 +145,8 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   temperature: 0.1,
   queueSize: 0,
   chunkSize: 0,
+  lossVariant: 'out',
+  augment: 'auto',
   linearEpochs: 30,
   linearLr: 0.1,
   knnK: 20,
@@ -123,14 +154,17 @@ export const DEFAULT_TRAIN_CONFIG: Readonly<TrainConfig> = Object.freeze({
   knnBank: 2000,
   knnQueries: 1000,
   seed: 0,
+  syncBatchNorm: false,
 } satisfies TrainConfig);
 
 /**
- * Default peak learning rate of each optimizer at the default batch size. LARS multiplies its
- * rate by the trust ratio (~1e-3 x ||w|| / ||g||), so it takes SimCLR's square-root rule,
- * 0.075 * sqrt(256) = 1.2.
+ * Default peak learning rate of each optimizer at the default batch size. SGD: 0.4, from the
+ * recipe sweep (`bench/results/sweep-recipe.json`, 30 epochs: lr 0.1 89.25%, 0.2 89.7%, 0.4
+ * 91.1%; `sweep-recipe2.json`: 0.8 91.4%, within noise of 0.4, which is kept as the safer rate).
+ * LARS multiplies its rate by the trust ratio (~1e-3 x ||w|| / ||g||), so it takes SimCLR's
+ * square-root rule, 0.075 * sqrt(256) = 1.2.
  */
-export const DEFAULT_LR: Readonly<Record<OptimizerName, number>> = Object.freeze({ sgd: 0.1, lars: 1.2 });
+export const DEFAULT_LR: Readonly<Record<OptimizerName, number>> = Object.freeze({ sgd: 0.4, lars: 1.2 });
 
 /** Keys of {@link TrainConfig}. */
 export const TRAIN_CONFIG_KEYS = [
@@ -151,6 +185,7 @@ export const TRAIN_CONFIG_KEYS = [
   'projectionDim',
   'epochs',
   'batchSize',
+  'views',
   'optimizer',
   'lr',
   'momentum',
@@ -159,6 +194,8 @@ export const TRAIN_CONFIG_KEYS = [
   'temperature',
   'queueSize',
   'chunkSize',
+  'lossVariant',
+  'augment',
   'linearEpochs',
   'linearLr',
   'knnK',
@@ -166,6 +203,7 @@ export const TRAIN_CONFIG_KEYS = [
   'knnBank',
   'knnQueries',
   'seed',
+  'syncBatchNorm',
 ] as const satisfies ReadonlyArray<keyof TrainConfig>;
 
 /**
@@ -192,6 +230,7 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     projectionDim: int('projectionDim', 1),
     epochs: int('epochs', 1),
     batchSize: int('batchSize', 2),
+    views: c.views === undefined ? (c.method === 'simclr' ? 2 : d.views) : validate.integer(name('views'), c.views, 1, 16),
     optimizer,
     lr: c.lr === undefined ? DEFAULT_LR[optimizer] : validate.number(name('lr'), c.lr, { gt: 0 }),
     momentum: num('momentum', { ge: 0, lt: 1 }),
@@ -201,6 +240,8 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     temperature: c.temperature === undefined ? d.temperature : validate.positiveFloat32(name('temperature'), c.temperature, { reciprocal: true }),
     queueSize: int('queueSize', 0, 2 ** 31 - 1),
     chunkSize: int('chunkSize', 0, 2 ** 31 - 1),
+    lossVariant: c.lossVariant === undefined ? d.lossVariant : validate.oneOf(name('lossVariant'), c.lossVariant, LOSS_VARIANTS),
+    augment: c.augment === undefined ? d.augment : checkAugmentSetting(name('augment'), c.augment),
     linearEpochs: int('linearEpochs', 1),
     linearLr: num('linearLr', { gt: 0 }),
     knnK: int('knnK', 1),
@@ -208,11 +249,15 @@ export function resolveTrainConfig(config: Partial<TrainConfig> = {}, argument =
     knnBank: int('knnBank', 0),
     knnQueries: int('knnQueries', 0),
     seed: int('seed', 0, 2 ** 32 - 1),
+    syncBatchNorm: c.syncBatchNorm === undefined ? d.syncBatchNorm : validate.boolean(name('syncBatchNorm'), c.syncBatchNorm),
   };
   if (c.dataDir !== undefined) resolved.dataDir = validate.string(name('dataDir'), c.dataDir);
   if (c.limitTrain !== undefined) resolved.limitTrain = validate.integer(name('limitTrain'), c.limitTrain, 2);
   if (c.limitTest !== undefined) resolved.limitTest = validate.integer(name('limitTest'), c.limitTest, 1);
   if (c.stem !== undefined) resolved.stem = validate.oneOf(name('stem'), c.stem, ENCODER_STEMS);
+  if (resolved.method === 'simclr' && resolved.views < 2) {
+    throw new InvalidArgumentError(name('views'), "at least 2 with method 'simclr' (its only positives are other views)", `${resolved.views}`);
+  }
   if (resolved.dataset === 'image-folder') {
     if (resolved.dataDir === undefined) {
       throw new InvalidArgumentError(name('dataDir'), "the image folder (--data-dir) for dataset 'image-folder'", 'none');

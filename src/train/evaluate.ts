@@ -14,13 +14,13 @@ import { resolveTrainConfig, type TrainConfig } from './config';
 import { CheckpointError } from './errors';
 import { enableFastKernels } from './fast_kernels';
 import { accuracyOfLogits, firstRecords, predictDataset } from './features';
-import { classifierAccuracy, linearEvaluation } from './linear_eval';
+import { classifierAccuracy, trainLinearOnEncoder } from './linear_eval';
 import { latestEpochs, readMetrics, type ResultRecord } from './metrics';
 import { encodeNpy } from './npy';
 import { curvesSpec, embeddingMapSpec, writeChart } from './plots';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
 import { loadConfigSplit, readRunDataset, type DataHooks, type RunDatasetInfo } from './run_dataset';
-import { readTrainingState, RUN_FILES, type TrainingState } from './trainer';
+import { readTrainingState, RUN_FILES, type TrainingState } from './run_state';
 
 /** Options shared by the functions that open a checkpoint (the hooks see image-folder decoding). */
 export interface OpenCheckpointOptions extends DataHooks {
@@ -76,7 +76,8 @@ export async function openCheckpoint(dir: string, options: OpenCheckpointOptions
   return { dir, config, state, models, dataset: info };
 }
 
-async function loadSplit(config: TrainConfig, split: Split, hooks: DataHooks): Promise<ImageDataset> {
+/** One split of a run's dataset, from the run's data folder (the hooks see image-folder decoding). */
+export async function loadSplit(config: TrainConfig, split: Split, hooks: DataHooks = {}): Promise<ImageDataset> {
   return loadConfigSplit(config, split, hooks);
 }
 
@@ -99,60 +100,116 @@ export interface EvaluationResult extends Omit<ResultRecord, 'type' | 'epochs' |
   trainAccuracy?: number;
 }
 
+/** Scores datasets with an opened checkpoint's classifier; see {@link checkpointScorer}. */
+export interface CheckpointScorer {
+  /** Where the classifier came from. */
+  classifier: EvaluationResult['classifier'];
+  /** 'linear' (a linear classifier on the frozen encoder) or 'classifier' (the CE head). */
+  evaluation: ResultRecord['evaluation'];
+  /** Accuracy of the training features when a linear classifier was trained just now. */
+  trainAccuracy?: number;
+  /** Fraction of the dataset's images classified correctly. */
+  accuracy(dataset: ImageDataset): number;
+  /** Frees the classifier it holds (not the checkpoint's models). */
+  dispose(): void;
+}
+
+/**
+ * The classifier of an opened checkpoint, ready to score any split or a corrupted copy of one:
+ * the cross-entropy head of a CE run; for a contrastive run the linear classifier its final
+ * evaluation saved, or (when there is none, or `retrain` is set) a new one trained on the frozen
+ * encoder's features of the run's training images.
+ */
+export async function checkpointScorer(
+  opened: OpenedCheckpoint,
+  options: { retrain?: boolean; linearEpochs?: number; hooks?: DataHooks } = {},
+): Promise<CheckpointScorer> {
+  const o = validate.options('options', options, ['retrain', 'linearEpochs', 'hooks']);
+  const hooks = (o.hooks ?? {}) as DataHooks;
+  const retrain = o.retrain === undefined ? false : validate.boolean('options.retrain', o.retrain);
+  const linearEpochs = o.linearEpochs === undefined ? undefined : validate.integer('options.linearEpochs', o.linearEpochs, 1);
+  const { config, models, dir } = opened;
+  if (config.method === 'ce') {
+    return {
+      classifier: 'ce-head',
+      evaluation: 'classifier',
+      accuracy: (dataset) => {
+        const logits = predictDataset(models.trainModel, dataset) as tf.Tensor2D;
+        try {
+          return accuracyOfLogits(logits, dataset.labels);
+        } finally {
+          logits.dispose();
+        }
+      },
+      dispose: () => undefined,
+    };
+  }
+  const linearScorer = (classifier: tf.LayersModel, source: 'saved-linear' | 'trained-linear', trainAccuracy?: number): CheckpointScorer => ({
+    classifier: source,
+    evaluation: 'linear',
+    ...(trainAccuracy === undefined ? {} : { trainAccuracy }),
+    accuracy: (dataset) => {
+      const features = predictDataset(models.encoder, dataset) as tf.Tensor2D;
+      try {
+        return classifierAccuracy(classifier, features, dataset.labels);
+      } finally {
+        features.dispose();
+      }
+    },
+    dispose: () => classifier.dispose(),
+  });
+  const linearDir = join(dir, RUN_FILES.linearClassifier);
+  if (!retrain && existsSync(join(linearDir, CHECKPOINT_FILES.model))) {
+    const featureDim = models.encoder.outputs[0].shape[1] as number;
+    const classifier = createLinearClassifier({ inputDim: featureDim, numClasses: opened.dataset.numClasses });
+    try {
+      await loadWeightsInto(classifier, linearDir);
+    } catch (e) {
+      classifier.dispose();
+      throw e;
+    }
+    return linearScorer(classifier, 'saved-linear');
+  }
+  const train = firstRecords(await loadSplit(config, 'train', hooks), config.limitTrain);
+  const trained = trainLinearOnEncoder(models.encoder, train, {
+    epochs: linearEpochs ?? config.linearEpochs,
+    learningRate: config.linearLr,
+    seed: derivedSeed(config.seed, SEED_STREAMS.linear),
+  });
+  return linearScorer(trained.classifier, 'trained-linear', trained.trainAccuracy);
+}
+
 /**
  * Test accuracy of a checkpoint: the cross-entropy head of a CE run, or for a contrastive run
  * the linear classifier saved by its final evaluation (or a new one trained on the frozen
- * encoder when there is none, or when `retrain` is set).
+ * encoder when there is none, or when `retrain` is set); see {@link checkpointScorer}.
  */
 export async function evaluateCheckpoint(dir: string, options: EvaluateOptions = {}): Promise<EvaluationResult> {
   const o = validate.options('options', options, [...OPEN_KEYS, 'limitTest', 'retrain', 'linearEpochs']);
   const limitTest = o.limitTest === undefined ? undefined : validate.integer('options.limitTest', o.limitTest, 1);
-  const retrain = o.retrain === undefined ? false : validate.boolean('options.retrain', o.retrain);
-  const linearEpochs = o.linearEpochs === undefined ? undefined : validate.integer('options.linearEpochs', o.linearEpochs, 1);
   const hooks = openOptions(o);
   const opened = await openCheckpoint(dir, hooks);
   const { config, models, state } = opened;
   try {
-    const test = firstRecords(await loadSplit(config, 'test', hooks), limitTest ?? config.limitTest);
-    const base = { method: config.method, testCount: test.count, epochs: state.epoch };
-    if (config.method === 'ce') {
-      const logits = predictDataset(models.trainModel, test) as tf.Tensor2D;
-      try {
-        return { ...base, evaluation: 'classifier', classifier: 'ce-head', testAccuracy: accuracyOfLogits(logits, test.labels) };
-      } finally {
-        logits.dispose();
-      }
-    }
-    const linearDir = join(dir, RUN_FILES.linearClassifier);
-    if (!retrain && existsSync(join(linearDir, CHECKPOINT_FILES.model))) {
-      const featureDim = models.encoder.outputs[0].shape[1] as number;
-      const classifier = createLinearClassifier({ inputDim: featureDim, numClasses: test.numClasses });
-      try {
-        await loadWeightsInto(classifier, linearDir);
-        const features = predictDataset(models.encoder, test) as tf.Tensor2D;
-        try {
-          return { ...base, evaluation: 'linear', classifier: 'saved-linear', testAccuracy: classifierAccuracy(classifier, features, test.labels) };
-        } finally {
-          features.dispose();
-        }
-      } finally {
-        classifier.dispose();
-      }
-    }
-    const train = firstRecords(await loadSplit(config, 'train', hooks), config.limitTrain);
-    const evaluation = linearEvaluation(models.encoder, train, test, {
-      epochs: linearEpochs ?? config.linearEpochs,
-      learningRate: config.linearLr,
-      seed: derivedSeed(config.seed, SEED_STREAMS.linear),
+    const scorer = await checkpointScorer(opened, {
+      ...(o.retrain === undefined ? {} : { retrain: o.retrain as boolean }),
+      ...(o.linearEpochs === undefined ? {} : { linearEpochs: o.linearEpochs as number }),
+      hooks,
     });
-    evaluation.classifier.dispose();
-    return {
-      ...base,
-      evaluation: 'linear',
-      classifier: 'trained-linear',
-      testAccuracy: evaluation.testAccuracy,
-      trainAccuracy: evaluation.trainAccuracy,
-    };
+    try {
+      const test = firstRecords(await loadSplit(config, 'test', hooks), limitTest ?? config.limitTest);
+      return {
+        method: config.method,
+        testCount: test.count,
+        epochs: state.epoch,
+        evaluation: scorer.evaluation,
+        classifier: scorer.classifier,
+        testAccuracy: scorer.accuracy(test),
+        ...(scorer.trainAccuracy === undefined ? {} : { trainAccuracy: scorer.trainAccuracy }),
+      };
+    } finally {
+      scorer.dispose();
+    }
   } finally {
     disposeRunModels(models);
   }

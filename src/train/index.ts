@@ -23,6 +23,7 @@ export { predictDataset, firstRecords, accuracyOfLogits, type PredictOptions } f
 export {
   linearEvaluation,
   trainLinearClassifier,
+  trainLinearOnEncoder,
   classifierAccuracy,
   type LinearEvalOptions,
   type LinearEvalResult,
@@ -47,31 +48,32 @@ export {
   TRAIN_CONFIG_KEYS,
   METHODS,
   ARCHS,
+  LOSS_VARIANTS,
+  type LossVariant,
   type TrainConfig,
   type Method,
   type Arch,
 } from './config';
 export { appendMetrics, readMetrics, latestEpochs, type EpochRecord, type ResultRecord, type MetricsRecord } from './metrics';
 export { buildRunModels, disposeRunModels, derivedSeed, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
+export { trainRun, resumeRun, loadRunDatasets, type TrainRunOptions, type TrainRunResult } from './trainer';
 export {
-  trainRun,
-  resumeRun,
   readTrainingState,
-  loadRunDatasets,
   RUN_FILES,
   STATE_FORMAT,
   type TrainingState,
-  type TrainRunOptions,
-  type TrainRunResult,
   type TrainCallbacks,
   type StepInfo,
   type StartInfo,
-} from './trainer';
+} from './run_state';
 export { TrainingProgress, DecodeProgressDisplay, formatEpochRecord, type TrainingProgressOptions, type DecodeProgressOptions } from './progress';
 export { curvesSpec, embeddingMapSpec, renderSvg, svgToPng, writeChart, type VegaLiteSpec } from './plots';
 export {
   openCheckpoint,
   evaluateCheckpoint,
+  checkpointScorer,
+  loadSplit,
+  type CheckpointScorer,
   embedCheckpoint,
   writeEmbedding,
   plotRun,
@@ -93,6 +95,14 @@ export {
 export { enableFastKernels } from './fast_kernels';
 export { MemoryQueue, encodeQueue, decodeQueue, QUEUE_FILE, type QueueContents, type SavedQueueInfo } from './queue';
 export { chunkedGradients, type ChunkedGradients } from './grad_cache';
+export {
+  evaluateRobustness,
+  formatRobustnessTable,
+  writeRobustnessReport,
+  type RobustnessOptions,
+  type RobustnessReport,
+  type CorruptionRow,
+} from './robustness';
 export { encodeNpy, decodeNpy } from './npy';
 export {
   TensorBoardSink,

@@ -127,8 +127,31 @@ export function trainLinearClassifier(
 }
 
 /**
+ * A linear classifier trained on the frozen `encoder`'s features of the un-augmented `train`
+ * images (computed once, in inference mode), with its accuracy on those features.
+ */
+export function trainLinearOnEncoder(
+  encoder: tf.LayersModel,
+  train: ImageDataset,
+  options: LinearEvalOptions = {},
+): { classifier: tf.LayersModel; trainAccuracy: number; losses: number[] } {
+  const trainFeatures = predictDataset(encoder, train) as tf.Tensor2D;
+  try {
+    const trained = trainLinearClassifier(trainFeatures, train.labels, train.numClasses, options);
+    try {
+      return { ...trained, trainAccuracy: classifierAccuracy(trained.classifier, trainFeatures, train.labels) };
+    } catch (e) {
+      trained.classifier.dispose();
+      throw e;
+    }
+  } finally {
+    trainFeatures.dispose();
+  }
+}
+
+/**
  * Linear evaluation of a frozen `encoder`: features of the un-augmented `train` images, a
- * linear classifier trained on them, and its accuracy on `test`.
+ * linear classifier trained on them ({@link trainLinearOnEncoder}), and its accuracy on `test`.
  */
 export function linearEvaluation(
   encoder: tf.LayersModel,
@@ -139,25 +162,17 @@ export function linearEvaluation(
   if (train.numClasses !== test.numClasses) {
     throw new InvalidArgumentError('test', `a split with ${train.numClasses} classes (as train)`, `${test.numClasses} classes`);
   }
-  const trainFeatures = predictDataset(encoder, train) as tf.Tensor2D;
-  let classifier: tf.LayersModel | undefined;
+  const { classifier, trainAccuracy, losses } = trainLinearOnEncoder(encoder, train, options);
   try {
-    const trained = trainLinearClassifier(trainFeatures, train.labels, train.numClasses, options);
-    classifier = trained.classifier;
-    const trainAccuracy = classifierAccuracy(classifier, trainFeatures, train.labels);
     const testFeatures = predictDataset(encoder, test) as tf.Tensor2D;
-    let testAccuracy: number;
     try {
-      testAccuracy = classifierAccuracy(classifier, testFeatures, test.labels);
+      return { classifier, trainAccuracy, testAccuracy: classifierAccuracy(classifier, testFeatures, test.labels), losses };
     } finally {
       testFeatures.dispose();
     }
-    return { classifier, trainAccuracy, testAccuracy, losses: trained.losses };
   } catch (e) {
-    classifier?.dispose();
+    classifier.dispose();
     throw e;
-  } finally {
-    trainFeatures.dispose();
   }
 }
 

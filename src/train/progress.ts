@@ -6,7 +6,7 @@
 import { SingleBar } from 'cli-progress';
 import type { DecodeProgress } from '../data';
 import type { EpochRecord } from './metrics';
-import type { StartInfo, StepInfo, TrainCallbacks } from './trainer';
+import type { StartInfo, StepInfo, TrainCallbacks } from './run_state';
 
 /** Options of {@link TrainingProgress}. */
 export interface TrainingProgressOptions {
@@ -142,7 +142,8 @@ export class TrainingProgress implements TrainCallbacks {
         `(${info.trainCount} train / ${info.testCount} test), ${c.epochs} epochs x ${info.stepsPerEpoch} steps of ${Math.min(
           c.batchSize,
           info.trainCount,
-        )}, ${c.optimizer} lr ${c.lr}, ` + `native kernels: ${info.fastKernels.length ? info.fastKernels.length : 'off'}`,
+        )}${info.worldSize > 1 ? ` over ${info.worldSize} processes` : ''}, ${c.optimizer} lr ${c.lr}, augmentation ${info.augmentation}, ` +
+        `native kernels: ${info.fastKernels.length ? info.fastKernels.length : 'off'}`,
     );
   }
 

@@ -1,6 +1,6 @@
 /**
- * The training loop: SupCon / SimCLR pre-training on two augmented views (or the
- * cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
+ * The training loop: SupCon / SimCLR pre-training on `config.views` augmented views of every
+ * image (two by default; or the cross-entropy baseline on one), a kNN monitor after every epoch, checkpoints, resume, and
  * the final evaluation (linear evaluation of the frozen encoder, or the CE head's accuracy).
  *
  * Reproducibility: the shuffle of epoch e is `epochOrder(count, { seed, epoch: e })` and the
@@ -15,17 +15,21 @@ import * as tf from '@tensorflow/tfjs';
 import * as validate from '../validate';
 import { InvalidArgumentError, SupConError } from '../errors';
 import { supConLoss } from '../loss/op';
-import { augmentView, batchCount, batchOf, epochOrder, gatherLabelSets, normalize, Rng, twoViews, type ImageDataset } from '../data';
 import type { LabelsLike } from '../loss/tensor_inputs';
 import {
-  CHECKPOINT_FILES,
-  hasCheckpoint,
-  loadOptimizerState,
-  loadWeightsInto,
-  readCheckpointJson,
-  saveCheckpoint,
-  saveModel,
-} from './checkpoint';
+  augmentOptionsFor,
+  augmentView,
+  batchCount,
+  batchOf,
+  epochOrder,
+  gatherLabelSets,
+  loadDataset,
+  normalize,
+  Rng,
+  type ImageDataset,
+  type ResolvedAugmentOptions,
+} from '../data';
+import { CHECKPOINT_FILES, hasCheckpoint, loadOptimizerState, loadWeightsInto, saveCheckpoint, saveModel } from './checkpoint';
 import { resolveTrainConfig, type TrainConfig } from './config';
 import { CheckpointError } from './errors';
 import { enableFastKernels } from './fast_kernels';
@@ -35,96 +39,13 @@ import { linearEvaluation } from './linear_eval';
 import { JsonlMetricsSink, type EpochRecord, type MetricsSink, type ResultRecord } from './metrics';
 import { createOptimizer, type TrainOptimizer } from './optimizers';
 import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type EncoderBuilder, type RunModels } from './run_models';
-import { loadConfigSplit, writeRunDataset, RUN_DATASET_FILE, type DataHooks } from './run_dataset';
+import { loadConfigSplit, writeRunDataset, type DataHooks } from './run_dataset';
+import { readTrainingState, RUN_FILES, STATE_FORMAT, type TrainCallbacks, type TrainingState } from './run_state';
 import { chunkedGradients } from './grad_cache';
-import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE, type SavedQueueInfo } from './queue';
+import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE } from './queue';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
 import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
-
-/** Files of a run directory besides the checkpoint's. */
-export const RUN_FILES = Object.freeze({
-  metrics: 'metrics.jsonl',
-  result: 'result.json',
-  linearClassifier: 'linear',
-  dataset: RUN_DATASET_FILE,
-  tensorboard: TENSORBOARD_DIR,
-});
-
-/** Format tag of state.json. */
-export const STATE_FORMAT = 'supcon-training-state';
-
-/** Contents of a checkpoint's state.json. */
-export interface TrainingState {
-  format: typeof STATE_FORMAT;
-  version: 1;
-  config: TrainConfig;
-  /** Epochs completed. */
-  epoch: number;
-  /** Next batch of epoch `epoch` (0 at an epoch boundary; > 0 after an interrupted epoch). */
-  batch: number;
-  /** Optimizer steps taken. */
-  step: number;
-  stepsPerEpoch: number;
-  /** Size of the training and test sets the run used (checked on resume). */
-  trainCount: number;
-  testCount: number;
-  /** Where the random streams stand: they are derived from (seed, epoch, batch). */
-  rng: { seed: number; epoch: number; batch: number; shuffle: string; augmentation: string };
-  /** Sums over the steps already taken in an interrupted epoch. */
-  partialEpoch: { lossSum: number; steps: number; seconds: number; images: number };
-  /** Records of the completed epochs. */
-  metrics: EpochRecord[];
-  /** True once every pre-training epoch is done. */
-  pretrainingDone: boolean;
-  /** The memory queue's layout when `config.queueSize` > 0; its rows are in queue.bin. */
-  queue?: SavedQueueInfo;
-  /** The final evaluation, once done. */
-  result?: ResultRecord;
-  savedAt: string;
-}
-
-/** One optimizer step, as reported to {@link TrainCallbacks.onStep}. */
-export interface StepInfo {
-  /** 0-based epoch. */
-  epoch: number;
-  /** 0-based batch within the epoch. */
-  batch: number;
-  stepsPerEpoch: number;
-  /** Steps taken in total, this one included. */
-  step: number;
-  loss: number;
-  lr: number;
-  /** Throughput of this epoch so far. */
-  imagesPerSecond: number;
-  /** Seconds this step took. */
-  seconds: number;
-}
-
-/** What a run reports at its start. */
-export interface StartInfo {
-  config: TrainConfig;
-  outDir: string;
-  resumed: boolean;
-  /** 0-based epoch and batch the run starts at. */
-  epoch: number;
-  batch: number;
-  stepsPerEpoch: number;
-  trainCount: number;
-  testCount: number;
-  parameters: number;
-  /** Names of the native tfjs kernels in use ([] when none). */
-  fastKernels: string[];
-}
-
-/** Hooks for progress display; all optional. */
-export interface TrainCallbacks extends DataHooks {
-  onStart?(info: StartInfo): void;
-  onEpochStart?(epoch: number, firstBatch: number, stepsPerEpoch: number): void;
-  onStep?(info: StepInfo): void;
-  onEpochEnd?(record: EpochRecord): void;
-  /** A phase that takes a while without steps: 'knn', 'checkpoint', 'linear-eval', 'test'. */
-  onPhase?(phase: 'knn' | 'checkpoint' | 'linear-eval' | 'test', detail?: string): void;
-}
+import { checkSyncBatchNormAvailable, joinDataParallel, type DataParallel } from './distributed';
 
 /** Options of {@link trainRun} and {@link resumeRun}. */
 export interface TrainRunOptions {
@@ -152,14 +73,22 @@ export interface TrainRunResult {
   epochs: number;
   step: number;
   metrics: EpochRecord[];
-  /** The final evaluation (status 'complete'). */
+  /** The final evaluation (status 'complete'; on rank 0 of a data-parallel run). */
   result?: ResultRecord;
+  /** This process's rank and the number of processes (0 and 1 unless data-parallel). */
+  rank: number;
+  worldSize: number;
 }
 
 const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'datasets', 'fastKernels', 'tensorboard'] as const;
 
 /**
  * Trains a new run in `options.outDir` (which must not hold a checkpoint yet) and evaluates it.
+ *
+ * Started by an MPI launcher with K > 1 processes (mpirun -np K, srun), every process calls it
+ * with the same config and the run is data-parallel (docs/distributed.md): `batchSize` is the
+ * global batch, rank 0 writes `outDir` and evaluates, and MPI is finalized when it returns (one
+ * run per process). Without MPI compiled that throws MpiError ERR_SUPCON_NO_MPI.
  *
  * ```ts
  * const run = await trainRun({ method: 'supcon', epochs: 5 }, { outDir: 'runs/a' });
@@ -176,7 +105,8 @@ export async function trainRun(config: Partial<TrainConfig>, options: TrainRunOp
       `${opts.outDir}, which holds ${CHECKPOINT_FILES.state}`,
     );
   }
-  return runTraining(resolved, opts, undefined);
+  const dp = joinDataParallel();
+  return asDataParallel(dp, () => runTraining(resolved, opts, undefined, dp));
 }
 
 /**
@@ -188,9 +118,32 @@ export async function trainRun(config: Partial<TrainConfig>, options: TrainRunOp
 export async function resumeRun(options: TrainRunOptions, overrides: Pick<Partial<TrainConfig>, 'dataDir'> = {}): Promise<TrainRunResult> {
   const opts = checkRunOptions(options);
   const o = validate.options('overrides', overrides, ['dataDir']);
-  const state = await readTrainingState(opts.outDir);
-  const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
-  return runTraining(config, opts, state);
+  const dp = joinDataParallel();
+  return asDataParallel(dp, async () => {
+    // Data-parallel: rank 0 reads the checkpoint and sends it (the others may not see its disk).
+    const state = dp ? dp.broadcastJson(dp.isRoot ? await readTrainingState(opts.outDir) : undefined) : await readTrainingState(opts.outDir);
+    const config = resolveTrainConfig({ ...state.config, ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir as string }) });
+    return runTraining(config, opts, state, dp);
+  });
+}
+
+/**
+ * Runs a training session; data-parallel, finalizes MPI after it (every rank waits for rank 0's
+ * evaluation), and on an error on this rank reports it and ends every rank (MPI_Abort) rather
+ * than leaving the others waiting in a collective.
+ */
+async function asDataParallel(dp: DataParallel | null, run: () => Promise<TrainRunResult>): Promise<TrainRunResult> {
+  if (!dp) return run();
+  let result: TrainRunResult;
+  try {
+    result = await run();
+  } catch (e) {
+    process.stderr.write(`supcon train [rank ${dp.rank} of ${dp.size}]: ${(e as Error).message ?? String(e)}; stopping every rank\n`);
+    dp.abort(1);
+    throw e;
+  }
+  dp.close();
+  return result;
 }
 
 function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
@@ -201,28 +154,6 @@ function checkRunOptions(options: TrainRunOptions): TrainRunOptions {
   if (o.fastKernels !== undefined) validate.boolean('options.fastKernels', o.fastKernels);
   if (o.tensorboard !== undefined) validate.boolean('options.tensorboard', o.tensorboard);
   return { ...(options as TrainRunOptions), outDir };
-}
-
-/**
- * Reads and checks a run's state.json.
- * @throws {@link CheckpointError} when it is missing, corrupt, or of another format.
- */
-export async function readTrainingState(dir: string): Promise<TrainingState> {
-  const path = join(dir, CHECKPOINT_FILES.state);
-  const json = await readCheckpointJson(path);
-  if (json.format !== STATE_FORMAT) {
-    throw new CheckpointError(path, `has format ${JSON.stringify(json.format)} but '${STATE_FORMAT}' was expected`);
-  }
-  for (const key of ['epoch', 'batch', 'step', 'stepsPerEpoch', 'trainCount', 'testCount'] as const) {
-    const v = json[key];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new CheckpointError(path, `'${key}' is not a non-negative integer`);
-  }
-  try {
-    resolveTrainConfig(json.config as Partial<TrainConfig>, 'config');
-  } catch (e) {
-    throw new CheckpointError(path, `holds an invalid config: ${(e as Error).message}`);
-  }
-  return json as unknown as TrainingState;
 }
 
 /** Loads the train and test splits of a config, with its limits applied. */
@@ -247,22 +178,47 @@ interface Session {
   optimizer: TrainOptimizer;
   variables: tf.Variable[];
   schedule: LearningRateSchedule;
+  /** The augmentation's preset name (or 'custom') and options. */
+  augmentation: { name: string; options: ResolvedAugmentOptions };
   batchSize: number;
   stepsPerEpoch: number;
   callbacks: TrainCallbacks;
   signal?: AbortSignal;
   tensorboard: boolean;
+  /** The data-parallel job, or null for one process. */
+  dp: DataParallel | null;
   /** The cross-batch memory (config.queueSize > 0). */
   queue?: MemoryQueue;
 }
 
-async function runTraining(config: TrainConfig, options: TrainRunOptions, state: TrainingState | undefined): Promise<TrainRunResult> {
+async function runTraining(
+  config: TrainConfig,
+  options: TrainRunOptions,
+  state: TrainingState | undefined,
+  dp: DataParallel | null,
+): Promise<TrainRunResult> {
+  if (config.syncBatchNorm) checkSyncBatchNormAvailable();
+  const worldSize = dp ? dp.size : 1;
+  if (state !== undefined && (state.worldSize ?? 1) !== worldSize) {
+    throw new CheckpointError(
+      join(options.outDir, CHECKPOINT_FILES.state),
+      `was saved by a run of ${state.worldSize ?? 1} process(es) but this one has ${worldSize}: resume it with as many (mpirun -np ${state.worldSize ?? 1})`,
+    );
+  }
   const kernels = options.fastKernels === false ? [] : enableFastKernels();
   const outDir = options.outDir;
   const { train, test } = await loadRunDatasets(config, options.datasets, options.callbacks);
   if (train.count < 2) throw new InvalidArgumentError('config.limitTrain', 'at least 2 training images', `${train.count}`);
   if (train.labelSets && config.queueSize > 0) {
     throw new InvalidArgumentError('config.queueSize', '0 with a multi-label dataset (the queue holds class ids)', `${config.queueSize}`);
+  }
+  // Not yet combined with data-parallel training: a rank's queue, chunks or label sets would need
+  // the distributed loss to take them.
+  if (dp) {
+    for (const key of ['queueSize', 'chunkSize'] as const) {
+      if (config[key] > 0) throw new InvalidArgumentError(`config.${key}`, '0 in a data-parallel run', `${config[key]}`);
+    }
+    if (train.labelSets) throw new InvalidArgumentError('config.labelsCsv', 'no label sets in a data-parallel run', 'a multi-label dataset');
   }
   if (state !== undefined && (state.trainCount !== train.count || state.testCount !== test.count)) {
     throw new CheckpointError(
@@ -271,6 +227,7 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
     );
   }
   const models = buildRunModels(config, [train.height, train.width, train.channels], train.numClasses, options.buildEncoder);
+  if (config.syncBatchNorm) checkSyncableBatchNorm(models.trainModel);
   const batchSize = Math.min(config.batchSize, train.count);
   const stepsPerEpoch = batchCount(train.count, batchSize, true);
   const optimizer = createOptimizer(config.optimizer, {
@@ -291,29 +248,60 @@ async function runTraining(config: TrainConfig, options: TrainRunOptions, state:
       totalSteps: config.epochs * stepsPerEpoch,
       warmupSteps: config.warmupEpochs * stepsPerEpoch,
     }),
+    augmentation: augmentOptionsFor(config.augment, train),
     batchSize,
     stepsPerEpoch,
     callbacks: options.callbacks ?? {},
     ...(options.signal ? { signal: options.signal } : {}),
     tensorboard: options.tensorboard !== false,
+    dp,
   };
+  const writer = !dp || dp.isRoot; // rank 0 alone reads and writes the run directory
   try {
     if (config.queueSize > 0) session.queue = new MemoryQueue(config.queueSize, config.projectionDim, config.method === 'supcon');
     if (state !== undefined) {
-      await loadWeightsInto(models.trainModel, outDir);
-      await loadOptimizerState(optimizer, models.trainModel, outDir);
+      if (writer) {
+        await loadWeightsInto(models.trainModel, outDir);
+        await loadOptimizerState(optimizer, models.trainModel, outDir);
+      }
       if (session.queue) session.queue = await loadQueue(outDir, state, session.queue);
       if (state.stepsPerEpoch !== stepsPerEpoch) {
         throw new CheckpointError(join(outDir, CHECKPOINT_FILES.state), `has ${state.stepsPerEpoch} steps per epoch but the run now has ${stepsPerEpoch}`);
       }
-    } else {
+    } else if (writer) {
       await mkdir(outDir, { recursive: true });
     }
-    if (state === undefined || !existsSync(join(outDir, RUN_FILES.dataset))) await writeRunDataset(outDir, train);
+    if (writer && (state === undefined || !existsSync(join(outDir, RUN_FILES.dataset)))) await writeRunDataset(outDir, train);
+    if (dp) {
+      // Every rank starts from rank 0's weights and optimizer state.
+      dp.broadcastWeights(models.trainModel);
+      await dp.broadcastOptimizer(optimizer);
+    }
     return await loop(session, state, kernels);
   } finally {
+    dp?.setSyncBatchNorm(false);
     optimizer.dispose();
     disposeRunModels(models);
+  }
+}
+
+/**
+ * Synchronized batch norm reaches the fused ConvBatchNorm layers only: a model with tfjs's own
+ * BatchNormalization layers (an encoder built with fused: false, a custom one) is refused.
+ */
+function checkSyncableBatchNorm(model: tf.LayersModel): void {
+  const plain: string[] = [];
+  const visit = (layer: tf.layers.Layer) => {
+    if (layer.getClassName() === 'BatchNormalization') plain.push(layer.name);
+    for (const inner of (layer as { layers?: tf.layers.Layer[] }).layers ?? []) visit(inner);
+  };
+  model.layers.forEach(visit);
+  if (plain.length > 0) {
+    throw new InvalidArgumentError(
+      'config.syncBatchNorm',
+      'an encoder of ConvBatchNorm layers (the fused default) for synchronized batch norm',
+      `a model with tfjs BatchNormalization layers (${plain.slice(0, 3).join(', ')}${plain.length > 3 ? ', ...' : ''})`,
+    );
   }
 }
 
@@ -328,6 +316,7 @@ function initialState(s: Session): TrainingState {
     stepsPerEpoch: s.stepsPerEpoch,
     trainCount: s.train.count,
     testCount: s.test.count,
+    ...(s.dp ? { worldSize: s.dp.size } : {}),
     rng: rngPosition(s.config.seed, 0, 0),
     partialEpoch: { lossSum: 0, steps: 0, seconds: 0, images: 0 },
     metrics: [],
@@ -347,6 +336,7 @@ function rngPosition(seed: number, epoch: number, batch: number): TrainingState[
 }
 
 async function checkpoint(s: Session, state: TrainingState): Promise<void> {
+  if (s.dp && !s.dp.isRoot) return; // rank 0 alone writes
   s.callbacks.onPhase?.('checkpoint', s.outDir);
   state.rng = rngPosition(s.config.seed, state.epoch, state.batch);
   state.savedAt = new Date().toISOString();
@@ -388,8 +378,9 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
   const { config } = s;
   const state = restored ?? initialState(s);
   // Every record goes to every sink: metrics.jsonl, and TensorBoard unless turned off.
-  const board = s.tensorboard ? new TensorBoardSink(join(s.outDir, RUN_FILES.tensorboard), state.step) : undefined;
-  const sinks: MetricsSink[] = [new JsonlMetricsSink(join(s.outDir, RUN_FILES.metrics)), ...(board ? [board] : [])];
+  const writer = !s.dp || s.dp.isRoot; // data-parallel: rank 0 alone writes metrics and evaluates
+  const board = writer && s.tensorboard ? new TensorBoardSink(join(s.outDir, RUN_FILES.tensorboard), state.step) : undefined;
+  const sinks: MetricsSink[] = writer ? [new JsonlMetricsSink(join(s.outDir, RUN_FILES.metrics)), ...(board ? [board] : [])] : [];
   const finish = (status: 'complete' | 'interrupted'): TrainRunResult => ({
     status,
     outDir: s.outDir,
@@ -398,6 +389,8 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     step: state.step,
     metrics: state.metrics,
     ...(state.result ? { result: state.result } : {}),
+    rank: s.dp?.rank ?? 0,
+    worldSize: s.dp?.size ?? 1,
   });
   s.callbacks.onStart?.({
     config,
@@ -410,26 +403,40 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     testCount: s.test.count,
     parameters: s.models.trainModel.countParams(),
     fastKernels: kernels,
+    augmentation: s.augmentation.name,
+    worldSize: s.dp?.size ?? 1,
   });
   if (state.result) return finish('complete');
 
   const contrastive = config.method !== 'ce';
-  const imagesPerStep = s.batchSize * (contrastive ? 2 : 1);
+  let savedOnRequest = -1; // the step rank 0 saved at on a stop request of its own
+  const imagesPerStep = s.batchSize * (contrastive ? config.views : 1);
   while (state.epoch < config.epochs) {
     const epoch = state.epoch;
     const order = epochOrder(s.train.count, { seed: config.seed, epoch });
     s.callbacks.onEpochStart?.(epoch, state.batch, s.stepsPerEpoch);
     let lr = s.schedule(Math.max(0, state.step - 1));
     while (state.batch < s.stepsPerEpoch) {
-      if (s.signal?.aborted) {
+      // Data-parallel: stop where every rank agreed to (a rank's request travels with the step).
+      if (s.dp ? s.dp.stopRequested : s.signal?.aborted) {
         await checkpoint(s, state);
         return finish('interrupted');
+      }
+      // Data-parallel: rank 0, itself asked to stop, saves at once (after a step every rank holds
+      // the same weights), before the ranks agree: a launcher that kills the job soon after its
+      // SIGTERM (Open MPI's mpirun after a second) then still leaves this step's checkpoint.
+      if (s.dp?.isRoot && s.signal?.aborted && savedOnRequest !== state.step) {
+        await checkpoint(s, state);
+        savedOnRequest = state.step;
       }
       const b = state.batch;
       lr = s.schedule(state.step);
       s.optimizer.learningRate = lr;
       const started = performance.now();
-      const loss = trainStep(s, order.subarray(b * s.batchSize, (b + 1) * s.batchSize), new Rng([config.seed, SEED_STREAMS.augmentation, epoch, b]));
+      // Data-parallel: this rank's shard of the global batch, augmented from its own stream.
+      const records = order.subarray(b * s.batchSize, (b + 1) * s.batchSize);
+      const stream = [config.seed, SEED_STREAMS.augmentation, epoch, b, ...(s.dp ? [s.dp.rank] : [])];
+      const loss = trainStep(s, s.dp ? s.dp.shard(records) : records, new Rng(stream));
       const seconds = (performance.now() - started) / 1000;
       if (!Number.isFinite(loss)) {
         throw new SupConError(
@@ -457,7 +464,7 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
       });
       await nextTick(); // lets a SIGINT handler run between steps
     }
-    const knn = knnMonitor(s);
+    const knn = writer ? knnMonitor(s) : undefined;
     const p = state.partialEpoch;
     const record: EpochRecord = {
       type: 'epoch',
@@ -480,7 +487,8 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
     for (const sink of sinks) await sink.record(record);
     s.callbacks.onEpochEnd?.(record);
   }
-  if (s.signal?.aborted) return finish('interrupted');
+  if (s.dp ? s.dp.stopRequested : s.signal?.aborted) return finish('interrupted');
+  if (!writer) return finish('complete');
 
   state.result = await finalEvaluation(s);
   for (const sink of sinks) await sink.record(state.result);
@@ -493,9 +501,13 @@ async function loop(s: Session, restored: TrainingState | undefined, kernels: st
 /** One optimizer step on the given records; returns the loss. */
 function trainStep(s: Session, records: Int32Array, rng: Rng): number {
   const { config, models, train } = s;
+  const augment = s.augmentation.options;
   const batch = batchOf(train, records);
   let projected: Float32Array | undefined;
   const batchLabels = s.queue?.labeled ? (batch.labels.dataSync() as Int32Array) : undefined;
+  // Synchronized batch norm during the step only: rank 0's kNN monitor and evaluation run
+  // without the other ranks, so no batch-norm call there may wait for them.
+  s.dp?.setSyncBatchNorm(config.syncBatchNorm);
   try {
     if (config.chunkSize > 0 && config.method !== 'ce') {
       const { value, features } = chunkedStep(s, records, batch, rng);
@@ -505,22 +517,34 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
     const loss = tf.tidy(() => {
       const lossFn = (): tf.Scalar => {
         if (config.method === 'ce') {
-          const x = normalize(augmentView(batch.images, rng), train.normalization);
+          const x = normalize(augmentView(batch.images, rng, augment), train.normalization);
           const logits = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
-          return tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
+          const ce = tf.losses.softmaxCrossEntropy(tf.oneHot(batch.labels, train.numClasses), logits) as tf.Scalar;
+          return s.dp ? s.dp.meanShare(ce, records.length, s.batchSize) : ce;
         }
-        const [first, second] = twoViews(batch.images, rng);
-        const x = normalize(tf.concat([first, second], 0), train.normalization);
+        const views = Array.from({ length: config.views }, () => augmentView(batch.images, rng, augment));
+        const x = normalize(views.length === 1 ? views[0] : tf.concat(views, 0), train.normalization);
         const projections = models.trainModel.apply(x, { training: true }) as tf.Tensor2D;
-        // [2B, D] with view-major rows -> [B, 2, D], the loss's layout (docs/loss.md).
-        const features = tf.transpose(tf.reshape(projections, [2, records.length, -1]), [1, 0, 2]);
+        // [V B, D] with view-major rows -> [B, V, D], the loss's layout (docs/loss.md).
+        const features = tf.transpose(tf.reshape(projections, [config.views, records.length, -1]), [1, 0, 2]);
+        if (s.dp) {
+          const labels = config.method === 'supcon' ? batch.labels : null;
+          return s.dp.supConLoss(features, labels, { temperature: config.temperature, variant: config.lossVariant });
+        }
         const labels = lossLabels(s, records, batch.labels);
         // The queue's rows (earlier steps', constants here) join the contrast set.
         const contrast = s.queue?.contrastSet();
         if (s.queue) projected = (features.dataSync() as Float32Array).slice();
-        return supConLoss(features, labels, { temperature: config.temperature, ...(contrast ? { contrast } : {}) }) as tf.Scalar;
+        const options = { temperature: config.temperature, variant: config.lossVariant, ...(contrast ? { contrast } : {}) };
+        return supConLoss(features, labels, options) as tf.Scalar;
       };
       const { value, grads } = tf.variableGrads(lossFn, s.variables);
+      if (s.dp) {
+        // One allreduce: the gradients, the loss and this rank's stop request.
+        const averaged = s.dp.averageGradients(grads, [value.dataSync()[0]], s.signal?.aborted === true);
+        s.optimizer.applyGradients(averaged.grads);
+        return tf.scalar(averaged.scalars[0]);
+      }
       s.optimizer.applyGradients(grads);
       return value;
     });
@@ -529,6 +553,7 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
     loss.dispose();
     return value;
   } finally {
+    s.dp?.setSyncBatchNorm(false);
     batch.images.dispose();
     batch.labels.dispose();
   }
@@ -548,24 +573,27 @@ function rowLabelsOf(queue: MemoryQueue, labels: Int32Array | undefined, batch: 
 }
 
 /**
- * A contrastive step with gradient caching (config.chunkSize, src/train/grad_cache.ts); returns
- * the loss and the step's detached rows [B, 2, D] (for the queue).
+ * A contrastive step with gradient caching (config.chunkSize, src/train/grad_cache.ts): the same
+ * views (the same draws of `rng`) as the plain step; returns the loss and the step's detached
+ * rows [B, V, D] (for the queue).
  */
 function chunkedStep(s: Session, records: Int32Array, batch: { images: tf.Tensor4D; labels: tf.Tensor1D }, rng: Rng): { value: number; features: Float32Array } {
   const { config, models, train } = s;
+  const augment = s.augmentation.options;
   const x = tf.tidy(() => {
-    const [first, second] = twoViews(batch.images, rng);
-    return normalize(tf.concat([first, second], 0), train.normalization);
+    const views = Array.from({ length: config.views }, () => augmentView(batch.images, rng, augment));
+    return normalize(views.length === 1 ? views[0] : tf.concat(views, 0), train.normalization);
   });
   const contrast = s.queue?.contrastSet();
   let features = new Float32Array(0);
   try {
     const labels = lossLabels(s, records, batch.labels);
     const { value, grads } = chunkedGradients(models.trainModel, x, config.chunkSize, s.variables, (z) => {
-      // [2B, D] view-major -> [B, 2, D], the loss's layout (docs/loss.md).
-      const f = tf.transpose(tf.reshape(z, [2, records.length, -1]), [1, 0, 2]);
+      // [V B, D] view-major -> [B, V, D], the loss's layout (docs/loss.md).
+      const f = tf.transpose(tf.reshape(z, [config.views, records.length, -1]), [1, 0, 2]);
       if (s.queue) features = (f.dataSync() as Float32Array).slice();
-      return supConLoss(f, labels, { temperature: config.temperature, ...(contrast ? { contrast } : {}) }) as tf.Scalar;
+      const options = { temperature: config.temperature, variant: config.lossVariant, ...(contrast ? { contrast } : {}) };
+      return supConLoss(f, labels, options) as tf.Scalar;
     });
     s.optimizer.applyGradients(grads);
     tf.dispose(Object.values(grads));

@@ -35,6 +35,9 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
     ['non-numeric chunk size', ['train', '--chunk-size', 'big'], /for --chunk-size but received 'big'/],
     ['queue with cross-entropy', ['train', '--method', 'ce', '--queue-size', '8'], /config\.queueSize/],
     ['labels CSV on a built-in dataset', ['train', '--labels-csv', 'labels.csv'], /only dataset 'image-folder' has labelsCsv\) for config\.labelsCsv/],
+    ['unknown augmentation preset', ['train', '--augment', 'strong'], /^supcon train: Expected one of 'auto', 'paper', 'crop-flip', .* for --augment but received 'strong'/],
+    ['severity out of range', ['robustness', '--checkpoint', 'runs/x', '--severities', '1,6'], /^supcon robustness: Expected integer in \[1, 5\] for --severities but received 6 of type number$/],
+    ['unknown corruption', ['robustness', '--checkpoint', 'runs/x', '--corruptions', 'contrast,fog'], /^supcon robustness: Expected one of .* for --corruptions but received 'fog'/],
     ['unknown command', ['fit'], /^supcon: unknown command 'fit'/],
     ['no command', [], /^supcon: missing command/],
   ];
@@ -50,7 +53,8 @@ describe.concurrent('usage errors: one line on stderr, exit code 2', () => {
 
 describe.concurrent('help', () => {
   it.each([
-    [[], 'Usage: supcon [options] [command]', ['train', 'eval', 'embed', 'neighbors', 'export', 'plot']],
+    [[], 'Usage: supcon [options] [command]', ['train', 'eval', 'robustness', 'embed', 'neighbors', 'export', 'plot']],
+    [['robustness'], 'Usage: supcon robustness [options]', ['--checkpoint <dir>', '--corruptions <list>', '--severities <list>', '--seed <n>']],
     [['train'], 'Usage: supcon train [options]', ['--method <name>', '--batch-size <n>', '(default: 256)', '--resume <dir>', '--optimizer <name>', '--queue-size <n>', '--chunk-size <n>', '--labels-csv <file>']],
     [['eval'], 'Usage: supcon eval [options]', ['--checkpoint <dir>', '--retrain']],
     [['embed'], 'Usage: supcon embed [options]', ['--out <file>', '--features <kind>', '--no-map']],
@@ -80,6 +84,15 @@ describe('end to end', () => {
     expect(evaluated.code).toBe(0);
     expect(JSON.parse(evaluated.stdout)).toMatchObject({ testAccuracy: result.testAccuracy, classifier: 'saved-linear', testCount: 32 });
 
+    const robust = await supcon(['robustness', '--checkpoint', out, '--corruptions', 'contrast,jpeg', '--severities', '1,5']);
+    expect(errorLines(robust.stderr)).toEqual([]);
+    expect(robust.code).toBe(0);
+    const report = JSON.parse(await readFile(join(out, 'robustness.json'), 'utf8'));
+    expect(report).toMatchObject({ cleanAccuracy: result.testAccuracy, testCount: 32, severities: [1, 5] });
+    expect(robust.stdout).toContain('| corruption | severity 1 | severity 5 | mean |');
+    expect(robust.stdout).toMatch(/\| contrast \| \d+\.\d\d% \| \d+\.\d\d% \| \d+\.\d\d% \|/);
+    expect(robust.stdout).toContain(`mean corruption accuracy ${(100 * report.meanCorruptionAccuracy).toFixed(2)}%`);
+
     const embedded = await supcon(['embed', '--checkpoint', out, '--out', join(out, 'emb.json'), '--limit', '20', '--neighbors', '5']);
     expect(embedded.code).toBe(0);
     expect(embedded.stdout).toContain('embedded 20 test images into 8 dimensions');
@@ -92,7 +105,7 @@ describe('end to end', () => {
 
   it('trains with a memory queue and in chunks (--queue-size, --chunk-size) and saves the queue', async () => {
     const out = join(root, 'queue');
-    const trained = await supcon(['train', ...TINY, '--knn-bank', '0', '--epochs', '1', '--queue-size', '48', '--chunk-size', '12', '--out', out]);
+    const trained = await supcon(['train', ...TINY, '--knn-bank', '0', '--epochs', '1', '--views', '2', '--queue-size', '48', '--chunk-size', '12', '--out', out]);
     expect(errorLines(trained.stderr)).toEqual([]);
     expect(trained.code).toBe(0);
     const state = JSON.parse(await readFile(join(out, 'state.json'), 'utf8'));

@@ -17,6 +17,13 @@ import {
   sampleViewPlan,
   twoViews,
   type AugmentOptions,
+  AUGMENT_PRESETS,
+  augmentOptionsFor,
+  checkAugmentSetting,
+  defaultAugmentPreset,
+  eraseRectangles,
+  sampleEraseWindow,
+  translatedCropBox,
 } from '../../src/data/augment';
 import { Rng } from '../../src/data/rng';
 import { InvalidArgumentError } from '../../src/errors';
@@ -346,5 +353,137 @@ describe('evaluation transform and normalization', () => {
     expect(() => normalize(images, { mean: [0.5], std: [0.5] })).toThrow(/array of 3 numbers for normalization.mean/);
     expect(() => normalize(images, { mean: [0, 0, 0], std: [1, 0, 1] })).toThrow(/normalization.std\[1\]/);
     tf.dispose([images, out]);
+  });
+});
+
+describe('augmentation: translation (padding), erasing and presets', () => {
+  /** The view's shift (dy, dx) in pixels and whether it is mirrored, read from a translated plan's box. */
+  function shiftOf(box: ArrayLike<number>, height: number, width: number): { dy: number; dx: number; mirrored: boolean } {
+    // Normalized box coordinates count in steps of 1 / (size - 1); a translated box may leave [0, 1].
+    const mirrored = box[1] > box[3];
+    return { dy: Math.round(box[0] * (height - 1)), dx: Math.round(Math.min(box[1], box[3]) * (width - 1)), mirrored };
+  }
+
+  it('padding translates by up to `padding` pixels with a black border, exactly (no resampling)', () => {
+    const [B, H, W] = [24, 9, 7];
+    const images = randomImages([B, H, W, 1], 4);
+    const pixels = images.arraySync() as number[][][][];
+    const plan = sampleViewPlan(B, H, W, 1, new Rng(2), resolveAugmentOptions(only({ padding: 3, flipProbability: 0.5 })));
+    const view = (applyViewPlan(images, plan).arraySync() as number[][][][]);
+    const shifts = new Set<string>();
+    let mirrors = 0;
+    for (let b = 0; b < B; b++) {
+      const { dy, dx, mirrored } = shiftOf(plan.boxes.subarray(4 * b, 4 * b + 4), H, W);
+      expect(Math.abs(dy)).toBeLessThanOrEqual(3);
+      expect(Math.abs(dx)).toBeLessThanOrEqual(3);
+      shifts.add(`${dy},${dx}`);
+      if (mirrored) mirrors++;
+      for (let y = 0; y < H; y++) {
+        for (let x = 0; x < W; x++) {
+          // View pixel (y, x) reads input pixel (y + dy, x' + dx), x' mirrored when flipped; black outside.
+          const sx = (mirrored ? W - 1 - x : x) + dx;
+          const sy = y + dy;
+          const expected = sy >= 0 && sy < H && sx >= 0 && sx < W ? pixels[b][sy][sx][0] : 0;
+          expect(view[b][y][x][0]).toBeCloseTo(expected, 5);
+        }
+      }
+    }
+    expect(shifts.size).toBeGreaterThan(10); // 49 possible shifts, 24 draws
+    expect(mirrors).toBeGreaterThan(3);
+    expect(mirrors).toBeLessThan(21);
+    images.dispose();
+  });
+
+  it('padding combines with the resized crop: views stay in [0, 1] and repeat under a seed', () => {
+    const images = randomImages([6, 28, 28, 1]);
+    const options = only({ padding: 4, cropScale: [0.5, 1] });
+    const view = augmentView(images, new Rng(1), options);
+    const again = augmentView(images, new Rng(1), options);
+    expect(view.shape).toEqual([6, 28, 28, 1]);
+    expect(Math.min(...view.dataSync())).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...view.dataSync())).toBeLessThanOrEqual(1);
+    expect(maxAbsDiff(view, again)).toBe(0);
+    tf.dispose([images, view, again]);
+  });
+
+  it('translated boxes never lose an edge pixel to rounding, for every shift and size', () => {
+    for (const size of [7, 28, 29, 32, 100]) {
+      for (let shift = -4; shift <= 4; shift++) {
+        for (const mirror of [false, true]) {
+          const box = translatedCropBox({ top: shift, left: shift, height: size, width: size }, size, size, size, size, mirror);
+          for (const [a, b] of [[box[0], box[2]], [box[1], box[3]]]) {
+            for (let k = 0; k < size; k++) {
+              const ideal = (mirror && a === box[1] ? size - 1 - k : k) + shift;
+              const pos = a * (size - 1) + k * (((b - a) * (size - 1)) / (size - 1));
+              if (ideal >= 0 && ideal <= size - 1) {
+                expect(pos).toBeGreaterThanOrEqual(0);
+                expect(pos).toBeLessThanOrEqual(size - 1);
+                expect(Math.abs(pos - ideal)).toBeLessThan(1e-4);
+              } else {
+                expect(pos < 0 || pos > size - 1).toBe(true);
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+
+  it('eraseRectangles zeroes exactly the given rectangle of each image', () => {
+    const images = tf.ones([3, 6, 5, 3]) as tf.Tensor4D;
+    const rects = Int32Array.from([1, 2, 3, 2, 0, 0, 0, 0, 0, 0, 6, 5]);
+    const out = eraseRectangles(images, rects).arraySync() as number[][][][];
+    for (let b = 0; b < 3; b++) {
+      const [top, left, h, w] = rects.subarray(4 * b, 4 * b + 4);
+      for (let y = 0; y < 6; y++) for (let x = 0; x < 5; x++) {
+        const inside = y >= top && y < top + h && x >= left && x < left + w;
+        expect(out[b][y][x]).toEqual(inside ? [0, 0, 0] : [1, 1, 1]);
+      }
+    }
+    expect(() => eraseRectangles(images, new Int32Array(4))).toThrow(/an Int32Array of 12 numbers \(4 per image\) for rects/);
+    images.dispose();
+  });
+
+  it('erasing draws rectangles of the stated area and ratio with the stated probability; off, it draws nothing', () => {
+    const options = resolveAugmentOptions(only({ eraseProbability: 0.5, eraseScale: [0.1, 0.2], eraseRatio: [0.5, 2] }));
+    const plan = sampleViewPlan(400, 28, 28, 1, new Rng(9), options);
+    let erased = 0;
+    for (let b = 0; b < 400; b++) {
+      const [top, left, h, w] = plan.erase.subarray(4 * b, 4 * b + 4);
+      if (h === 0) continue;
+      erased++;
+      expect(h * w).toBeGreaterThanOrEqual(Math.floor(0.1 * 784 * 0.8));
+      expect(h * w).toBeLessThanOrEqual(Math.ceil(0.2 * 784 * 1.25));
+      expect(top + h).toBeLessThanOrEqual(28);
+      expect(left + w).toBeLessThanOrEqual(28);
+    }
+    expect(erased).toBeGreaterThan(160);
+    expect(erased).toBeLessThan(240);
+    const window = sampleEraseWindow(28, 28, new Rng(1), [0.1, 0.1], [1, 1]);
+    expect(window).toMatchObject({ height: 9, width: 9 });
+    // Off: the plan draws the same random numbers as before erasing existed (the same boxes as without the option).
+    const a = sampleViewPlan(8, 28, 28, 1, new Rng(3), resolveAugmentOptions({}));
+    const b = sampleViewPlan(8, 28, 28, 1, new Rng(3), resolveAugmentOptions({ eraseProbability: 0, padding: 0 }));
+    expect(Array.from(a.boxes)).toEqual(Array.from(b.boxes));
+    expect(a.erase.every((v) => v === 0)).toBe(true);
+  });
+
+  it('presets: the paper recipe for RGB or large images, flip for small grayscale ones', () => {
+    expect(defaultAugmentPreset({ channels: 1, height: 28, width: 28 })).toBe('flip');
+    expect(defaultAugmentPreset({ channels: 3, height: 32, width: 32 })).toBe('paper');
+    expect(defaultAugmentPreset({ channels: 1, height: 224, width: 224 })).toBe('paper');
+    expect(AUGMENT_PRESETS.paper).toEqual(resolveAugmentOptions({}));
+    expect(AUGMENT_PRESETS['crop-flip']).toMatchObject({ padding: 4, flipProbability: 0.5, cropScale: [1, 1], jitterProbability: 0 });
+    expect(augmentOptionsFor('auto', { channels: 1, height: 28, width: 28 })).toEqual({ name: 'flip', options: AUGMENT_PRESETS.flip });
+    expect(augmentOptionsFor('paper', { channels: 1, height: 28, width: 28 }).name).toBe('paper');
+    expect(augmentOptionsFor({ padding: 2 }, { channels: 3, height: 32, width: 32 })).toMatchObject({ name: 'custom', options: { padding: 2, brightness: 0.4 } });
+  });
+
+  it('names the argument of a bad setting or option', () => {
+    expect(() => checkAugmentSetting('config.augment', 'imagenet')).toThrow(/Expected one of 'auto', 'paper', .* for config\.augment but received 'imagenet'/);
+    expect(() => checkAugmentSetting('config.augment', { padding: 1.5 })).toThrow(/for config\.augment\.padding/);
+    expect(() => checkAugmentSetting('config.augment', [1])).toThrow(/for config\.augment/);
+    expect(() => resolveAugmentOptions({ eraseProbability: 2 })).toThrow(/options\.eraseProbability/);
+    expect(() => resolveAugmentOptions({ eraseScale: [0.3, 0.1] })).toThrow(/options\.eraseScale/);
   });
 });

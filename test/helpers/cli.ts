@@ -10,12 +10,16 @@ export interface Outcome {
   stderr: string;
 }
 
-/** Runs the CLI; `onStdout` may send signals once it sees some output. */
-export function supcon(args: string[], onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Outcome> {
+/** Runs the CLI; `onStdout` may send signals once it sees some output; `env` adds to the environment. */
+export function supcon(
+  args: string[],
+  onStdout?: (text: string, child: ReturnType<typeof spawn>) => void,
+  env: Record<string, string> = {},
+): Promise<Outcome> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(repo, 'src', 'cli', 'main.ts'), ...args], {
       cwd: repo,
-      env: { ...process.env, SUPCON_DEBUG: '' },
+      env: { ...process.env, SUPCON_DEBUG: '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

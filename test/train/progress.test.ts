@@ -31,7 +31,7 @@ const record: EpochRecord = {
 /** Feeds one epoch of `steps` steps through the display. */
 function epoch(progress: TrainingProgress, steps: number): void {
   const config = resolveTrainConfig({ epochs: 5 });
-  progress.onStart({ config, outDir: 'runs/x', resumed: false, epoch: 0, batch: 0, stepsPerEpoch: steps, trainCount: 10000, testCount: 2000, parameters: 90256, fastKernels: [] });
+  progress.onStart({ config, outDir: 'runs/x', resumed: false, epoch: 0, batch: 0, stepsPerEpoch: steps, trainCount: 10000, testCount: 2000, parameters: 90256, fastKernels: [], augmentation: 'crop-flip', worldSize: 1 });
   progress.onEpochStart(1, 0, steps);
   for (let b = 0; b < steps; b++) {
     progress.onStep({ epoch: 1, batch: b, stepsPerEpoch: steps, step: 39 + b + 1, loss: 5.5 - b / 100, lr: 0.05, imagesPerSecond: 250, seconds: 2 });
@@ -50,6 +50,7 @@ describe('TrainingProgress', () => {
     epoch(new TrainingProgress({ stream, linesPerEpoch: 4 }), 39);
     const lines = text().trim().split('\n');
     expect(lines[0]).toMatch(/^run runs\/x: supcon resnet8 x1 \(90256 parameters\) on fashion-mnist-mini \(10000 train \/ 2000 test\), 5 epochs x 39 steps of 256/);
+    expect(lines[0]).toContain('augmentation crop-flip');
     const stepLines = lines.filter((l) => l.includes(' step '));
     // Every ceil(39 / 4) = 10 steps, not at the last one: steps 10, 20, 30.
     expect(stepLines.map((l) => l.match(/step (\d+)\/39/)![1])).toEqual(['10', '20', '30']);

@@ -12,7 +12,8 @@ import { CHECKPOINT_FILES } from '../../src/train/checkpoint';
 import { resolveTrainConfig } from '../../src/train/config';
 import { CheckpointError } from '../../src/train/errors';
 import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE } from '../../src/train/queue';
-import { readTrainingState, resumeRun, trainRun } from '../../src/train/trainer';
+import { readTrainingState } from '../../src/train/run_state';
+import { resumeRun, trainRun } from '../../src/train/trainer';
 import { smallSplits, tinyConfig, tinyEncoder } from './helpers';
 
 /** Rows whose every entry is the row's number (r, r, ...), labels 100 + r. */
@@ -91,7 +92,7 @@ describe('training with a queue', () => {
 
   it('saves the queue in each checkpoint and resumes with the same rows: same weights, optimizer and queue as a straight run', async () => {
     // 2 steps of 16 images x 2 views per epoch: 32 rows a step, a queue of 40 wraps in step 2.
-    const config = tinyConfig({ epochs: 2, batchSize: 16, queueSize: 40, knnBank: 0, linearEpochs: 1 });
+    const config = tinyConfig({ epochs: 2, batchSize: 16, views: 2, queueSize: 40, knnBank: 0, linearEpochs: 1 });
     const straight = await trainRun(config, { ...common, outDir: join(root, 'straight'), datasets });
     expect(straight.status).toBe('complete');
     const state = await readTrainingState(straight.outDir);

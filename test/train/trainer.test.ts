@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -12,7 +12,8 @@ import { CheckpointError } from '../../src/train/errors';
 import { embedCheckpoint, evaluateCheckpoint, openCheckpoint, plotRun, writeEmbedding } from '../../src/train/evaluate';
 import { readMetrics } from '../../src/train/metrics';
 import { buildRunModels, disposeRunModels } from '../../src/train/run_models';
-import { readTrainingState, resumeRun, RUN_FILES, trainRun, type TrainRunResult } from '../../src/train/trainer';
+import { readTrainingState, RUN_FILES, type StartInfo } from '../../src/train/run_state';
+import { resumeRun, trainRun, type TrainRunResult } from '../../src/train/trainer';
 import { smallSplits, tinyConfig, tinyEncoder } from './helpers';
 
 let root: string;
@@ -46,6 +47,7 @@ describe('SupCon training run', () => {
   let initialLoss: number;
   const tensorsPerStep: number[] = [];
   let tensorsBefore = 0;
+  let start: StartInfo | undefined;
 
   beforeAll(async () => {
     config = resolveTrainConfig(tinyConfig({ epochs: 3, batchSize: 32, lr: 0.2 }));
@@ -57,8 +59,14 @@ describe('SupCon training run', () => {
       ...common,
       outDir: join(root, 'supcon'),
       datasets: data,
-      callbacks: { onStep: () => tensorsPerStep.push(tf.memory().numTensors) },
+      callbacks: { onStep: () => tensorsPerStep.push(tf.memory().numTensors), onStart: (info) => (start = info) },
     });
+  });
+
+  it("augments 28-pixel grayscale images with the crop-flip preset when the config says 'auto'", async () => {
+    expect(config.augment).toBe('auto');
+    expect(start?.augmentation).toBe('flip');
+    expect((await readTrainingState(run.outDir)).config.augment).toBe('auto');
   });
 
   it('completes, lowers the loss on fixed views, and the kNN monitor beats chance', async () => {
@@ -204,6 +212,63 @@ describe('interrupt and resume', () => {
       /was saved for 32 training \/ 64 test images, but the dataset now gives 48 \/ 64/,
     );
     await expect(resumeRun({ ...common, outDir: join(root, 'boundary'), datasets: slice(48) })).rejects.toBeInstanceOf(CheckpointError);
+  });
+});
+
+describe('augmentation and loss variant settings', () => {
+  /** Weights after one epoch on 32 images, and the first step's loss. */
+  async function oneEpoch(name: string, overrides: Partial<TrainConfig>): Promise<{ weights: Buffer; firstLoss: number; augmentation?: string }> {
+    let firstLoss = NaN;
+    let augmentation: string | undefined;
+    const run = await trainRun(tinyConfig({ epochs: 1, batchSize: 16, knnBank: 0, linearEpochs: 1, ...overrides }), {
+      ...common,
+      outDir: join(root, name),
+      datasets: slice(32),
+      callbacks: { onStep: (s) => s.step === 1 && (firstLoss = s.loss), onStart: (i) => (augmentation = i.augmentation) },
+    });
+    return { weights: await readFile(join(run.outDir, CHECKPOINT_FILES.weights)), firstLoss, augmentation };
+  }
+
+  it('the augmentation the config names is the one the steps use; the same setting repeats exactly', async () => {
+    const none = await oneEpoch('aug-none', { augment: 'none' });
+    const again = await oneEpoch('aug-none-again', { augment: 'none' });
+    const shifted = await oneEpoch('aug-pad', { augment: { padding: 4, cropScale: [1, 1], jitterProbability: 0, flipProbability: 0 } });
+    expect(none.augmentation).toBe('none');
+    expect(shifted.augmentation).toBe('custom');
+    expect(none.weights.equals(again.weights)).toBe(true);
+    expect(none.weights.equals(shifted.weights)).toBe(false);
+  });
+
+  it('lossVariant reaches the loss: L_in and L_out differ on the same first batch', async () => {
+    const out = await oneEpoch('variant-out', { augment: 'none', lossVariant: 'out' });
+    const inside = await oneEpoch('variant-in', { augment: 'none', lossVariant: 'in' });
+    expect(Number.isFinite(out.firstLoss) && Number.isFinite(inside.firstLoss)).toBe(true);
+    // Jensen: log of a mean >= mean of logs, so L_in <= L_out.
+    expect(inside.firstLoss).toBeLessThan(out.firstLoss);
+  });
+
+  it("reads a state.json saved before the 'augment' setting existed as the paper's recipe", async () => {
+    const dir = join(root, 'aug-none');
+    const path = join(dir, CHECKPOINT_FILES.state);
+    const state = JSON.parse(await readFile(path, 'utf8'));
+    delete state.config.augment;
+    await writeFile(path, JSON.stringify(state));
+    expect((await readTrainingState(dir)).config.augment).toBe('paper');
+  });
+
+  it('trains SupCon on one view per image (positives: the other images of the class)', async () => {
+    const one = await oneEpoch('views-1', { augment: 'none', views: 1 });
+    const two = await oneEpoch('views-2', { augment: 'none', views: 2 });
+    expect(Number.isFinite(one.firstLoss)).toBe(true);
+    // Without augmentation the second view is a copy: every anchor has one more (identical) positive.
+    expect(one.firstLoss).not.toBe(two.firstLoss);
+    expect(() => resolveTrainConfig({ method: 'simclr', views: 1 })).toThrow(/at least 2 with method 'simclr' \(its only positives are other views\) for config\.views/);
+  });
+
+  it('rejects a bad setting naming it', () => {
+    expect(() => resolveTrainConfig({ augment: 'strong' as never })).toThrow(/for config\.augment but/);
+    expect(() => resolveTrainConfig({ augment: { padding: -1 } })).toThrow(/for config\.augment\.padding/);
+    expect(() => resolveTrainConfig({ lossVariant: 'mid' as never })).toThrow(/for config\.lossVariant/);
   });
 });
 

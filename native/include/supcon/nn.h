@@ -6,6 +6,7 @@
 // straight from the NHWC tensor into micro-panels (implicit im2col); see native/core/nn_conv.cpp.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "supcon/status.h"
 
@@ -122,6 +123,15 @@ struct ConvBatchNormForwardArgs {
   float* variance = nullptr;             // [C]
   float* newMovingMean = nullptr;        // [C] training only (ignored in inference)
   float* newMovingVariance = nullptr;    // [C]
+  // The number of values per channel the statistics were taken over (training: this process's
+  // batch pixels, or the whole distributed batch's with reduceMoments); may be null.
+  double* count = nullptr;
+  // Synchronized batch norm (training only; docs/distributed.md): when set, it is called once
+  // with this process's per-channel moments of z, the count (the same for every channel), the
+  // means [C] and the sums of squared deviations M2 [C], in float64, and must replace them with
+  // those of the whole batch across processes. The normalization, the moving averages and
+  // mean/variance then use them. The core knows nothing of how (the binding uses MPI).
+  std::function<Status(int64_t channels, double* count, double* mean, double* m2)> reduceMoments;
 };
 Status convBatchNormForward(const ConvBatchNormForwardArgs& a);
 
@@ -150,6 +160,13 @@ struct ConvBatchNormBackwardArgs {
   float* dbeta = nullptr;                // [C]
   float* dresidual = nullptr;            // [outputSize] (dy through the ReLU), or null
   float* dz = nullptr;                   // [outputSize], or null (internal scratch)
+  // Synchronized batch norm (training only): the count the forward's statistics were taken over
+  // (its `count` output; 0 = this process's pixels), and a reduction called once with this
+  // process's per-channel sums of g and of g (z - mean) (float64 [C]) that must replace them with
+  // their sums over the processes; dz then follows from the whole batch's. dgamma, dbeta (and
+  // dfilter) stay this process's: summed over the processes, they are the whole batch's.
+  double count = 0;
+  std::function<Status(int64_t channels, double* sumG, double* sumGZ)> reduceSums;
 };
 Status convBatchNormBackward(const ConvBatchNormBackwardArgs& a);
 

@@ -12,6 +12,7 @@ enum class StatusCode {
   kOutOfMemory,      // host or device allocation failed
   kUnavailable,      // the requested device/path is not compiled or not present
   kInternal,         // a bug or a CUDA launch failure
+  kCommunication,    // an MPI call failed (native/mpi)
 };
 
 class Status {
@@ -34,6 +35,7 @@ class Status {
   static Status outOfMemory(std::string m) { return Status(StatusCode::kOutOfMemory, std::move(m)); }
   static Status unavailable(std::string m) { return Status(StatusCode::kUnavailable, std::move(m)); }
   static Status internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+  static Status communication(std::string m) { return Status(StatusCode::kCommunication, std::move(m)); }
 
   bool isOk() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
