@@ -42,7 +42,7 @@ import { buildRunModels, derivedSeed, disposeRunModels, SEED_STREAMS, type Encod
 import { loadConfigSplit, writeRunDataset, type DataHooks } from './run_dataset';
 import { readTrainingState, RUN_FILES, STATE_FORMAT, type TrainCallbacks, type TrainingState } from './run_state';
 import { chunkedGradients } from './grad_cache';
-import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE } from './queue';
+import { decodeQueue, encodeQueue, MemoryQueue, QUEUE_FILE, type QueueLabelSets } from './queue';
 import { cosineWithWarmup, type LearningRateSchedule } from './schedule';
 import { TensorBoardSink, TENSORBOARD_DIR } from './tensorboard';
 import { checkSyncBatchNormAvailable, joinDataParallel, type DataParallel } from './distributed';
@@ -209,9 +209,6 @@ async function runTraining(
   const outDir = options.outDir;
   const { train, test } = await loadRunDatasets(config, options.datasets, options.callbacks);
   if (train.count < 2) throw new InvalidArgumentError('config.limitTrain', 'at least 2 training images', `${train.count}`);
-  if (train.labelSets && config.queueSize > 0) {
-    throw new InvalidArgumentError('config.queueSize', '0 with a multi-label dataset (the queue holds class ids)', `${config.queueSize}`);
-  }
   // Not yet combined with data-parallel training: a rank's queue, chunks or label sets would need
   // the distributed loss to take them.
   if (dp) {
@@ -258,7 +255,10 @@ async function runTraining(
   };
   const writer = !dp || dp.isRoot; // rank 0 alone reads and writes the run directory
   try {
-    if (config.queueSize > 0) session.queue = new MemoryQueue(config.queueSize, config.projectionDim, config.method === 'supcon');
+    if (config.queueSize > 0) {
+      const labeled = config.method === 'supcon';
+      session.queue = new MemoryQueue(config.queueSize, config.projectionDim, labeled, labeled ? (train.labelSets?.numLabels ?? 0) : 0);
+    }
     if (state !== undefined) {
       if (writer) {
         await loadWeightsInto(models.trainModel, outDir);
@@ -353,7 +353,7 @@ async function checkpoint(s: Session, state: TrainingState): Promise<void> {
 async function loadQueue(dir: string, state: TrainingState, fresh: MemoryQueue): Promise<MemoryQueue> {
   const path = join(dir, QUEUE_FILE);
   const info = state.queue;
-  if (!info || info.size !== fresh.size || info.dim !== fresh.dim || info.labeled !== fresh.labeled) {
+  if (!info || info.size !== fresh.size || info.dim !== fresh.dim || info.labeled !== fresh.labeled || (info.numLabels ?? 0) !== fresh.numLabels) {
     throw new CheckpointError(
       join(dir, CHECKPOINT_FILES.state),
       `describes ${info ? `a queue of ${info.size} rows of ${info.dim}` : 'no memory queue'} but the run has one of ${fresh.size} rows of ${fresh.dim}`,
@@ -504,14 +504,14 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
   const augment = s.augmentation.options;
   const batch = batchOf(train, records);
   let projected: Float32Array | undefined;
-  const batchLabels = s.queue?.labeled ? (batch.labels.dataSync() as Int32Array) : undefined;
+  const batchLabels = s.queue?.labeled && s.queue.numLabels === 0 ? (batch.labels.dataSync() as Int32Array) : undefined;
   // Synchronized batch norm during the step only: rank 0's kNN monitor and evaluation run
   // without the other ranks, so no batch-norm call there may wait for them.
   s.dp?.setSyncBatchNorm(config.syncBatchNorm);
   try {
     if (config.chunkSize > 0 && config.method !== 'ce') {
       const { value, features } = chunkedStep(s, records, batch, rng);
-      if (s.queue) s.queue.push(features, rowLabelsOf(s.queue, batchLabels, records.length, features.length));
+      if (s.queue) s.queue.push(features, rowLabelsOf(s, s.queue, batchLabels, records, features.length));
       return value;
     }
     const loss = tf.tidy(() => {
@@ -548,7 +548,7 @@ function trainStep(s: Session, records: Int32Array, rng: Rng): number {
       s.optimizer.applyGradients(grads);
       return value;
     });
-    if (s.queue && projected) s.queue.push(projected, rowLabelsOf(s.queue, batchLabels, records.length, projected.length));
+    if (s.queue && projected) s.queue.push(projected, rowLabelsOf(s, s.queue, batchLabels, records, projected.length));
     const value = loss.dataSync()[0];
     loss.dispose();
     return value;
@@ -565,11 +565,16 @@ function lossLabels(s: Session, records: Int32Array, classIds: tf.Tensor1D): Lab
   return s.train.labelSets ? gatherLabelSets(s.train.labelSets, records) : classIds;
 }
 
-/** Labels of a step's rows [B, V, D] (memory order, sample-major) for the queue: each its sample's. */
-function rowLabelsOf(queue: MemoryQueue, labels: Int32Array | undefined, batch: number, floats: number): Int32Array | null {
+/**
+ * Labels of a step's rows [B, V, D] (memory order, sample-major) for the queue, each its sample's:
+ * class ids, or (a multi-label queue) the records' label sets.
+ */
+function rowLabelsOf(s: Session, queue: MemoryQueue, labels: Int32Array | undefined, records: Int32Array, floats: number): Int32Array | QueueLabelSets | null {
   if (!queue.labeled) return null;
-  const views = floats / (batch * queue.dim);
-  return Int32Array.from({ length: batch * views }, (_, r) => labels![Math.floor(r / views)]);
+  const views = floats / (records.length * queue.dim);
+  const sampleOf = Int32Array.from({ length: records.length * views }, (_, r) => Math.floor(r / views));
+  if (queue.numLabels > 0) return gatherLabelSets(s.train.labelSets!, Array.from(sampleOf, (b) => records[b]));
+  return Int32Array.from(sampleOf, (b) => labels![b]);
 }
 
 /**

@@ -30,16 +30,16 @@ describe('MemoryQueue', () => {
     expect(q.contrastSet()).toBeUndefined();
     const a = rows(0, 3, 3);
     q.push(a.features, a.labels);
-    expect(Array.from(q.contents().labels!)).toEqual([100, 101, 102]);
+    expect(Array.from((q.contents().labels as Int32Array))).toEqual([100, 101, 102]);
     const b = rows(3, 4, 3);
     q.push(b.features, b.labels); // 7 rows seen: 2..6 stay
     const c = q.contents();
     expect(c.rows).toBe(5);
-    expect(Array.from(c.labels!)).toEqual([102, 103, 104, 105, 106]);
+    expect(Array.from(c.labels as Int32Array)).toEqual([102, 103, 104, 105, 106]);
     expect(Array.from(c.features.filter((_, i) => i % 3 === 0))).toEqual([2, 3, 4, 5, 6]);
     const d = rows(7, 12, 3); // more than the queue holds at once: its last 5
     q.push(d.features, d.labels);
-    expect(Array.from(q.contents().labels!)).toEqual([114, 115, 116, 117, 118]);
+    expect(Array.from((q.contents().labels as Int32Array))).toEqual([114, 115, 116, 117, 118]);
     const set = q.contrastSet()!;
     expect(set.features.shape).toEqual([5, 3]);
     expect(Array.from(set.features.dataSync().filter((_, i) => i % 3 === 0))).toEqual([14, 15, 16, 17, 18]);
@@ -61,6 +61,19 @@ describe('MemoryQueue', () => {
       expect(back.contents()).toEqual(q.contents());
       expect(() => decodeQueue(info, data.subarray(1), 'queue.bin')).toThrow(/queue\.bin holds/);
     }
+  });
+
+  it('holds label sets in a multi-label queue, through its checkpoint bytes too', () => {
+    const q = new MemoryQueue(3, 2, true, 4);
+    const a = rows(0, 4, 2);
+    const sets = Uint8Array.from([1, 0, 0, 0, /**/ 0, 1, 0, 0, /**/ 0, 0, 1, 1, /**/ 1, 1, 1, 1]);
+    q.push(a.features, { sets, numLabels: 4 });
+    expect(q.contents().labels).toEqual({ sets: sets.subarray(4), numLabels: 4 });
+    const { info, data } = encodeQueue(q);
+    expect(info).toEqual({ size: 3, dim: 2, labeled: true, numLabels: 4, rows: 3 });
+    expect(decodeQueue(info, data, 'queue.bin').contents()).toEqual(q.contents());
+    expect(() => q.push(a.features, a.labels)).toThrow(/label sets of 4 labels.*class ids/);
+    expect(() => q.push(a.features, { sets, numLabels: 2 })).toThrow(/sets of 2/);
   });
 
   it('refuses rows of another width, missing labels, and labels for an unlabeled queue', () => {
