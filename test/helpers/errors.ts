@@ -2,8 +2,8 @@
 import { expect } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors';
 
-/** Expects `fn` to throw an InvalidArgumentError for `argument`, named in its message too. */
-export function expectInvalidArgument(fn: () => unknown, argument: string): void {
+/** Expects `fn` to throw an InvalidArgumentError for `argument`, named in its message too; returns it. */
+export function expectInvalidArgument(fn: () => unknown, argument: string): InvalidArgumentError {
   let caught: unknown;
   try {
     fn();
@@ -13,4 +13,5 @@ export function expectInvalidArgument(fn: () => unknown, argument: string): void
   expect(caught).toBeInstanceOf(InvalidArgumentError);
   expect((caught as InvalidArgumentError).argument).toBe(argument);
   expect((caught as Error).message).toContain(argument);
+  return caught as InvalidArgumentError;
 }

@@ -3,6 +3,7 @@
  * oracle of the TypeScript tests, independent of both the native kernel and the tfjs reference.
  */
 import { Rng } from '../../src/data/rng';
+import type { SupConOptions } from '../../src';
 
 export interface Ref64Options {
   temperature: number;
@@ -74,6 +75,23 @@ function lse(x: Float64Array, c: Float64Array): { m: number; logSum: number } {
  * Every option of the loss (docs/loss.md): class ids or label sets, Jaccard weights, the
  * denominators and the positives cap; the gradient of the features and of the extra rows.
  */
+/** The reference's options for the library's `SupConOptions`, with the library's defaults filled in. */
+export function ref64Options(o: SupConOptions): Ref64Options {
+  const temperature = o.temperature ?? 0.1;
+  return {
+    temperature,
+    baseTemperature: o.baseTemperature ?? temperature,
+    variant: o.variant ?? 'out',
+    contrastMode: o.contrastMode ?? 'all',
+    normalize: o.normalize ?? false,
+    reduction: o.reduction ?? 'mean',
+    denominator: o.denominator ?? 'all',
+    positiveWeighting: o.positiveWeighting ?? 'none',
+    positivesCap: o.positivesCap ?? null,
+    positivesCapSeed: o.positivesCapSeed ?? 0,
+  };
+}
+
 export function reference64(p: Ref64Problem, o: Ref64Options, upstream?: ArrayLike<number>): Ref64Result {
   const rank3 = p.shape.length === 3;
   const B = p.shape[0];

@@ -20,7 +20,7 @@ import {
   type SupConOptions,
 } from '../../src';
 import { restoreKernels, useNativeKernels } from '../../src/kernels';
-import { reference64, type Ref64Options } from '../helpers/reference64';
+import { ref64Options, reference64 } from '../helpers/reference64';
 
 type Value = number | 'NaN' | 'Infinity' | '-Infinity';
 interface FeatureSpec {
@@ -118,22 +118,6 @@ function problem(row: Row): Problem {
   return { row, shape: row.shape, batch, views, dim, features, labels, contrast, options: row.options };
 }
 
-function resolved(o: SupConOptions): Ref64Options {
-  const temperature = o.temperature ?? 0.1;
-  return {
-    temperature,
-    baseTemperature: o.baseTemperature ?? temperature,
-    variant: o.variant ?? 'out',
-    contrastMode: o.contrastMode ?? 'all',
-    normalize: o.normalize ?? false,
-    reduction: o.reduction ?? 'mean',
-    denominator: o.denominator ?? 'all',
-    positiveWeighting: o.positiveWeighting ?? 'none',
-    positivesCap: o.positivesCap ?? null,
-    positivesCapSeed: o.positivesCapSeed ?? 0,
-  };
-}
-
 /** A path's result in the layout of the float64 reference. */
 interface Result {
   loss: number;
@@ -148,7 +132,7 @@ interface Result {
  * row within the rounding of its terms (|z| / tau_b, over ||x|| with normalize).
  */
 function expectMatch(p: Problem, r: Result, rel: number, what: string) {
-  const o = resolved(p.options);
+  const o = ref64Options(p.options);
   const ref = reference64(
     { features: p.features, shape: p.shape, labels: p.labels, contrast: p.contrast },
     o,

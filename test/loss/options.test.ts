@@ -6,8 +6,9 @@
 // fallback when the addon is missing).
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError, supcon, supConLoss, supConLossReference, type LabelSets, type SupConOptions } from '../../src';
-import { gaussian, maxAbs, maxAbsDiff, reference64, testRng, type Ref64Options } from '../helpers/reference64';
+import { supcon, supConLoss, supConLossReference, type LabelSets, type SupConOptions } from '../../src';
+import { expectInvalidArgument } from '../helpers/errors';
+import { gaussian, maxAbs, maxAbsDiff, ref64Options, reference64, testRng } from '../helpers/reference64';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -23,22 +24,6 @@ interface Case {
   labels: number;
   options: SupConOptions;
   contrastGradient: boolean;
-}
-
-function resolved(o: SupConOptions): Ref64Options {
-  const temperature = o.temperature ?? 0.1;
-  return {
-    temperature,
-    baseTemperature: o.baseTemperature ?? temperature,
-    variant: o.variant ?? 'out',
-    contrastMode: o.contrastMode ?? 'all',
-    normalize: o.normalize ?? false,
-    reduction: o.reduction ?? 'mean',
-    denominator: o.denominator ?? 'all',
-    positiveWeighting: o.positiveWeighting ?? 'none',
-    positivesCap: o.positivesCap ?? null,
-    positivesCapSeed: o.positivesCapSeed ?? 0,
-  };
 }
 
 /** Random label sets (about 30% of the labels set; every 5th row empty). */
@@ -188,10 +173,10 @@ describe("issue 12's options against the float64 reference", () => {
     const up = upstreamOf(c, anchors);
     const ref = reference64(
       { features: b.features, shape: b.shape, labels: b.labels, contrast: b.contrast },
-      resolved(c.options),
+      ref64Options(c.options),
       c.options.reduction === 'none' ? up : undefined,
     );
-    const refNoUpstream = c.options.reduction === 'none' ? reference64({ ...b }, resolved(c.options)) : ref;
+    const refNoUpstream = c.options.reduction === 'none' ? reference64({ ...b }, ref64Options(c.options)) : ref;
     // The options matter: some anchor has a loss and the gradient is not zero.
     expect(ref.validAnchors, `${what}: anchors with a loss`).toBeGreaterThan(0);
     expect(maxAbs(ref.grad)).toBeGreaterThan(0);
@@ -313,15 +298,7 @@ describe('bad options and label sets are typed errors naming the argument', () =
     ],
   ];
   it.each(cases)('%s', (_name, fn, argument, pattern) => {
-    let caught: unknown;
-    try {
-      fn();
-    } catch (e) {
-      caught = e;
-    }
-    expect(caught).toBeInstanceOf(InvalidArgumentError);
-    const err = caught as InvalidArgumentError;
-    expect(err.argument).toBe(argument);
+    const err = expectInvalidArgument(fn, argument);
     expect(err.message).toMatch(pattern);
     expect(err.message).toMatch(/^Expected .+ for .+ but received .+/);
   });
