@@ -314,17 +314,33 @@ export function cropBox(
   outWidth: number,
   mirror: boolean,
 ): [number, number, number, number] {
+  return windowBox(window, height, width, outHeight, outWidth, mirror, true, fitSpan);
+}
+
+/**
+ * The box of a window in cropAndResize's normalized coordinates (half-pixel centers), its x
+ * ends swapped when `mirror`; with `clampToImage` the sample positions are first clamped to the
+ * image. `fit` then adjusts each span (see {@link fitSpan} and {@link fitInsideSpan}).
+ */
+function windowBox(
+  window: CropWindow,
+  height: number,
+  width: number,
+  outHeight: number,
+  outWidth: number,
+  mirror: boolean,
+  clampToImage: boolean,
+  fit: (a: number, b: number, size: number, out: number) => [number, number],
+): [number, number, number, number] {
   const span = (offset: number, length: number, size: number, out: number): [number, number] => {
-    const first = offset + (0.5 * length) / out - 0.5;
-    const last = offset + length - (0.5 * length) / out - 0.5;
-    const clamp = (v: number): number => Math.min(Math.max(v, 0), size - 1);
+    const clamp = (v: number): number => (clampToImage ? Math.min(Math.max(v, 0), size - 1) : v);
     const norm = size > 1 ? size - 1 : 1;
-    return [clamp(first) / norm, clamp(last) / norm];
+    return [clamp(offset + (0.5 * length) / out - 0.5) / norm, clamp(offset + length - (0.5 * length) / out - 0.5) / norm];
   };
-  const [y1, y2] = fitSpan(...span(window.top, window.height, height, outHeight), height, outHeight);
+  const [y1, y2] = fit(...span(window.top, window.height, height, outHeight), height, outHeight);
   let [x1, x2] = span(window.left, window.width, width, outWidth);
   if (mirror) [x1, x2] = [x2, x1];
-  [x1, x2] = fitSpan(x1, x2, width, outWidth);
+  [x1, x2] = fit(x1, x2, width, outWidth);
   return [y1, x1, y2, x2];
 }
 
@@ -375,15 +391,7 @@ export function translatedCropBox(
   outWidth: number,
   mirror: boolean,
 ): [number, number, number, number] {
-  const span = (offset: number, length: number, size: number, out: number): [number, number] => {
-    const norm = size > 1 ? size - 1 : 1;
-    return [(offset + (0.5 * length) / out - 0.5) / norm, (offset + length - (0.5 * length) / out - 0.5) / norm];
-  };
-  const [y1, y2] = fitInsideSpan(...span(window.top, window.height, height, outHeight), height, outHeight);
-  let [x1, x2] = span(window.left, window.width, width, outWidth);
-  if (mirror) [x1, x2] = [x2, x1];
-  [x1, x2] = fitInsideSpan(x1, x2, width, outWidth);
-  return [y1, x1, y2, x2];
+  return windowBox(window, height, width, outHeight, outWidth, mirror, false, fitInsideSpan);
 }
 
 // ---------------------------------------------------------------------------------------------
