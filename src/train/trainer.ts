@@ -8,7 +8,7 @@
  * any step is a function of (seed, epoch, batch): a checkpoint stores those three numbers, and a
  * resumed run repeats exactly the steps an uninterrupted one would have taken.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve as resolvePath } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -98,6 +98,9 @@ const TRAIN_OPTION_KEYS = ['outDir', 'signal', 'callbacks', 'buildEncoder', 'dat
 export async function trainRun(config: Partial<TrainConfig>, options: TrainRunOptions): Promise<TrainRunResult> {
   const resolved = resolveTrainConfig(config);
   const opts = checkRunOptions(options);
+  if (existsSync(opts.outDir) && !statSync(opts.outDir).isDirectory()) {
+    throw new InvalidArgumentError('options.outDir', 'a directory, or a path to create one at', `${opts.outDir}, which is a file`);
+  }
   if (hasCheckpoint(opts.outDir)) {
     throw new InvalidArgumentError(
       'options.outDir',

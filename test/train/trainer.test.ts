@@ -143,6 +143,13 @@ describe('SupCon training run', () => {
     await expect(trainRun(config, { ...common, outDir: run.outDir, datasets: data })).rejects.toThrow(InvalidArgumentError);
   });
 
+  it('refuses an output path that is a file, naming options.outDir', async () => {
+    const file = join(run.outDir, CHECKPOINT_FILES.state);
+    await expect(trainRun(config, { ...common, outDir: file, datasets: data })).rejects.toThrow(
+      /^Expected a directory, or a path to create one at for options\.outDir but received .*which is a file$/,
+    );
+  });
+
   it('resuming a finished run returns its result without training', async () => {
     let steps = 0;
     const again = await resumeRun({ ...common, outDir: run.outDir, datasets: data, callbacks: { onStep: () => steps++ } });
